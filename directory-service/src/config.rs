@@ -1,0 +1,103 @@
+//! Typed settings, from flags and environment variables, with defaults that run
+//! with no set-up (SQLite in `./data/directory`, listening on 127.0.0.1:50051).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "cohort-directory",
+    about = "Cohort's directory service (gRPC)",
+    version
+)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "COHORT_DIRECTORY_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+
+    /// Database URL: `postgres://...` or `sqlite://path`. Without it, SQLite in
+    /// `--data-dir`.
+    #[arg(long, env = "COHORT_DIRECTORY_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Folder for the embedded SQLite database when no database URL is given.
+    #[arg(
+        long,
+        env = "COHORT_DIRECTORY_DATA_DIR",
+        default_value = "data/directory"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Most database connections in the pool.
+    #[arg(long, env = "COHORT_DIRECTORY_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_connections: u32,
+
+    /// Log format.
+    #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Where the directory keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Postgres(String),
+    Sqlite(String),
+    SqliteDir(PathBuf),
+}
+
+impl Settings {
+    /// The database to use; an unknown URL scheme is an error naming the setting.
+    pub fn database(&self) -> anyhow::Result<Database> {
+        match &self.database_url {
+            None => Ok(Database::SqliteDir(self.data_dir.clone())),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres(url.clone()))
+            }
+            Some(url) if url.starts_with("sqlite:") => Ok(Database::Sqlite(url.clone())),
+            Some(_) => anyhow::bail!(
+                "COHORT_DIRECTORY_DATABASE_URL / --database-url: expected postgres://... or sqlite://..."
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_without_set_up() {
+        let settings = Settings::try_parse_from(["cohort-directory"]).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(
+            settings.database().unwrap(),
+            Database::SqliteDir(PathBuf::from("data/directory"))
+        );
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let err = Settings::try_parse_from(["cohort-directory", "--listen", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("--listen"), "{err}");
+        let settings =
+            Settings::try_parse_from(["cohort-directory", "--database-url", "mysql://x"]).unwrap();
+        assert!(settings
+            .database()
+            .unwrap_err()
+            .to_string()
+            .contains("database-url"));
+    }
+}

@@ -1,0 +1,21 @@
+//! Domain layer: validated types and the rules that need no I/O. No proto types and
+//! no SQL here; the gRPC layer converts into these types and the storage layer
+//! persists them.
+
+mod change;
+mod fields;
+mod page;
+mod resources;
+
+pub use change::{Change, ChangeSet};
+pub use fields::{
+    CatalogId, DisplayName, Email, Etag, GroupId, RequestId, TenantId, UserId, ValidationError,
+};
+pub use page::{Page, PageRequest, PageToken};
+pub use resources::{
+    CatalogAssignment, Group, GroupFilter, GroupUpdate, Membership, NewGroup, NewTenant, NewUser,
+    Tenant, User, UserFilter, UserState, UserUpdate, WriteContext,
+};
+
+/// A tenant's revision: the number of changes committed in it so far.
+pub type Revision = i64;

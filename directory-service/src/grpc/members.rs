@@ -1,0 +1,137 @@
+//! Group administrator and membership RPCs.
+
+use cohort_shared::proto::directory::v1 as pb;
+
+use super::convert;
+use super::error::ApiError;
+use super::groups::tenant_and_group;
+use crate::domain::{Etag, PageRequest, TenantId, UserId, WriteContext};
+use crate::storage::DirectoryStore;
+
+pub async fn set_administrators(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::SetGroupAdministratorsRequest,
+) -> Result<pb::SetGroupAdministratorsResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let users = convert::parse_user_ids("user_ids", &req.user_ids)?;
+    let etag = Etag::parse("etag", &req.etag)?;
+    let written = store
+        .set_administrators(ctx, tenant, group, users, etag)
+        .await?;
+    Ok(pb::SetGroupAdministratorsResponse {
+        administrator_ids: convert::ids(&written.value),
+        revision: written.revision,
+    })
+}
+
+pub async fn add_administrators(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::AddGroupAdministratorsRequest,
+) -> Result<pb::AddGroupAdministratorsResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let users = convert::parse_user_ids("user_ids", &req.user_ids)?;
+    let written = store.add_administrators(ctx, tenant, group, users).await?;
+    Ok(pb::AddGroupAdministratorsResponse {
+        administrator_ids: convert::ids(&written.value),
+        revision: written.revision,
+    })
+}
+
+pub async fn remove_administrators(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::RemoveGroupAdministratorsRequest,
+) -> Result<pb::RemoveGroupAdministratorsResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let users = convert::parse_user_ids("user_ids", &req.user_ids)?;
+    let written = store
+        .remove_administrators(ctx, tenant, group, users)
+        .await?;
+    Ok(pb::RemoveGroupAdministratorsResponse {
+        administrator_ids: convert::ids(&written.value),
+        revision: written.revision,
+    })
+}
+
+pub async fn list_administrators(
+    store: &dyn DirectoryStore,
+    req: pb::ListGroupAdministratorsRequest,
+) -> Result<pb::ListGroupAdministratorsResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let page = PageRequest::parse(req.page_size, &req.page_token, &(tenant, group))?;
+    let users = store.list_administrators(tenant, group, &page).await?;
+    Ok(pb::ListGroupAdministratorsResponse {
+        users: users.items.iter().map(convert::user).collect(),
+        next_page_token: page.next_token(&users),
+    })
+}
+
+pub async fn add_members(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::AddGroupMembersRequest,
+) -> Result<pb::AddGroupMembersResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let users = convert::parse_user_ids("user_ids", &req.user_ids)?;
+    let written = store.add_members(ctx, tenant, group, users).await?;
+    Ok(pb::AddGroupMembersResponse {
+        added_user_ids: convert::ids(&written.value),
+        revision: written.revision,
+    })
+}
+
+pub async fn remove_members(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::RemoveGroupMembersRequest,
+) -> Result<pb::RemoveGroupMembersResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let users = convert::parse_user_ids("user_ids", &req.user_ids)?;
+    let written = store.remove_members(ctx, tenant, group, users).await?;
+    Ok(pb::RemoveGroupMembersResponse {
+        removed_user_ids: convert::ids(&written.value),
+        revision: written.revision,
+    })
+}
+
+pub async fn list_members(
+    store: &dyn DirectoryStore,
+    req: pb::ListGroupMembersRequest,
+) -> Result<pb::ListGroupMembersResponse, ApiError> {
+    let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let page = PageRequest::parse(
+        req.page_size,
+        &req.page_token,
+        &(tenant, group, req.include_subgroups),
+    )?;
+    let users = store
+        .list_members(tenant, group, req.include_subgroups, &page)
+        .await?;
+    Ok(pb::ListGroupMembersResponse {
+        users: users.items.iter().map(convert::user).collect(),
+        next_page_token: page.next_token(&users),
+    })
+}
+
+pub async fn list_user_groups(
+    store: &dyn DirectoryStore,
+    req: pb::ListUserGroupsRequest,
+) -> Result<pb::ListUserGroupsResponse, ApiError> {
+    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let user = UserId::parse("user_id", &req.user_id)?;
+    let page = PageRequest::parse(req.page_size, &req.page_token, &(tenant, user))?;
+    let groups = store.list_user_groups(tenant, user, &page).await?;
+    Ok(pb::ListUserGroupsResponse {
+        groups: groups
+            .items
+            .iter()
+            .map(|(m, g)| pb::UserGroup {
+                membership: Some(convert::membership(m)),
+                group: Some(convert::group(g)),
+            })
+            .collect(),
+        next_page_token: page.next_token(&groups),
+    })
+}

@@ -1,0 +1,161 @@
+//! User RPCs: create, get, list with filters, update, suspend, reactivate, delete.
+
+use cohort_shared::proto::directory::v1 as pb;
+
+use super::convert;
+use super::error::ApiError;
+use crate::domain::{
+    DisplayName, Email, Etag, GroupId, NewUser, PageRequest, RequestId, TenantId, UserFilter,
+    UserId, UserState, UserUpdate, ValidationError, WriteContext,
+};
+use crate::storage::DirectoryStore;
+
+fn tenant_and_user(tenant_id: &str, user_id: &str) -> Result<(TenantId, UserId), ValidationError> {
+    Ok((
+        TenantId::parse("tenant_id", tenant_id)?,
+        UserId::parse("user_id", user_id)?,
+    ))
+}
+
+pub async fn create(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::CreateUserRequest,
+) -> Result<pb::CreateUserResponse, ApiError> {
+    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let new = NewUser {
+        display_name: DisplayName::parse("display_name", &req.display_name)?,
+        email: Email::parse("email", &req.email)?,
+        roles: convert::parse_role_set("roles", &req.roles)?,
+        request_id: RequestId::parse("request_id", &req.request_id)?,
+    };
+    let written = store.create_user(ctx, tenant, new).await?;
+    Ok(pb::CreateUserResponse {
+        user: Some(convert::user(&written.value)),
+        revision: written.revision,
+    })
+}
+
+pub async fn get(
+    store: &dyn DirectoryStore,
+    req: pb::GetUserRequest,
+) -> Result<pb::GetUserResponse, ApiError> {
+    let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
+    let user = store.get_user(tenant, user).await?;
+    Ok(pb::GetUserResponse {
+        user: Some(convert::user(&user)),
+    })
+}
+
+pub async fn list(
+    store: &dyn DirectoryStore,
+    req: pb::ListUsersRequest,
+) -> Result<pb::ListUsersResponse, ApiError> {
+    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let filter = UserFilter {
+        query: convert::parse_query("query", &req.query)?,
+        role: match req.role {
+            0 => None,
+            value => Some(convert::parse_role("role", value)?),
+        },
+        group_id: if req.group_id.is_empty() {
+            None
+        } else {
+            Some(GroupId::parse("group_id", &req.group_id)?)
+        },
+        state: match pb::UserState::try_from(req.state) {
+            Ok(pb::UserState::Unspecified) => None,
+            Ok(pb::UserState::Active) => Some(UserState::Active),
+            Ok(pb::UserState::Suspended) => Some(UserState::Suspended),
+            Err(_) => {
+                return Err(ValidationError::new(
+                    "state",
+                    format!("unknown state value {}", req.state),
+                )
+                .into())
+            }
+        },
+    };
+    let page = PageRequest::parse(req.page_size, &req.page_token, &(tenant, &filter))?;
+    let users = store.list_users(tenant, &filter, &page).await?;
+    Ok(pb::ListUsersResponse {
+        users: users.items.iter().map(convert::user).collect(),
+        next_page_token: page.next_token(&users),
+    })
+}
+
+pub async fn update(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::UpdateUserRequest,
+) -> Result<pb::UpdateUserResponse, ApiError> {
+    let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
+    let update = UserUpdate {
+        display_name: req
+            .display_name
+            .as_deref()
+            .map(|n| DisplayName::parse("display_name", n))
+            .transpose()?,
+        email: req
+            .email
+            .as_deref()
+            .map(|e| Email::parse("email", e))
+            .transpose()?,
+        roles: req
+            .roles
+            .as_ref()
+            .map(|r| convert::parse_role_set("roles.roles", &r.roles))
+            .transpose()?,
+        etag: Etag::parse("etag", &req.etag)?,
+    };
+    let written = store.update_user(ctx, tenant, user, update).await?;
+    Ok(pb::UpdateUserResponse {
+        user: Some(convert::user(&written.value)),
+        revision: written.revision,
+    })
+}
+
+pub async fn suspend(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::SuspendUserRequest,
+) -> Result<pb::SuspendUserResponse, ApiError> {
+    let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
+    let etag = Etag::parse("etag", &req.etag)?;
+    let written = store
+        .set_user_suspended(ctx, tenant, user, true, etag)
+        .await?;
+    Ok(pb::SuspendUserResponse {
+        user: Some(convert::user(&written.value)),
+        revision: written.revision,
+    })
+}
+
+pub async fn reactivate(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::ReactivateUserRequest,
+) -> Result<pb::ReactivateUserResponse, ApiError> {
+    let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
+    let etag = Etag::parse("etag", &req.etag)?;
+    let written = store
+        .set_user_suspended(ctx, tenant, user, false, etag)
+        .await?;
+    Ok(pb::ReactivateUserResponse {
+        user: Some(convert::user(&written.value)),
+        revision: written.revision,
+    })
+}
+
+pub async fn delete(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::DeleteUserRequest,
+) -> Result<pb::DeleteUserResponse, ApiError> {
+    let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
+    let etag = Etag::parse("etag", &req.etag)?;
+    let written = store.delete_user(ctx, tenant, user, etag).await?;
+    Ok(pb::DeleteUserResponse {
+        revision: written.revision,
+    })
+}

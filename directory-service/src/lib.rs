@@ -1,0 +1,19 @@
+//! Cohort's directory service.
+//!
+//! Layout, by layer:
+//! - [`domain`]: validated types (ids, names, emails, role sets from the shared
+//!   catalog), resources and change events. No I/O, no proto types.
+//! - [`storage`]: the [`storage::DirectoryStore`] trait and its PostgreSQL and
+//!   SQLite implementations; every write is one transaction with its outbox event.
+//! - [`grpc`]: the tonic service: converts requests into domain types, calls the
+//!   store, converts results back; one mapping from errors to `tonic::Status`.
+//! - [`config`] and [`startup`]: typed settings from flags and environment, and the
+//!   [`startup::Application`] that binds its listener and serves until stopped.
+//! - [`telemetry`]: tracing set-up.
+
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

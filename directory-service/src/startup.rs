@@ -1,0 +1,134 @@
+//! The application: opens the store, binds its own listener (so a test can ask for
+//! port 0 and read the real one), and serves the directory, the gRPC health service
+//! and reflection until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::config::{Database, Settings};
+use crate::grpc::DirectoryApi;
+use crate::storage::postgres::PgStore;
+use crate::storage::sqlite::SqliteStore;
+use crate::storage::DirectoryStore;
+
+/// A built directory, bound to its address, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    store: Arc<dyn DirectoryStore>,
+}
+
+impl Application {
+    /// Opens (and migrates) the database and binds the listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings.database()?, settings.max_connections).await?;
+        Self::with_store(settings.listen, store).await
+    }
+
+    /// Binds the listener for an already opened store.
+    pub async fn with_store(
+        listen: SocketAddr,
+        store: Arc<dyn DirectoryStore>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding --listen {listen}"))?;
+        Ok(Application { listener, store })
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes; in-flight calls finish first.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<DirectoryServiceServer<DirectoryApi>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cohort_shared::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cohort_shared::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let addr = self.local_addr();
+        tracing::info!(%addr, "directory service listening");
+        Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha)
+            .add_service(DirectoryServiceServer::new(DirectoryApi::new(self.store)))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await?;
+        tracing::info!("directory service stopped");
+        Ok(())
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Opens the configured database and runs its migrations.
+pub async fn open_store(
+    database: &Database,
+    max_connections: u32,
+) -> anyhow::Result<Arc<dyn DirectoryStore>> {
+    Ok(match database {
+        Database::Postgres(url) => Arc::new(
+            PgStore::connect(url, max_connections)
+                .await
+                .context("opening the PostgreSQL database")?,
+        ),
+        Database::Sqlite(url) => Arc::new(
+            SqliteStore::connect(url, max_connections)
+                .await
+                .context("opening the SQLite database")?,
+        ),
+        Database::SqliteDir(dir) => Arc::new(
+            SqliteStore::open_in(dir, max_connections)
+                .await
+                .with_context(|| format!("opening the SQLite database in {}", dir.display()))?,
+        ),
+    })
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

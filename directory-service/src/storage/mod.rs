@@ -1,0 +1,294 @@
+//! Storage layer: one trait, [`DirectoryStore`], with one implementation per
+//! database ([`postgres::PgStore`], [`sqlite::SqliteStore`]).
+//!
+//! The two databases understand the same SQL for everything the directory does
+//! (`$n` parameters, `RETURNING`, `ON CONFLICT`, `WITH RECURSIVE`), so the
+//! transactional code is written once, in `sql.rs`, and compiled into each backend
+//! module with that backend's sqlx types (`include!`). What differs (connecting,
+//! pragmas, migrations) stays in the backend's own module.
+//!
+//! Every write runs in one transaction that starts by bumping the tenant's revision.
+//! That row lock (PostgreSQL) or the database write lock (SQLite) is held until
+//! commit, so a tenant's writes are serialized: every check a write makes (email
+//! taken? cycle? still eligible?) sees the state it commits on, revisions are
+//! gapless and follow commit order, and a refused write rolls the bump back.
+
+mod rows;
+
+pub mod postgres;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use cohort_shared::catalog::{Role, Tool};
+
+use crate::domain::{
+    CatalogAssignment, CatalogId, ChangeSet, Etag, Group, GroupFilter, GroupId, GroupUpdate,
+    Membership, NewGroup, NewTenant, NewUser, Page, PageRequest, Revision, Tenant, TenantId, User,
+    UserFilter, UserId, UserUpdate, WriteContext,
+};
+
+/// What a write returns: its result and the tenant's revision after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written<T> {
+    pub value: T,
+    pub revision: Revision,
+}
+
+/// Why a storage call failed. Every variant but [`StoreError::Database`] is the
+/// caller's to act on; that one is logged and reported as an opaque internal error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+
+    #[error("{message}")]
+    AlreadyExists {
+        field: &'static str,
+        message: String,
+    },
+
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Machine-readable reason (UPPER_SNAKE), for `ErrorInfo`.
+        reason: &'static str,
+        message: String,
+        /// Ids the client needs to resolve the conflict (groups still administered,
+        /// subgroups in the way...).
+        subjects: Vec<String>,
+    },
+
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+
+    #[error("the {kind} changed since etag {expected} (now {current})")]
+    EtagMismatch {
+        kind: &'static str,
+        expected: Revision,
+        current: Revision,
+    },
+
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        StoreError::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    pub(crate) fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        StoreError::FailedPrecondition {
+            reason,
+            message: message.into(),
+            subjects: Vec::new(),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the directory keeps. Reads see committed state; every write is one
+/// transaction that either commits with its change event and a new tenant revision,
+/// or changes nothing.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + 'static {
+    // Tenants.
+    async fn create_tenant(
+        &self,
+        ctx: &WriteContext,
+        new: NewTenant,
+    ) -> StoreResult<Written<(Tenant, User)>>;
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant>;
+    async fn list_tenants(&self, page: &PageRequest) -> StoreResult<Page<Tenant>>;
+
+    // Users.
+    async fn create_user(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        new: NewUser,
+    ) -> StoreResult<Written<User>>;
+    async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<User>;
+    async fn list_users(
+        &self,
+        tenant: TenantId,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>>;
+    async fn update_user(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: UserId,
+        update: UserUpdate,
+    ) -> StoreResult<Written<User>>;
+    async fn set_user_suspended(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: UserId,
+        suspended: bool,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<User>>;
+    async fn delete_user(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: UserId,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<()>>;
+
+    // Groups.
+    async fn create_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        new: NewGroup,
+    ) -> StoreResult<Written<Group>>;
+    async fn get_group(&self, tenant: TenantId, id: GroupId) -> StoreResult<Group>;
+    async fn list_groups(
+        &self,
+        tenant: TenantId,
+        filter: &GroupFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Group>>;
+    async fn update_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: GroupId,
+        update: GroupUpdate,
+    ) -> StoreResult<Written<Group>>;
+    async fn move_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: GroupId,
+        new_parent: Option<GroupId>,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>>;
+    /// Returns the ids of every group removed, the group itself first.
+    async fn delete_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: GroupId,
+        cascade: bool,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Vec<GroupId>>>;
+
+    // Administrators. Each returns the group's administrator set after the change.
+    async fn set_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Vec<UserId>>>;
+    async fn add_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>>;
+    async fn remove_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>>;
+    async fn list_administrators(
+        &self,
+        tenant: TenantId,
+        group: GroupId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>>;
+
+    // Memberships. Add and remove return the users actually added or removed.
+    async fn add_members(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>>;
+    async fn remove_members(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>>;
+    async fn list_members(
+        &self,
+        tenant: TenantId,
+        group: GroupId,
+        include_subgroups: bool,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>>;
+    async fn list_user_groups(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<(Membership, Group)>>;
+
+    // Inherited roles.
+    async fn set_inherited_role(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        role: Role,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>>;
+    async fn clear_inherited_role(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        tool: Tool,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>>;
+
+    // Catalog assignments.
+    async fn assign_catalog(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        catalog: CatalogId,
+    ) -> StoreResult<Written<CatalogAssignment>>;
+    async fn unassign_catalog(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        catalog: CatalogId,
+    ) -> StoreResult<Written<()>>;
+    /// The assignments, and whether they are active (the group is an organization).
+    async fn list_catalogs(
+        &self,
+        tenant: TenantId,
+        group: GroupId,
+        page: &PageRequest,
+    ) -> StoreResult<(Page<CatalogAssignment>, bool)>;
+
+    // The outbox.
+    /// Change sets of a tenant with revisions after `after`, in order, at most `limit`.
+    async fn read_changes(
+        &self,
+        tenant: TenantId,
+        after: Revision,
+        limit: i64,
+    ) -> StoreResult<Vec<ChangeSet>>;
+}

@@ -1,0 +1,1306 @@
+// The directory's SQL, shared by both backends.
+//
+// This file is not a module of its own: `postgres.rs` and `sqlite.rs` each
+// `include!` it after defining `Db` (the sqlx database), `DbConn` (its connection
+// type) and `Store` (the backend's store struct, with a `pool` field and an
+// `after_commit` method). It is compiled once per backend, so every query runs with
+// concrete sqlx types, while the logic exists once.
+//
+// Write transactions all follow one pattern (see `storage/mod.rs`):
+// `begin_write` bumps the tenant revision first (serializing the tenant's writers),
+// the operation reads and checks under that lock, writes, and `finish` appends the
+// change set to the outbox and commits, or rolls back when nothing changed.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use cohort_shared::catalog::{Role, Tool};
+use sqlx::{QueryBuilder, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{
+    CatalogAssignment, CatalogId, Change, ChangeSet, Etag, Group, GroupFilter, GroupId, GroupUpdate, Membership,
+    NewGroup, NewTenant, NewUser, Page, PageRequest, RequestId, Revision, Tenant, TenantId, User, UserFilter, UserId,
+    UserState, UserUpdate, WriteContext,
+};
+use crate::storage::rows::{
+    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, TenantRow, UserGroupRow, UserRow,
+};
+use crate::storage::{DirectoryStore, StoreError, StoreResult, Written};
+
+const USER_COLUMNS: &str =
+    "u.id, u.tenant_id, u.display_name, u.email, u.roles, u.suspended, u.create_time, u.update_time, u.revision";
+const GROUP_COLUMNS: &str = "g.id, g.tenant_id, g.parent_id, g.display_name, g.is_organization, g.subgroup_count, \
+     g.member_count, g.administrator_count, g.inherited_roles, g.create_time, g.update_time, g.revision";
+
+/// The idempotency scope of tenant creation (tenant-scoped creates use the tenant id).
+const GLOBAL_SCOPE: Uuid = Uuid::nil();
+
+/// An open write transaction on one tenant, at the revision it will commit as.
+struct WriteTx {
+    tx: Transaction<'static, Db>,
+    tenant: TenantId,
+    revision: Revision,
+    changes: Vec<Change>,
+}
+
+impl WriteTx {
+    fn conn(&mut self) -> &mut DbConn {
+        &mut self.tx
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Maps a unique violation to ALREADY_EXISTS on `field`; other errors pass through.
+fn unique_as(field: &'static str, message: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| {
+        if is_unique_violation(&err) {
+            StoreError::AlreadyExists { field, message: message() }
+        } else {
+            StoreError::Database(err)
+        }
+    }
+}
+
+fn check_etag(kind: &'static str, etag: Option<Etag>, current: Revision) -> StoreResult<()> {
+    match etag {
+        Some(Etag(expected)) if expected != current => Err(StoreError::EtagMismatch { kind, expected, current }),
+        _ => Ok(()),
+    }
+}
+
+/// Turns a keyset cursor back into an id; it was written by this service.
+fn after_id(page: &PageRequest) -> StoreResult<Option<Uuid>> {
+    page.after
+        .as_deref()
+        .map(|raw| {
+            Uuid::try_parse(raw).map_err(|_| StoreError::InvalidArgument {
+                field: "page_token".into(),
+                message: "is not a token this service issued".into(),
+            })
+        })
+        .transpose()
+}
+
+/// A LIKE pattern matching `needle` anywhere, with LIKE's wildcards escaped.
+fn contains_pattern(needle: &str) -> String {
+    let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn search_text(user_name: &str, email: &str) -> String {
+    format!("{}\n{}", user_name.to_lowercase(), email.to_lowercase())
+}
+
+// ------------------------------------------------------------------ shared helpers
+
+impl Store {
+    /// Opens a write transaction on `tenant`, bumping its revision first.
+    async fn begin_write(&self, tenant: TenantId) -> StoreResult<WriteTx> {
+        let mut tx = self.pool.begin().await?;
+        let revision: Option<i64> =
+            sqlx::query_scalar("UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision")
+                .bind(tenant.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let revision = revision.ok_or_else(|| StoreError::not_found("tenant", tenant))?;
+        Ok(WriteTx { tx, tenant, revision, changes: Vec::new() })
+    }
+
+    /// Commits the transaction with its change set, or rolls it back when it
+    /// changed nothing. Returns the tenant's revision after the call.
+    async fn finish<T>(&self, ctx: &WriteContext, mut w: WriteTx, value: T) -> StoreResult<Written<T>> {
+        if w.changes.is_empty() {
+            w.tx.rollback().await?;
+            return Ok(Written { value, revision: w.revision - 1 });
+        }
+        sqlx::query(
+            "INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(w.tenant.0)
+        .bind(w.revision)
+        .bind(Utc::now())
+        .bind(&ctx.actor)
+        .bind(sqlx::types::Json(&w.changes))
+        .execute(&mut *w.tx)
+        .await?;
+        w.tx.commit().await?;
+        self.after_commit(w.tenant, w.revision);
+        Ok(Written { value, revision: w.revision })
+    }
+
+    /// The earlier result of a create with the same request id, if there was one.
+    async fn replayed(
+        conn: &mut DbConn,
+        scope: Uuid,
+        request_id: &Option<RequestId>,
+        fingerprint: &str,
+    ) -> StoreResult<Option<(Uuid, Revision)>> {
+        let Some(request_id) = request_id else { return Ok(None) };
+        let found: Option<(String, Uuid, i64)> = sqlx::query_as(
+            "SELECT fingerprint, resource_id, revision FROM idempotency_keys WHERE scope = $1 AND request_id = $2",
+        )
+        .bind(scope)
+        .bind(request_id.as_str())
+        .fetch_optional(conn)
+        .await?;
+        match found {
+            None => Ok(None),
+            Some((stored, id, revision)) if stored == fingerprint => Ok(Some((id, revision))),
+            Some(_) => Err(StoreError::InvalidArgument {
+                field: "request_id".into(),
+                message: "was already used for a different request".into(),
+            }),
+        }
+    }
+
+    async fn remember_request(
+        conn: &mut DbConn,
+        scope: Uuid,
+        request_id: &Option<RequestId>,
+        fingerprint: &str,
+        resource: Uuid,
+        revision: Revision,
+    ) -> Result<(), sqlx::Error> {
+        let Some(request_id) = request_id else { return Ok(()) };
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, create_time) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(scope)
+        .bind(request_id.as_str())
+        .bind(fingerprint)
+        .bind(resource)
+        .bind(revision)
+        .bind(Utc::now())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn fetch_user(conn: &mut DbConn, tenant: TenantId, id: UserId) -> StoreResult<User> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2"))
+                .bind(tenant.0)
+                .bind(id.0)
+                .fetch_optional(conn)
+                .await?;
+        row.ok_or_else(|| StoreError::not_found("user", id))?.try_into()
+    }
+
+    async fn fetch_group(conn: &mut DbConn, tenant: TenantId, id: GroupId) -> StoreResult<Group> {
+        let row: Option<GroupRow> =
+            sqlx::query_as(&format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2"))
+                .bind(tenant.0)
+                .bind(id.0)
+                .fetch_optional(conn)
+                .await?;
+        row.ok_or_else(|| StoreError::not_found("group", id))?.try_into()
+    }
+
+    /// Fails with NOT_FOUND naming the first of `users` that is not in the tenant.
+    async fn require_users(conn: &mut DbConn, tenant: TenantId, users: &[UserId]) -> StoreResult<Vec<User>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
+        q.push_bind(tenant.0).push(" AND u.id IN (");
+        let mut ids = q.separated(", ");
+        for user in users {
+            ids.push_bind(user.0);
+        }
+        q.push(")");
+        let found: Vec<User> = convert_all(q.build_query_as::<UserRow>().fetch_all(conn).await?)?;
+        match users.iter().find(|id| !found.iter().any(|u| u.id == **id)) {
+            Some(missing) => Err(StoreError::not_found("user", missing)),
+            None => Ok(found),
+        }
+    }
+
+    /// The groups a user administers, in id order.
+    async fn administered_groups(conn: &mut DbConn, tenant: TenantId, user: UserId) -> StoreResult<Vec<GroupId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT group_id FROM group_administrators WHERE tenant_id = $1 AND user_id = $2 ORDER BY group_id",
+        )
+        .bind(tenant.0)
+        .bind(user.0)
+        .fetch_all(conn)
+        .await?;
+        Ok(ids.into_iter().map(GroupId).collect())
+    }
+
+    /// Refuses a change that would leave the tenant without an active Global Admin
+    /// ADMIN (`user` is the one losing the role or access).
+    async fn keep_an_administrator(conn: &mut DbConn, tenant: TenantId, user: &User) -> StoreResult<()> {
+        if user.state != UserState::Active || !user.roles.contains(Role::GlobalAdminAdmin) {
+            return Ok(());
+        }
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM user_roles r JOIN users u \
+               ON u.tenant_id = r.tenant_id AND u.id = r.user_id \
+             WHERE r.tenant_id = $1 AND r.role = $2 AND r.user_id <> $3 AND u.suspended = $4 LIMIT 1) AS other",
+        )
+        .bind(tenant.0)
+        .bind(Role::GlobalAdminAdmin.as_str())
+        .bind(user.id.0)
+        .bind(false)
+        .fetch_one(conn)
+        .await?;
+        if others == 0 {
+            return Err(StoreError::precondition(
+                "LAST_GLOBAL_ADMIN",
+                format!("user {} is the tenant's last active Global Admin ADMIN", user.id),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn insert_user(w: &mut WriteTx, id: UserId, new: &NewUser) -> StoreResult<User> {
+        let now = Utc::now();
+        let email_taken = || format!("a user with email {} already exists in this tenant", new.email.as_str());
+        sqlx::query(
+            "INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, suspended, \
+             create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        )
+        .bind(w.tenant.0)
+        .bind(id.0)
+        .bind(new.display_name.as_str())
+        .bind(new.email.as_str())
+        .bind(new.email.key())
+        .bind(search_text(new.display_name.as_str(), new.email.as_str()))
+        .bind(encode_roles(new.roles.roles().iter().copied()))
+        .bind(false)
+        .bind(now)
+        .bind(w.revision)
+        .execute(w.conn())
+        .await
+        .map_err(unique_as("email", email_taken))?;
+        Self::write_user_roles(w, id, new.roles.roles()).await?;
+        let user = User {
+            id,
+            tenant_id: w.tenant,
+            display_name: new.display_name.clone(),
+            email: new.email.clone(),
+            roles: new.roles.clone(),
+            state: UserState::Active,
+            create_time: now,
+            update_time: now,
+            revision: w.revision,
+        };
+        w.changes.push(Change::UserUpserted { user: user.clone() });
+        Ok(user)
+    }
+
+    async fn write_user_roles(w: &mut WriteTx, id: UserId, roles: &[Role]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM user_roles WHERE tenant_id = $1 AND user_id = $2")
+            .bind(w.tenant.0)
+            .bind(id.0)
+            .execute(w.conn())
+            .await?;
+        let mut q = QueryBuilder::<Db>::new("INSERT INTO user_roles (tenant_id, user_id, role) ");
+        q.push_values(roles, |mut row, role| {
+            row.push_bind(w.tenant.0).push_bind(id.0).push_bind(role.as_str());
+        });
+        q.build().execute(w.conn()).await?;
+        Ok(())
+    }
+
+    /// Writes a user's changed fields and records the change.
+    async fn save_user(w: &mut WriteTx, user: &mut User) -> StoreResult<()> {
+        user.update_time = Utc::now();
+        user.revision = w.revision;
+        let email_taken = || format!("a user with email {} already exists in this tenant", user.email.as_str());
+        sqlx::query(
+            "UPDATE users SET display_name = $3, email = $4, email_key = $5, search_text = $6, roles = $7, \
+             suspended = $8, update_time = $9, revision = $10 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(w.tenant.0)
+        .bind(user.id.0)
+        .bind(user.display_name.as_str())
+        .bind(user.email.as_str())
+        .bind(user.email.key())
+        .bind(search_text(user.display_name.as_str(), user.email.as_str()))
+        .bind(encode_roles(user.roles.roles().iter().copied()))
+        .bind(user.state == UserState::Suspended)
+        .bind(user.update_time)
+        .bind(user.revision)
+        .execute(w.conn())
+        .await
+        .map_err(unique_as("email", email_taken))?;
+        w.changes.push(Change::UserUpserted { user: user.clone() });
+        Ok(())
+    }
+
+    /// Writes a group's own fields and records the change.
+    async fn save_group(w: &mut WriteTx, group: &mut Group) -> StoreResult<()> {
+        group.update_time = Utc::now();
+        group.revision = w.revision;
+        let name_taken = || format!("a sibling group named {} already exists", group.display_name.as_str());
+        sqlx::query(
+            "UPDATE groups SET display_name = $3, name_key = $4, parent_id = $5, is_organization = $6, \
+             inherited_roles = $7, update_time = $8, revision = $9 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(w.tenant.0)
+        .bind(group.id.0)
+        .bind(group.display_name.as_str())
+        .bind(group.display_name.key())
+        .bind(group.parent_id.map(|p| p.0))
+        .bind(group.is_organization)
+        .bind(encode_roles(group.inherited_roles.iter().map(|(_, role)| *role)))
+        .bind(group.update_time)
+        .bind(group.revision)
+        .execute(w.conn())
+        .await
+        .map_err(unique_as("display_name", name_taken))?;
+        Ok(())
+    }
+
+    /// Adds `delta` to one of a group's counters.
+    async fn adjust_count(w: &mut WriteTx, group: GroupId, column: Counter, delta: i64) -> StoreResult<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let column = column.as_str();
+        sqlx::query(&format!("UPDATE groups SET {column} = {column} + $3 WHERE tenant_id = $1 AND id = $2"))
+            .bind(w.tenant.0)
+            .bind(group.0)
+            .bind(delta)
+            .execute(w.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The ids of a group and all its descendants, the group first.
+    async fn subtree(conn: &mut DbConn, tenant: TenantId, root: GroupId) -> StoreResult<Vec<GroupId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "WITH RECURSIVE subtree (id, depth) AS ( \
+                 SELECT id, 0 FROM groups WHERE tenant_id = $1 AND id = $2 \
+                 UNION ALL \
+                 SELECT g.id, s.depth + 1 FROM groups g JOIN subtree s ON g.parent_id = s.id WHERE g.tenant_id = $1 \
+             ) SELECT id FROM subtree ORDER BY depth, id",
+        )
+        .bind(tenant.0)
+        .bind(root.0)
+        .fetch_all(conn)
+        .await?;
+        Ok(ids.into_iter().map(GroupId).collect())
+    }
+
+    /// Whether `ancestor` is `group` or one of its ancestors.
+    async fn is_ancestor_or_self(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        ancestor: GroupId,
+        group: GroupId,
+    ) -> StoreResult<bool> {
+        let found: Option<Uuid> = sqlx::query_scalar(
+            "WITH RECURSIVE chain (id, parent_id) AS ( \
+                 SELECT id, parent_id FROM groups WHERE tenant_id = $1 AND id = $2 \
+                 UNION ALL \
+                 SELECT g.id, g.parent_id FROM groups g JOIN chain c ON g.id = c.parent_id WHERE g.tenant_id = $1 \
+             ) SELECT id FROM chain WHERE id = $3",
+        )
+        .bind(tenant.0)
+        .bind(group.0)
+        .bind(ancestor.0)
+        .fetch_optional(conn)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn administrator_ids(conn: &mut DbConn, tenant: TenantId, group: GroupId) -> StoreResult<Vec<UserId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT user_id FROM group_administrators WHERE tenant_id = $1 AND group_id = $2 ORDER BY user_id",
+        )
+        .bind(tenant.0)
+        .bind(group.0)
+        .fetch_all(conn)
+        .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    /// Replaces a group's administrator set with `wanted` (already checked), records
+    /// the change when the set differs, and returns the new set.
+    async fn write_administrators(
+        w: &mut WriteTx,
+        group: &mut Group,
+        wanted: Vec<UserId>,
+    ) -> StoreResult<Vec<UserId>> {
+        let mut wanted = wanted;
+        wanted.sort();
+        wanted.dedup();
+        let tenant = w.tenant;
+        let current = Self::administrator_ids(w.conn(), tenant, group.id).await?;
+        if current == wanted {
+            return Ok(current);
+        }
+        sqlx::query("DELETE FROM group_administrators WHERE tenant_id = $1 AND group_id = $2")
+            .bind(w.tenant.0)
+            .bind(group.id.0)
+            .execute(w.conn())
+            .await?;
+        if !wanted.is_empty() {
+            let mut q = QueryBuilder::<Db>::new("INSERT INTO group_administrators (tenant_id, group_id, user_id) ");
+            q.push_values(&wanted, |mut row, user| {
+                row.push_bind(w.tenant.0).push_bind(group.id.0).push_bind(user.0);
+            });
+            q.build().execute(w.conn()).await?;
+        }
+        sqlx::query("UPDATE groups SET administrator_count = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(w.tenant.0)
+            .bind(group.id.0)
+            .bind(wanted.len() as i64)
+            .execute(w.conn())
+            .await?;
+        group.administrator_count = wanted.len() as i64;
+        Self::save_group(w, group).await?;
+        w.changes.push(Change::AdministratorsChanged { group_id: group.id, administrator_ids: wanted.clone() });
+        Ok(wanted)
+    }
+
+    /// Checks that every user exists and may administer groups.
+    async fn require_eligible(conn: &mut DbConn, tenant: TenantId, users: &[UserId]) -> StoreResult<()> {
+        let found = Self::require_users(conn, tenant, users).await?;
+        let ineligible: Vec<String> =
+            found.iter().filter(|u| !u.may_administer_groups()).map(|u| u.id.to_string()).collect();
+        if !ineligible.is_empty() {
+            return Err(StoreError::FailedPrecondition {
+                reason: "NOT_ELIGIBLE_AS_ADMINISTRATOR",
+                message: format!(
+                    "only users whose Global Admin role is GROUP_ADMINISTRATOR can administer groups: {}",
+                    ineligible.join(", ")
+                ),
+                subjects: ineligible,
+            });
+        }
+        Ok(())
+    }
+
+    async fn set_inherited(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        tool: Tool,
+        role: Option<Role>,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
+        check_etag("group", etag, g.revision)?;
+        let current = g.inherited_roles.iter().find(|(t, _)| *t == tool).map(|(_, r)| *r);
+        if current != role {
+            g.inherited_roles.retain(|(t, _)| *t != tool);
+            if let Some(role) = role {
+                g.inherited_roles.push((tool, role));
+                g.inherited_roles.sort();
+            }
+            Self::save_group(&mut w, &mut g).await?;
+            w.changes.push(match role {
+                Some(role) => Change::InheritedRoleSet { group_id: group, tool, role },
+                None => Change::InheritedRoleCleared { group_id: group, tool },
+            });
+        }
+        self.finish(ctx, w, g).await
+    }
+}
+
+/// The counters a group keeps.
+#[derive(Clone, Copy)]
+enum Counter {
+    Subgroups,
+    Members,
+}
+
+impl Counter {
+    fn as_str(self) -> &'static str {
+        match self {
+            Counter::Subgroups => "subgroup_count",
+            Counter::Members => "member_count",
+        }
+    }
+}
+
+fn fingerprint(input: &impl serde::Serialize) -> String {
+    serde_json::to_string(input).expect("domain inputs serialize")
+}
+
+// ------------------------------------------------------------------ the store
+
+#[async_trait]
+impl DirectoryStore for Store {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn create_tenant(&self, ctx: &WriteContext, new: NewTenant) -> StoreResult<Written<(Tenant, User)>> {
+        let fingerprint = fingerprint(&new);
+        // Two tries: a concurrent create with the same request id makes the first
+        // fail on the idempotency key, and the second then replays its result.
+        for attempt in 0..2 {
+            let mut conn = self.pool.acquire().await?;
+            if let Some((id, revision)) = Self::replayed(&mut conn, GLOBAL_SCOPE, &new.request_id, &fingerprint).await? {
+                let tenant = self.get_tenant(TenantId(id)).await?;
+                let first_admin: UserRow = sqlx::query_as(&format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 ORDER BY u.id LIMIT 1"
+                ))
+                .bind(id)
+                .fetch_one(&mut *conn)
+                .await?;
+                return Ok(Written { value: (tenant, first_admin.try_into()?), revision });
+            }
+            drop(conn);
+
+            let tenant = Tenant {
+                id: TenantId::generate(),
+                display_name: new.display_name.clone(),
+                revision: 1,
+                create_time: Utc::now(),
+            };
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("INSERT INTO tenants (id, display_name, revision, create_time) VALUES ($1, $2, $3, $4)")
+                .bind(tenant.id.0)
+                .bind(tenant.display_name.as_str())
+                .bind(tenant.revision)
+                .bind(tenant.create_time)
+                .execute(&mut *tx)
+                .await?;
+            let mut w = WriteTx { tx, tenant: tenant.id, revision: tenant.revision, changes: Vec::new() };
+            w.changes.push(Change::TenantCreated { tenant: tenant.clone() });
+            let admin = NewUser {
+                display_name: new.admin_display_name.clone(),
+                email: new.admin_email.clone(),
+                roles: cohort_shared::catalog::RoleSet::new([Role::GlobalAdminAdmin])
+                    .expect("ADMIN alone is a valid role set"),
+                request_id: None,
+            };
+            let admin = Self::insert_user(&mut w, UserId::generate(), &admin).await?;
+            match Self::remember_request(w.conn(), GLOBAL_SCOPE, &new.request_id, &fingerprint, tenant.id.0, 1).await {
+                Ok(()) => return self.finish(ctx, w, (tenant, admin)).await,
+                Err(err) if is_unique_violation(&err) && attempt == 0 => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        unreachable!("the second attempt either replays or returns")
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant> {
+        let row: Option<TenantRow> =
+            sqlx::query_as("SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.ok_or_else(|| StoreError::not_found("tenant", id))?.try_into()
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn list_tenants(&self, page: &PageRequest) -> StoreResult<Page<Tenant>> {
+        let mut q = QueryBuilder::<Db>::new("SELECT id, display_name, revision, create_time FROM tenants WHERE TRUE");
+        if let Some(after) = after_id(page)? {
+            q.push(" AND id > ").push_bind(after);
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(page.fetch_limit());
+        let rows = q.build_query_as::<TenantRow>().fetch_all(&self.pool).await?;
+        Ok(page.page(convert_all(rows)?, |t: &Tenant| t.id.to_string()))
+    }
+
+    #[tracing::instrument(skip(self, ctx, new), err(level = "debug"))]
+    async fn create_user(&self, ctx: &WriteContext, tenant: TenantId, new: NewUser) -> StoreResult<Written<User>> {
+        let mut w = self.begin_write(tenant).await?;
+        let fingerprint = fingerprint(&new);
+        if let Some((id, revision)) = Self::replayed(w.conn(), tenant.0, &new.request_id, &fingerprint).await? {
+            let user = Self::fetch_user(w.conn(), tenant, UserId(id)).await?;
+            w.tx.rollback().await?;
+            return Ok(Written { value: user, revision });
+        }
+        let user = Self::insert_user(&mut w, UserId::generate(), &new).await?;
+        let revision = w.revision;
+        Self::remember_request(w.conn(), tenant.0, &new.request_id, &fingerprint, user.id.0, revision).await?;
+        self.finish(ctx, w, user).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<User> {
+        Self::fetch_user(&mut *self.pool.acquire().await?, tenant, id).await
+    }
+
+    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    async fn list_users(&self, tenant: TenantId, filter: &UserFilter, page: &PageRequest) -> StoreResult<Page<User>> {
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
+        q.push_bind(tenant.0);
+        if let Some(after) = after_id(page)? {
+            q.push(" AND u.id > ").push_bind(after);
+        }
+        if let Some(query) = &filter.query {
+            q.push(" AND u.search_text LIKE ").push_bind(contains_pattern(query)).push(" ESCAPE '\\'");
+        }
+        if let Some(role) = filter.role {
+            q.push(" AND EXISTS (SELECT 1 FROM user_roles r WHERE r.tenant_id = u.tenant_id AND r.user_id = u.id AND r.role = ")
+                .push_bind(role.as_str())
+                .push(")");
+        }
+        if let Some(group) = filter.group_id {
+            q.push(" AND EXISTS (SELECT 1 FROM memberships m WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id AND m.group_id = ")
+                .push_bind(group.0)
+                .push(")");
+        }
+        if let Some(state) = filter.state {
+            q.push(" AND u.suspended = ").push_bind(state == UserState::Suspended);
+        }
+        q.push(" ORDER BY u.id LIMIT ").push_bind(page.fetch_limit());
+        let rows = q.build_query_as::<UserRow>().fetch_all(&self.pool).await?;
+        Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
+    }
+
+    #[tracing::instrument(skip(self, ctx, update), err(level = "debug"))]
+    async fn update_user(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: UserId,
+        update: UserUpdate,
+    ) -> StoreResult<Written<User>> {
+        let mut w = self.begin_write(tenant).await?;
+        let before = Self::fetch_user(w.conn(), tenant, id).await?;
+        check_etag("user", update.etag, before.revision)?;
+        let mut user = before.clone();
+        if let Some(name) = update.display_name {
+            user.display_name = name;
+        }
+        if let Some(email) = update.email {
+            user.email = email;
+        }
+        if let Some(roles) = update.roles {
+            user.roles = roles;
+        }
+        if user == before {
+            return self.finish(ctx, w, user).await;
+        }
+        if before.may_administer_groups() && !user.may_administer_groups() {
+            let groups = Self::administered_groups(w.conn(), tenant, id).await?;
+            if !groups.is_empty() {
+                return Err(still_administers(id, groups));
+            }
+        }
+        if !user.roles.contains(Role::GlobalAdminAdmin) {
+            Self::keep_an_administrator(w.conn(), tenant, &before).await?;
+        }
+        if user.roles != before.roles {
+            Self::write_user_roles(&mut w, id, user.roles.roles()).await?;
+        }
+        Self::save_user(&mut w, &mut user).await?;
+        self.finish(ctx, w, user).await
+    }
+
+    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    async fn set_user_suspended(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: UserId,
+        suspended: bool,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<User>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut user = Self::fetch_user(w.conn(), tenant, id).await?;
+        check_etag("user", etag, user.revision)?;
+        let state = if suspended { UserState::Suspended } else { UserState::Active };
+        if user.state != state {
+            if suspended {
+                Self::keep_an_administrator(w.conn(), tenant, &user).await?;
+            }
+            user.state = state;
+            Self::save_user(&mut w, &mut user).await?;
+        }
+        self.finish(ctx, w, user).await
+    }
+
+    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    async fn delete_user(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: UserId,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<()>> {
+        let mut w = self.begin_write(tenant).await?;
+        let user = Self::fetch_user(w.conn(), tenant, id).await?;
+        check_etag("user", etag, user.revision)?;
+        let groups = Self::administered_groups(w.conn(), tenant, id).await?;
+        if !groups.is_empty() {
+            return Err(still_administers(id, groups));
+        }
+        Self::keep_an_administrator(w.conn(), tenant, &user).await?;
+        sqlx::query(
+            "UPDATE groups SET member_count = member_count - 1 WHERE tenant_id = $1 AND id IN \
+             (SELECT group_id FROM memberships WHERE tenant_id = $1 AND user_id = $2)",
+        )
+        .bind(tenant.0)
+        .bind(id.0)
+        .execute(w.conn())
+        .await?;
+        sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.0)
+            .bind(id.0)
+            .execute(w.conn())
+            .await?;
+        w.changes.push(Change::UserDeleted { user_id: id });
+        self.finish(ctx, w, ()).await
+    }
+
+    #[tracing::instrument(skip(self, ctx, new), err(level = "debug"))]
+    async fn create_group(&self, ctx: &WriteContext, tenant: TenantId, new: NewGroup) -> StoreResult<Written<Group>> {
+        let mut w = self.begin_write(tenant).await?;
+        let fingerprint = fingerprint(&new);
+        if let Some((id, revision)) = Self::replayed(w.conn(), tenant.0, &new.request_id, &fingerprint).await? {
+            let group = Self::fetch_group(w.conn(), tenant, GroupId(id)).await?;
+            w.tx.rollback().await?;
+            return Ok(Written { value: group, revision });
+        }
+        if new.is_organization && new.parent_id.is_some() {
+            return Err(StoreError::InvalidArgument {
+                field: "is_organization".into(),
+                message: "a subgroup cannot be an organization".into(),
+            });
+        }
+        if let Some(parent) = new.parent_id {
+            Self::fetch_group(w.conn(), tenant, parent).await?;
+        }
+        let now = Utc::now();
+        let mut group = Group {
+            id: GroupId::generate(),
+            tenant_id: tenant,
+            display_name: new.display_name.clone(),
+            parent_id: new.parent_id,
+            is_organization: new.is_organization,
+            subgroup_count: 0,
+            member_count: 0,
+            administrator_count: 0,
+            inherited_roles: Vec::new(),
+            create_time: now,
+            update_time: now,
+            revision: w.revision,
+        };
+        let name_taken = || format!("a sibling group named {} already exists", new.display_name.as_str());
+        sqlx::query(
+            "INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
+             create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+        )
+        .bind(tenant.0)
+        .bind(group.id.0)
+        .bind(group.parent_id.map(|p| p.0))
+        .bind(group.display_name.as_str())
+        .bind(group.display_name.key())
+        .bind(group.is_organization)
+        .bind(now)
+        .bind(w.revision)
+        .execute(w.conn())
+        .await
+        .map_err(unique_as("display_name", name_taken))?;
+        if let Some(parent) = group.parent_id {
+            Self::adjust_count(&mut w, parent, Counter::Subgroups, 1).await?;
+        }
+        let revision = w.revision;
+        Self::remember_request(w.conn(), tenant.0, &new.request_id, &fingerprint, group.id.0, revision).await?;
+        group.revision = revision;
+        w.changes.push(Change::GroupUpserted { group: group.clone() });
+        self.finish(ctx, w, group).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_group(&self, tenant: TenantId, id: GroupId) -> StoreResult<Group> {
+        Self::fetch_group(&mut *self.pool.acquire().await?, tenant, id).await
+    }
+
+    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    async fn list_groups(
+        &self,
+        tenant: TenantId,
+        filter: &GroupFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Group>> {
+        let mut q = QueryBuilder::<Db>::new(format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = "));
+        q.push_bind(tenant.0);
+        if let Some(parent) = filter.parent_id {
+            q.push(" AND g.parent_id = ").push_bind(parent.0);
+        }
+        if filter.top_level_only || filter.organizations_only {
+            q.push(" AND g.parent_id IS NULL");
+        }
+        if filter.organizations_only {
+            q.push(" AND g.is_organization = ").push_bind(true);
+        }
+        if let Some(query) = &filter.query {
+            q.push(" AND g.name_key LIKE ").push_bind(contains_pattern(query)).push(" ESCAPE '\\'");
+        }
+        if let Some(after) = after_id(page)? {
+            q.push(" AND g.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY g.id LIMIT ").push_bind(page.fetch_limit());
+        let rows = q.build_query_as::<GroupRow>().fetch_all(&self.pool).await?;
+        Ok(page.page(convert_all(rows)?, |g: &Group| g.id.to_string()))
+    }
+
+    #[tracing::instrument(skip(self, ctx, update), err(level = "debug"))]
+    async fn update_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: GroupId,
+        update: GroupUpdate,
+    ) -> StoreResult<Written<Group>> {
+        let mut w = self.begin_write(tenant).await?;
+        let before = Self::fetch_group(w.conn(), tenant, id).await?;
+        check_etag("group", update.etag, before.revision)?;
+        let mut group = before.clone();
+        if let Some(name) = update.display_name {
+            group.display_name = name;
+        }
+        if let Some(flag) = update.is_organization {
+            if flag && group.parent_id.is_some() {
+                return Err(StoreError::precondition(
+                    "NOT_TOP_LEVEL",
+                    format!("group {id} is a subgroup; only top-level groups can be organizations"),
+                ));
+            }
+            group.is_organization = flag;
+        }
+        if group != before {
+            Self::save_group(&mut w, &mut group).await?;
+            w.changes.push(Change::GroupUpserted { group: group.clone() });
+        }
+        self.finish(ctx, w, group).await
+    }
+
+    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    async fn move_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: GroupId,
+        new_parent: Option<GroupId>,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut group = Self::fetch_group(w.conn(), tenant, id).await?;
+        check_etag("group", etag, group.revision)?;
+        if group.parent_id == new_parent {
+            return self.finish(ctx, w, group).await;
+        }
+        if let Some(parent) = new_parent {
+            if group.is_organization {
+                return Err(StoreError::precondition(
+                    "ORGANIZATION_CANNOT_BE_NESTED",
+                    format!("group {id} is an organization; an organization cannot be moved under a parent"),
+                ));
+            }
+            Self::fetch_group(w.conn(), tenant, parent).await?;
+            if Self::is_ancestor_or_self(w.conn(), tenant, id, parent).await? {
+                return Err(StoreError::FailedPrecondition {
+                    reason: "WOULD_CREATE_CYCLE",
+                    message: format!("group {parent} is {id} itself or one of its subgroups"),
+                    subjects: vec![parent.to_string()],
+                });
+            }
+            let catalogs: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM catalog_assignments WHERE tenant_id = $1 AND group_id = $2",
+            )
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_one(w.conn())
+            .await?;
+            if catalogs > 0 {
+                return Err(StoreError::precondition(
+                    "HAS_CATALOG_ASSIGNMENTS",
+                    format!("group {id} has {catalogs} catalog assignments; a subgroup cannot hold them (unassign first)"),
+                ));
+            }
+        }
+        if let Some(old) = group.parent_id {
+            Self::adjust_count(&mut w, old, Counter::Subgroups, -1).await?;
+        }
+        if let Some(parent) = new_parent {
+            Self::adjust_count(&mut w, parent, Counter::Subgroups, 1).await?;
+        }
+        group.parent_id = new_parent;
+        Self::save_group(&mut w, &mut group).await?;
+        w.changes.push(Change::GroupUpserted { group: group.clone() });
+        self.finish(ctx, w, group).await
+    }
+
+    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    async fn delete_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        id: GroupId,
+        cascade: bool,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Vec<GroupId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let group = Self::fetch_group(w.conn(), tenant, id).await?;
+        check_etag("group", etag, group.revision)?;
+        if !cascade && (group.subgroup_count > 0 || group.member_count > 0) {
+            return Err(StoreError::precondition(
+                "GROUP_NOT_EMPTY",
+                format!(
+                    "group {id} has {} subgroups and {} members; remove them first or delete with cascade",
+                    group.subgroup_count, group.member_count
+                ),
+            ));
+        }
+        let subtree = Self::subtree(w.conn(), tenant, id).await?;
+        let mut q = QueryBuilder::<Db>::new("DELETE FROM groups WHERE tenant_id = ");
+        q.push_bind(tenant.0).push(" AND id IN (");
+        let mut ids = q.separated(", ");
+        for group in &subtree {
+            ids.push_bind(group.0);
+        }
+        q.push(")");
+        q.build().execute(w.conn()).await?;
+        if let Some(parent) = group.parent_id {
+            Self::adjust_count(&mut w, parent, Counter::Subgroups, -1).await?;
+        }
+        w.changes.extend(subtree.iter().map(|g| Change::GroupDeleted { group_id: *g }));
+        self.finish(ctx, w, subtree).await
+    }
+
+    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    async fn set_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
+        check_etag("group", etag, g.revision)?;
+        Self::require_eligible(w.conn(), tenant, &users).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, users).await?;
+        self.finish(ctx, w, admins).await
+    }
+
+    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    async fn add_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
+        Self::require_eligible(w.conn(), tenant, &users).await?;
+        let mut wanted = Self::administrator_ids(w.conn(), tenant, group).await?;
+        wanted.extend(users);
+        let admins = Self::write_administrators(&mut w, &mut g, wanted).await?;
+        self.finish(ctx, w, admins).await
+    }
+
+    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    async fn remove_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
+        Self::require_users(w.conn(), tenant, &users).await?;
+        let mut wanted = Self::administrator_ids(w.conn(), tenant, group).await?;
+        wanted.retain(|id| !users.contains(id));
+        let admins = Self::write_administrators(&mut w, &mut g, wanted).await?;
+        self.finish(ctx, w, admins).await
+    }
+
+    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    async fn list_administrators(
+        &self,
+        tenant: TenantId,
+        group: GroupId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::fetch_group(&mut conn, tenant, group).await?;
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {USER_COLUMNS} FROM group_administrators a JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.user_id \
+             WHERE a.tenant_id = "
+        ));
+        q.push_bind(tenant.0).push(" AND a.group_id = ").push_bind(group.0);
+        if let Some(after) = after_id(page)? {
+            q.push(" AND a.user_id > ").push_bind(after);
+        }
+        q.push(" ORDER BY a.user_id LIMIT ").push_bind(page.fetch_limit());
+        let rows = q.build_query_as::<UserRow>().fetch_all(&mut *conn).await?;
+        Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
+    }
+
+    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    async fn add_members(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        Self::fetch_group(w.conn(), tenant, group).await?;
+        Self::require_users(w.conn(), tenant, &users).await?;
+        let mut users = users;
+        users.sort();
+        users.dedup();
+        let now = Utc::now();
+        let revision = w.revision;
+        let mut added: Vec<UserId> = Vec::new();
+        if !users.is_empty() {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO memberships (tenant_id, group_id, user_id, join_revision, join_time) ",
+            );
+            q.push_values(&users, |mut row, user| {
+                row.push_bind(tenant.0).push_bind(group.0).push_bind(user.0).push_bind(revision).push_bind(now);
+            });
+            q.push(" ON CONFLICT DO NOTHING RETURNING user_id");
+            let ids: Vec<Uuid> = q.build_query_scalar().fetch_all(w.conn()).await?;
+            added = ids.into_iter().map(UserId).collect();
+            added.sort();
+        }
+        Self::adjust_count(&mut w, group, Counter::Members, added.len() as i64).await?;
+        w.changes.extend(added.iter().map(|user| Change::MembershipAdded {
+            membership: Membership { group_id: group, user_id: *user, join_revision: revision, join_time: now },
+        }));
+        self.finish(ctx, w, added).await
+    }
+
+    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    async fn remove_members(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        Self::fetch_group(w.conn(), tenant, group).await?;
+        Self::require_users(w.conn(), tenant, &users).await?;
+        let mut removed: Vec<UserId> = Vec::new();
+        if !users.is_empty() {
+            let mut q = QueryBuilder::<Db>::new("DELETE FROM memberships WHERE tenant_id = ");
+            q.push_bind(tenant.0).push(" AND group_id = ").push_bind(group.0).push(" AND user_id IN (");
+            let mut ids = q.separated(", ");
+            for user in &users {
+                ids.push_bind(user.0);
+            }
+            q.push(") RETURNING user_id");
+            let ids: Vec<Uuid> = q.build_query_scalar().fetch_all(w.conn()).await?;
+            removed = ids.into_iter().map(UserId).collect();
+            removed.sort();
+        }
+        Self::adjust_count(&mut w, group, Counter::Members, -(removed.len() as i64)).await?;
+        w.changes.extend(removed.iter().map(|user| Change::MembershipRemoved { group_id: group, user_id: *user }));
+        self.finish(ctx, w, removed).await
+    }
+
+    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    async fn list_members(
+        &self,
+        tenant: TenantId,
+        group: GroupId,
+        include_subgroups: bool,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::fetch_group(&mut conn, tenant, group).await?;
+        let after = after_id(page)?.unwrap_or(Uuid::nil());
+        // Distinct member ids of the group (or its subtree) after the cursor, page by
+        // page on the memberships index, then their users.
+        let groups = if include_subgroups {
+            "WITH RECURSIVE subtree (id) AS ( \
+                 SELECT id FROM groups WHERE tenant_id = $1 AND id = $2 \
+                 UNION ALL \
+                 SELECT g.id FROM groups g JOIN subtree s ON g.parent_id = s.id WHERE g.tenant_id = $1) "
+        } else {
+            "WITH subtree (id) AS (SELECT id FROM groups WHERE tenant_id = $1 AND id = $2) "
+        };
+        let sql = format!(
+            "{groups}SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id IN ( \
+                 SELECT DISTINCT m.user_id FROM memberships m JOIN subtree s ON m.group_id = s.id \
+                 WHERE m.tenant_id = $1 AND m.user_id > $3 ORDER BY m.user_id LIMIT $4) \
+             ORDER BY u.id"
+        );
+        let rows: Vec<UserRow> = sqlx::query_as(&sql)
+            .bind(tenant.0)
+            .bind(group.0)
+            .bind(after)
+            .bind(page.fetch_limit())
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
+    }
+
+    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    async fn list_user_groups(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<(Membership, Group)>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::fetch_user(&mut conn, tenant, user).await?;
+        let after = after_id(page)?.unwrap_or(Uuid::nil());
+        let rows: Vec<UserGroupRow> = sqlx::query_as(&format!(
+            "SELECT m.group_id, m.user_id, m.join_revision, m.join_time, {GROUP_COLUMNS} \
+             FROM memberships m JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id \
+             WHERE m.tenant_id = $1 AND m.user_id = $2 AND m.group_id > $3 ORDER BY m.group_id LIMIT $4"
+        ))
+        .bind(tenant.0)
+        .bind(user.0)
+        .bind(after)
+        .bind(page.fetch_limit())
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(page.page(convert_all(rows)?, |(m, _): &(Membership, Group)| m.group_id.to_string()))
+    }
+
+    async fn set_inherited_role(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        role: Role,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>> {
+        self.set_inherited(ctx, tenant, group, role.tool(), Some(role), etag).await
+    }
+
+    async fn clear_inherited_role(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        tool: Tool,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Group>> {
+        self.set_inherited(ctx, tenant, group, tool, None, etag).await
+    }
+
+    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    async fn assign_catalog(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        catalog: CatalogId,
+    ) -> StoreResult<Written<CatalogAssignment>> {
+        let mut w = self.begin_write(tenant).await?;
+        let g = Self::fetch_group(w.conn(), tenant, group).await?;
+        if !g.is_organization {
+            return Err(StoreError::precondition(
+                "NOT_AN_ORGANIZATION",
+                format!("group {group} is not an organization; catalogs are assigned to organizations"),
+            ));
+        }
+        let now = Utc::now();
+        let inserted = sqlx::query(
+            "INSERT INTO catalog_assignments (tenant_id, group_id, catalog_id, assign_time) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.0)
+        .bind(group.0)
+        .bind(catalog.as_str())
+        .bind(now)
+        .execute(w.conn())
+        .await?
+        .rows_affected();
+        let row: CatalogRow = sqlx::query_as(
+            "SELECT group_id, catalog_id, assign_time FROM catalog_assignments \
+             WHERE tenant_id = $1 AND group_id = $2 AND catalog_id = $3",
+        )
+        .bind(tenant.0)
+        .bind(group.0)
+        .bind(catalog.as_str())
+        .fetch_one(w.conn())
+        .await?;
+        if inserted > 0 {
+            w.changes.push(Change::CatalogAssigned { group_id: group, catalog_id: catalog });
+        }
+        self.finish(ctx, w, row.try_into()?).await
+    }
+
+    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    async fn unassign_catalog(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        catalog: CatalogId,
+    ) -> StoreResult<Written<()>> {
+        let mut w = self.begin_write(tenant).await?;
+        Self::fetch_group(w.conn(), tenant, group).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM catalog_assignments WHERE tenant_id = $1 AND group_id = $2 AND catalog_id = $3",
+        )
+        .bind(tenant.0)
+        .bind(group.0)
+        .bind(catalog.as_str())
+        .execute(w.conn())
+        .await?
+        .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::not_found("catalog assignment", catalog.as_str()));
+        }
+        w.changes.push(Change::CatalogUnassigned { group_id: group, catalog_id: catalog });
+        self.finish(ctx, w, ()).await
+    }
+
+    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    async fn list_catalogs(
+        &self,
+        tenant: TenantId,
+        group: GroupId,
+        page: &PageRequest,
+    ) -> StoreResult<(Page<CatalogAssignment>, bool)> {
+        let mut conn = self.pool.acquire().await?;
+        let g = Self::fetch_group(&mut conn, tenant, group).await?;
+        let rows: Vec<CatalogRow> = sqlx::query_as(
+            "SELECT group_id, catalog_id, assign_time FROM catalog_assignments \
+             WHERE tenant_id = $1 AND group_id = $2 AND catalog_id > $3 ORDER BY catalog_id LIMIT $4",
+        )
+        .bind(tenant.0)
+        .bind(group.0)
+        .bind(page.after.clone().unwrap_or_default())
+        .bind(page.fetch_limit())
+        .fetch_all(&mut *conn)
+        .await?;
+        let page = page.page(convert_all(rows)?, |c: &CatalogAssignment| c.catalog_id.as_str().to_owned());
+        Ok((page, g.is_organization))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn read_changes(&self, tenant: TenantId, after: Revision, limit: i64) -> StoreResult<Vec<ChangeSet>> {
+        let rows: Vec<ChangeRow> = sqlx::query_as(
+            "SELECT tenant_id, revision, commit_time, actor, changes FROM change_events \
+             WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+        )
+        .bind(tenant.0)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(ChangeSet::from).collect())
+    }
+}
+
+fn still_administers(user: UserId, groups: Vec<GroupId>) -> StoreError {
+    let subjects: Vec<String> = groups.iter().map(ToString::to_string).collect();
+    StoreError::FailedPrecondition {
+        reason: "STILL_ADMINISTERS_GROUPS",
+        message: format!(
+            "user {user} still administers groups {}; remove them as administrator first",
+            subjects.join(", ")
+        ),
+        subjects,
+    }
+}

@@ -1,0 +1,401 @@
+//! The test harness: `spawn_app` starts the real directory server on a random port
+//! against a fresh database (a new PostgreSQL database, or a new SQLite file), and
+//! returns a gRPC client with helpers for the common set-up steps.
+//!
+//! PostgreSQL is reached at `COHORT_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates its own
+//! database there and drops it when it passes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cohort_directory::startup::Application;
+use cohort_directory::storage::postgres::PgStore;
+use cohort_directory::storage::sqlite::SqliteStore;
+use cohort_directory::storage::DirectoryStore;
+use cohort_shared::proto::directory::v1 as pb;
+use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+enum Scratch {
+    Postgres { database: String },
+    Sqlite { dir: PathBuf },
+}
+
+pub struct TestApp {
+    pub client: DirectoryServiceClient<Channel>,
+    pub store: Arc<dyn DirectoryStore>,
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    scratch: Scratch,
+}
+
+pub fn admin_database_url() -> String {
+    std::env::var("COHORT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The URL of a new, empty PostgreSQL database, and its name.
+pub async fn fresh_postgres_database() -> (String, String) {
+    let admin_url = admin_database_url();
+    let database = format!("cohort_test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect(
+        "PostgreSQL must be reachable at COHORT_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)",
+    );
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a database URL names a database");
+    (format!("{base}/{database}"), database)
+}
+
+pub async fn drop_postgres_database(database: &str) {
+    let mut admin = sqlx::PgConnection::connect(&admin_database_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (store, scratch): (Arc<dyn DirectoryStore>, Scratch) = match backend {
+        Backend::Postgres => {
+            let (url, database) = fresh_postgres_database().await;
+            let store = PgStore::connect(&url, 16)
+                .await
+                .expect("connect to the test database");
+            (Arc::new(store), Scratch::Postgres { database })
+        }
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("cohort-test-{}", Uuid::new_v4().simple()));
+            let store = SqliteStore::open_in(&dir, 8)
+                .await
+                .expect("open the test database");
+            (Arc::new(store), Scratch::Sqlite { dir })
+        }
+    };
+    let app = Application::with_store("127.0.0.1:0".parse().unwrap(), store.clone())
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stop.await;
+    }));
+    let client = DirectoryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect to the server");
+    TestApp {
+        client,
+        store,
+        addr,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        scratch,
+    }
+}
+
+/// The user roles of most tests.
+pub const GA_USER: pb::Role = pb::Role::GlobalAdminUser;
+pub const GA_GROUP_ADMIN: pb::Role = pb::Role::GlobalAdminGroupAdministrator;
+
+pub fn roles(roles: &[pb::Role]) -> Vec<i32> {
+    roles.iter().map(|r| *r as i32).collect()
+}
+
+/// A tenant with its first admin.
+pub struct Tenant {
+    pub id: String,
+    pub admin_id: String,
+}
+
+impl TestApp {
+    pub fn client(&self) -> DirectoryServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    pub async fn tenant(&self) -> Tenant {
+        let resp = self
+            .client()
+            .create_tenant(pb::CreateTenantRequest {
+                display_name: "Acme".into(),
+                admin_display_name: "Ada Admin".into(),
+                admin_email: format!("admin-{}@acme.test", Uuid::new_v4().simple()),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        Tenant {
+            id: resp.tenant.unwrap().id,
+            admin_id: resp.admin.unwrap().id,
+        }
+    }
+
+    pub async fn user_with(&self, tenant: &Tenant, name: &str, role_list: &[pb::Role]) -> pb::User {
+        self.client()
+            .create_user(pb::CreateUserRequest {
+                tenant_id: tenant.id.clone(),
+                display_name: name.into(),
+                email: format!("{}@acme.test", name.to_lowercase().replace(' ', ".")),
+                roles: roles(role_list),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+    }
+
+    /// A user whose only role is Global Admin USER.
+    pub async fn user(&self, tenant: &Tenant, name: &str) -> String {
+        self.user_with(tenant, name, &[GA_USER]).await.id
+    }
+
+    /// A user eligible to administer groups.
+    pub async fn group_admin(&self, tenant: &Tenant, name: &str) -> String {
+        self.user_with(tenant, name, &[GA_GROUP_ADMIN]).await.id
+    }
+
+    pub async fn organization(&self, tenant: &Tenant, name: &str) -> pb::Group {
+        self.create_group(tenant, name, "", true).await
+    }
+
+    pub async fn subgroup(&self, tenant: &Tenant, name: &str, parent: &str) -> pb::Group {
+        self.create_group(tenant, name, parent, false).await
+    }
+
+    /// A top-level group without the organization flag.
+    pub async fn create_top_level(&self, tenant: &Tenant, name: &str) -> pb::Group {
+        self.create_group(tenant, name, "", false).await
+    }
+
+    async fn create_group(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        parent: &str,
+        org: bool,
+    ) -> pb::Group {
+        self.client()
+            .create_group(pb::CreateGroupRequest {
+                tenant_id: tenant.id.clone(),
+                display_name: name.into(),
+                parent_id: parent.into(),
+                is_organization: org,
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .group
+            .unwrap()
+    }
+
+    pub async fn get_group(&self, tenant: &Tenant, group: &str) -> pb::Group {
+        self.client()
+            .get_group(pb::GetGroupRequest {
+                tenant_id: tenant.id.clone(),
+                group_id: group.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .group
+            .unwrap()
+    }
+
+    pub async fn get_user(&self, tenant: &Tenant, user: &str) -> pb::User {
+        self.client()
+            .get_user(pb::GetUserRequest {
+                tenant_id: tenant.id.clone(),
+                user_id: user.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+    }
+
+    pub async fn add_members(
+        &self,
+        tenant: &Tenant,
+        group: &str,
+        users: &[&str],
+    ) -> Result<pb::AddGroupMembersResponse, Status> {
+        self.client()
+            .add_group_members(pb::AddGroupMembersRequest {
+                tenant_id: tenant.id.clone(),
+                group_id: group.into(),
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn set_admins(
+        &self,
+        tenant: &Tenant,
+        group: &str,
+        users: &[&str],
+    ) -> Result<Vec<String>, Status> {
+        self.client()
+            .set_group_administrators(pb::SetGroupAdministratorsRequest {
+                tenant_id: tenant.id.clone(),
+                group_id: group.into(),
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+                etag: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().administrator_ids)
+    }
+
+    /// The tenant's current revision.
+    pub async fn revision(&self, tenant: &Tenant) -> i64 {
+        self.client()
+            .get_tenant(pb::GetTenantRequest {
+                tenant_id: tenant.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tenant
+            .unwrap()
+            .revision
+    }
+
+    /// Every member of a group, following page tokens.
+    pub async fn all_members(
+        &self,
+        tenant: &Tenant,
+        group: &str,
+        include_subgroups: bool,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let resp = self
+                .client()
+                .list_group_members(pb::ListGroupMembersRequest {
+                    tenant_id: tenant.id.clone(),
+                    group_id: group.into(),
+                    include_subgroups,
+                    page_size: 2,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            ids.extend(resp.users.into_iter().map(|u| u.id));
+            if resp.next_page_token.is_empty() {
+                return ids;
+            }
+            token = resp.next_page_token;
+        }
+    }
+
+    /// Stops the server and removes the test's database.
+    pub async fn cleanup(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        drop(self.client);
+        drop(self.store);
+        match &self.scratch {
+            Scratch::Postgres { database } => drop_postgres_database(database).await,
+            Scratch::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Asserts a call failed with `code`, and (when given) names `field` in its
+/// `BadRequest` details. Returns the status for further checks.
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    field: Option<&str>,
+) -> Status {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    if let Some(field) = field {
+        let details = status.get_error_details();
+        let fields: Vec<&str> = details
+            .bad_request()
+            .map(|b| {
+                b.field_violations
+                    .iter()
+                    .map(|v| v.field.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            fields.contains(&field),
+            "expected field {field} in {fields:?} ({status:?})"
+        );
+    }
+    status
+}
+
+/// The `ErrorInfo` reason of a failed call.
+pub fn reason(status: &Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// Generates, for every listed `async fn name(app: &TestApp)`, one test per backend:
+/// `postgres::name` and `sqlite::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await;
+                    super::$test(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                    super::$test(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+    };
+}

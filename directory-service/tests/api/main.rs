@@ -1,0 +1,14 @@
+//! The directory's API tests: every rule, every error path, through the real gRPC
+//! server, on PostgreSQL and on SQLite (each test runs once per backend).
+
+mod helpers;
+
+mod administrators;
+mod concurrency;
+mod groups;
+mod memberships;
+mod outbox;
+mod settings;
+mod tenants;
+mod tree_model;
+mod users;

@@ -1,0 +1,182 @@
+//! Inherited roles per group and tool, and catalog assignments on organizations.
+
+use cohort_shared::proto::directory::v1 as pb;
+use pb::{Role, Tool};
+use tonic::Code;
+
+use crate::helpers::{assert_error, reason, TestApp};
+
+async fn inherited_roles_are_set_per_tool_and_cleared(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let set = |role: Role| pb::SetInheritedRoleRequest {
+        tenant_id: t.id.clone(),
+        group_id: org.clone(),
+        role: role as i32,
+        etag: String::new(),
+    };
+    app.client()
+        .set_inherited_role(set(Role::LmsValidator))
+        .await
+        .unwrap();
+    app.client()
+        .set_inherited_role(set(Role::ShareAuthor))
+        .await
+        .unwrap();
+    let replaced = app
+        .client()
+        .set_inherited_role(set(Role::LmsGroupAdministrator))
+        .await
+        .unwrap()
+        .into_inner();
+    let inherited = replaced.group.unwrap().inherited_roles;
+    assert_eq!(
+        inherited,
+        vec![
+            pb::InheritedRole {
+                tool: Tool::Lms as i32,
+                role: Role::LmsGroupAdministrator as i32
+            },
+            pb::InheritedRole {
+                tool: Tool::Share as i32,
+                role: Role::ShareAuthor as i32
+            },
+        ],
+        "one role per tool; a new one replaces the old"
+    );
+
+    let cleared = app
+        .client()
+        .clear_inherited_role(pb::ClearInheritedRoleRequest {
+            tenant_id: t.id.clone(),
+            group_id: org.clone(),
+            tool: Tool::Share as i32,
+            etag: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cleared.group.unwrap().inherited_roles.len(), 1);
+
+    let before = app.revision(&t).await;
+    assert_error(
+        app.client()
+            .set_inherited_role(set(Role::Unspecified))
+            .await,
+        Code::InvalidArgument,
+        Some("role"),
+    );
+    let no_tool = pb::ClearInheritedRoleRequest {
+        tenant_id: t.id.clone(),
+        group_id: org.clone(),
+        tool: 0,
+        etag: String::new(),
+    };
+    assert_error(
+        app.client().clear_inherited_role(no_tool).await,
+        Code::InvalidArgument,
+        Some("tool"),
+    );
+    let stale = pb::SetInheritedRoleRequest {
+        etag: "1".into(),
+        ..set(Role::LmsAuthor)
+    };
+    assert_error(
+        app.client().set_inherited_role(stale).await,
+        Code::Aborted,
+        None,
+    );
+    assert_eq!(app.revision(&t).await, before);
+}
+
+async fn catalogs_are_assigned_to_organizations_only(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let team = app.subgroup(&t, "Team", &org).await.id;
+    let assign = |group: &str, catalog: &str| pb::AssignCatalogRequest {
+        tenant_id: t.id.clone(),
+        group_id: group.into(),
+        catalog_id: catalog.into(),
+    };
+
+    let first = app
+        .client()
+        .assign_catalog(assign(&org, "cat-b"))
+        .await
+        .unwrap()
+        .into_inner();
+    app.client()
+        .assign_catalog(assign(&org, "cat-a"))
+        .await
+        .unwrap();
+    let before = app.revision(&t).await;
+    let again = app
+        .client()
+        .assign_catalog(assign(&org, "cat-b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.assignment, first.assignment,
+        "assigning twice is one assignment"
+    );
+    assert_eq!(again.revision, before);
+
+    let status = assert_error(
+        app.client().assign_catalog(assign(&team, "cat-c")).await,
+        Code::FailedPrecondition,
+        None,
+    );
+    assert_eq!(reason(&status), "NOT_AN_ORGANIZATION");
+    assert_error(
+        app.client().assign_catalog(assign(&org, "has space")).await,
+        Code::InvalidArgument,
+        Some("catalog_id"),
+    );
+
+    let listed = app
+        .client()
+        .list_catalog_assignments(pb::ListCatalogAssignmentsRequest {
+            tenant_id: t.id.clone(),
+            group_id: org.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.assignments[0].catalog_id, "cat-a");
+    let rest = app
+        .client()
+        .list_catalog_assignments(pb::ListCatalogAssignmentsRequest {
+            tenant_id: t.id.clone(),
+            group_id: org.clone(),
+            page_size: 1,
+            page_token: listed.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.assignments[0].catalog_id, "cat-b");
+    assert!(rest.next_page_token.is_empty());
+
+    let unassign = |catalog: &str| pb::UnassignCatalogRequest {
+        tenant_id: t.id.clone(),
+        group_id: org.clone(),
+        catalog_id: catalog.into(),
+    };
+    app.client()
+        .unassign_catalog(unassign("cat-a"))
+        .await
+        .unwrap();
+    assert_error(
+        app.client().unassign_catalog(unassign("cat-a")).await,
+        Code::NotFound,
+        None,
+    );
+}
+
+crate::on_both_backends!(
+    inherited_roles_are_set_per_tool_and_cleared,
+    catalogs_are_assigned_to_organizations_only
+);

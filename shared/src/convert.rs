@@ -1,0 +1,80 @@
+//! Conversions between the catalog's [`Role`]/[`Tool`] and their proto enums.
+//!
+//! Names match by construction (`ROLE_` + [`Role::as_str`]); the tests check that
+//! every proto value has a catalog counterpart and back.
+
+use crate::catalog::{Role, Tool};
+use crate::proto::directory::v1 as pb;
+
+/// A proto enum value that is unspecified or unknown to this build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEnum(pub String);
+
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> Self {
+        pb::Role::from_str_name(&format!("ROLE_{}", role.as_str()))
+            .expect("every catalog role has a proto value (checked by a test)")
+    }
+}
+
+impl From<Tool> for pb::Tool {
+    fn from(tool: Tool) -> Self {
+        pb::Tool::from_str_name(&format!("TOOL_{}", tool.as_str()))
+            .expect("every catalog tool has a proto value (checked by a test)")
+    }
+}
+
+/// Reads a role from its wire value (an `i32`, as prost keeps enums).
+pub fn role_from_proto(value: i32) -> Result<Role, InvalidEnum> {
+    let name = pb::Role::try_from(value)
+        .map_err(|_| InvalidEnum(format!("unknown role value {value}")))?
+        .as_str_name();
+    name.strip_prefix("ROLE_")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| InvalidEnum("a role must be specified".to_owned()))
+}
+
+/// Reads a tool from its wire value.
+pub fn tool_from_proto(value: i32) -> Result<Tool, InvalidEnum> {
+    let name = pb::Tool::try_from(value)
+        .map_err(|_| InvalidEnum(format!("unknown tool value {value}")))?
+        .as_str_name();
+    name.strip_prefix("TOOL_")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| InvalidEnum("a tool must be specified".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_and_tool_round_trips_through_proto() {
+        for role in Role::ALL {
+            assert_eq!(role_from_proto(pb::Role::from(role) as i32), Ok(role));
+        }
+        for tool in Tool::ALL {
+            assert_eq!(tool_from_proto(pb::Tool::from(tool) as i32), Ok(tool));
+        }
+    }
+
+    #[test]
+    fn every_proto_value_but_unspecified_is_in_the_catalog() {
+        for value in 0..64 {
+            if let Ok(role) = pb::Role::try_from(value) {
+                assert_eq!(
+                    role_from_proto(value).is_ok(),
+                    role != pb::Role::Unspecified
+                );
+            }
+            if let Ok(tool) = pb::Tool::try_from(value) {
+                assert_eq!(
+                    tool_from_proto(value).is_ok(),
+                    tool != pb::Tool::Unspecified
+                );
+            }
+        }
+        assert!(role_from_proto(999).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! Cohort's shared crate: what both services must agree on.
+//!
+//! - [`proto`]: the code generated from `proto/` (module tree mirrors the proto
+//!   packages) and the encoded descriptor set for gRPC reflection.
+//! - [`catalog`]: the role catalog (tools, roles, permissions, compatibility), the
+//!   one definition both services use.
+//! - [`convert`]: conversions between catalog types and their proto enums.
+
+pub mod catalog;
+pub mod convert;
+
+/// Generated gRPC code, one module per proto package.
+pub mod proto {
+    pub mod directory {
+        pub mod v1 {
+            tonic::include_proto!("cohort.directory.v1");
+        }
+    }
+    pub mod authz {
+        pub mod v1 {
+            tonic::include_proto!("cohort.authz.v1");
+        }
+    }
+
+    /// The encoded `FileDescriptorSet` of every Cohort proto, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cohort_descriptor");
+}
