@@ -6,7 +6,6 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates its own
 //! database there and drops it when it passes.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,8 +37,6 @@ enum Scratch {
 pub struct TestApp {
     pub client: DirectoryServiceClient<Channel>,
     pub store: Arc<dyn DirectoryStore>,
-    /// Where the server listens.
-    pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     scratch: Scratch,
@@ -108,7 +105,6 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     TestApp {
         client,
         store,
-        addr,
         shutdown: Some(shutdown),
         server: Some(server),
         scratch,
