@@ -14,17 +14,20 @@
 //! gapless and follow commit order, and a refused write rolls the bump back.
 
 mod rows;
+mod signal;
 
 pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cohort_shared::catalog::{Role, Tool};
+use tokio::sync::broadcast;
 
 use crate::domain::{
-    CatalogAssignment, CatalogId, ChangeSet, Etag, Group, GroupFilter, GroupId, GroupUpdate,
-    Membership, NewGroup, NewTenant, NewUser, Page, PageRequest, Revision, Tenant, TenantId, User,
-    UserFilter, UserId, UserUpdate, WriteContext,
+    CatalogAssignment, CatalogId, Change, ChangeSet, Etag, Group, GroupFilter, GroupId,
+    GroupUpdate, Membership, NewGroup, NewTenant, NewUser, Page, PageRequest, Revision, Tenant,
+    TenantId, User, UserFilter, UserId, UserUpdate, WriteContext,
 };
 
 /// What a write returns: its result and the tenant's revision after it.
@@ -283,7 +286,7 @@ pub trait DirectoryStore: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<(Page<CatalogAssignment>, bool)>;
 
-    // The outbox.
+    // The outbox, read by the change feed.
     /// Change sets of a tenant with revisions after `after`, in order, at most `limit`.
     async fn read_changes(
         &self,
@@ -291,4 +294,30 @@ pub trait DirectoryStore: Send + Sync + 'static {
         after: Revision,
         limit: i64,
     ) -> StoreResult<Vec<ChangeSet>>;
+    /// The current revision of the given tenants (all tenants for `None`). A tenant
+    /// that does not exist is left out.
+    async fn tenant_heads(
+        &self,
+        tenants: Option<&[TenantId]>,
+    ) -> StoreResult<Vec<(TenantId, Revision)>>;
+    /// Opens a consistent read of a tenant's whole state, at the revision it
+    /// reports, to be read page by page.
+    async fn snapshot(&self, tenant: TenantId) -> StoreResult<Box<dyn SnapshotReader>>;
+    /// Deletes change sets committed before `before`; returns how many went.
+    async fn compact_changes(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// A signal for every commit (`(tenant, revision)`), from this process and,
+    /// where the database can tell (PostgreSQL), from other replicas. A receiver
+    /// that lags is told so and should re-read the tenant heads.
+    fn commit_signal(&self) -> broadcast::Receiver<(TenantId, Revision)>;
+}
+
+/// A consistent read of one tenant's state, as the changes that rebuild it.
+#[async_trait]
+pub trait SnapshotReader: Send {
+    /// The tenant revision the snapshot shows.
+    fn revision(&self) -> Revision;
+    /// The next changes of the snapshot (at most about `limit`), or `None` when it
+    /// is complete. Within a snapshot, order carries no meaning: the state is whole
+    /// at its end.
+    async fn next_page(&mut self, limit: i64) -> StoreResult<Option<Vec<Change>>>;
 }

@@ -6,7 +6,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::sync::Arc;
+
 use sqlx::PgPool;
+use tokio::sync::broadcast;
+
+use super::signal;
+use crate::domain::{Revision, TenantId};
 
 type Db = sqlx::Postgres;
 type DbConn = sqlx::PgConnection;
@@ -18,6 +24,10 @@ pub struct PgStore {
     /// Shared by every request; sqlx returns a connection whose transaction was left
     /// open (a cancelled call) only after rolling it back.
     pool: PgPool,
+    /// Announces commits to this process's feed streams (see `signal`).
+    commits: broadcast::Sender<(TenantId, Revision)>,
+    /// Keeps the NOTIFY listener alive as long as a handle to the store is.
+    _listener: Arc<signal::ListenerGuard>,
 }
 
 impl PgStore {
@@ -31,15 +41,44 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        let commits = signal::channel();
+        let listener = signal::spawn_listener(pool.clone(), commits.clone());
+        Ok(PgStore {
+            pool,
+            commits,
+            _listener: listener,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Called after every commit that produced a change set.
-    fn after_commit(&self, _tenant: TenantId, _revision: Revision) {}
+    /// Announces a commit: at once to this process, and with NOTIFY (after the
+    /// commit, off the caller's path) to every replica.
+    fn after_commit(&self, tenant: TenantId, revision: Revision) {
+        let _ = self.commits.send((tenant, revision));
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let notified = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(signal::NOTIFY_CHANNEL)
+                .bind(signal::encode(tenant, revision))
+                .execute(&pool)
+                .await;
+            if let Err(err) = notified {
+                tracing::warn!(error = %err, "could not announce a commit; feeds will catch up on their next poll");
+            }
+        });
+    }
+
+    /// A read-only transaction that sees one consistent state throughout.
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Db>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 include!("sql.rs");

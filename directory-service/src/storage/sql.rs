@@ -12,20 +12,20 @@
 // change set to the outbox and commits, or rolls back when nothing changed.
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cohort_shared::catalog::{Role, Tool};
 use sqlx::{QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{
     CatalogAssignment, CatalogId, Change, ChangeSet, Etag, Group, GroupFilter, GroupId, GroupUpdate, Membership,
-    NewGroup, NewTenant, NewUser, Page, PageRequest, RequestId, Revision, Tenant, TenantId, User, UserFilter, UserId,
-    UserState, UserUpdate, WriteContext,
+    NewGroup, NewTenant, NewUser, Page, PageRequest, RequestId, Tenant, User, UserFilter, UserId, UserState,
+    UserUpdate, WriteContext,
 };
 use crate::storage::rows::{
-    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, TenantRow, UserGroupRow, UserRow,
+    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, TenantRow, UserGroupRow, UserRow,
 };
-use crate::storage::{DirectoryStore, StoreError, StoreResult, Written};
+use crate::storage::{DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
 
 const USER_COLUMNS: &str =
     "u.id, u.tenant_id, u.display_name, u.email, u.roles, u.suspended, u.create_time, u.update_time, u.revision";
@@ -1290,6 +1290,188 @@ impl DirectoryStore for Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(ChangeSet::from).collect())
+    }
+
+    async fn tenant_heads(&self, tenants: Option<&[TenantId]>) -> StoreResult<Vec<(TenantId, Revision)>> {
+        let mut q = QueryBuilder::<Db>::new("SELECT id, revision FROM tenants");
+        if let Some(tenants) = tenants {
+            if tenants.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for tenant in tenants {
+                ids.push_bind(tenant.0);
+            }
+            q.push(")");
+        }
+        q.push(" ORDER BY id");
+        let rows: Vec<(Uuid, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)).collect())
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn snapshot(&self, tenant: TenantId) -> StoreResult<Box<dyn SnapshotReader>> {
+        let mut tx = self.begin_snapshot().await?;
+        let row: Option<TenantRow> =
+            sqlx::query_as("SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1")
+                .bind(tenant.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let tenant_state: Tenant = row.ok_or_else(|| StoreError::not_found("tenant", tenant))?.try_into()?;
+        Ok(Box::new(Snapshot { revision: tenant_state.revision, tx, tenant, stage: SnapshotStage::Tenant(tenant_state) }))
+    }
+
+    async fn compact_changes(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM change_events WHERE commit_time < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+
+    fn commit_signal(&self) -> tokio::sync::broadcast::Receiver<(TenantId, Revision)> {
+        self.commits.subscribe()
+    }
+}
+
+/// Where a snapshot read has got to: each stage pages by its own key.
+enum SnapshotStage {
+    Tenant(Tenant),
+    Users(Uuid),
+    Groups(Uuid),
+    Memberships(Uuid, Uuid),
+    Administrators(Uuid),
+    Catalogs(Uuid, String),
+    Done,
+}
+
+/// A tenant's state read in one read-only transaction (repeatable read on
+/// PostgreSQL, a WAL read snapshot on SQLite), so every page shows one revision.
+struct Snapshot {
+    tx: Transaction<'static, Db>,
+    tenant: TenantId,
+    revision: Revision,
+    stage: SnapshotStage,
+}
+
+#[async_trait]
+impl SnapshotReader for Snapshot {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    async fn next_page(&mut self, limit: i64) -> StoreResult<Option<Vec<Change>>> {
+        let tenant = self.tenant.0;
+        let nil = Uuid::nil();
+        let stage = std::mem::replace(&mut self.stage, SnapshotStage::Done);
+        let (changes, next) = match stage {
+            SnapshotStage::Done => return Ok(None),
+            SnapshotStage::Tenant(state) => (vec![Change::TenantCreated { tenant: state }], SnapshotStage::Users(nil)),
+            SnapshotStage::Users(after) => {
+                let rows: Vec<UserRow> = sqlx::query_as(&format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+                ))
+                .bind(tenant)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let users: Vec<User> = convert_all(rows)?;
+                let next = match users.last() {
+                    Some(last) if users.len() as i64 == limit => SnapshotStage::Users(last.id.0),
+                    _ => SnapshotStage::Groups(nil),
+                };
+                (users.into_iter().map(|user| Change::UserUpserted { user }).collect(), next)
+            }
+            SnapshotStage::Groups(after) => {
+                let rows: Vec<GroupRow> = sqlx::query_as(&format!(
+                    "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id > $2 ORDER BY g.id LIMIT $3"
+                ))
+                .bind(tenant)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let groups: Vec<Group> = convert_all(rows)?;
+                let next = match groups.last() {
+                    Some(last) if groups.len() as i64 == limit => SnapshotStage::Groups(last.id.0),
+                    _ => SnapshotStage::Memberships(nil, nil),
+                };
+                (groups.into_iter().map(|group| Change::GroupUpserted { group }).collect(), next)
+            }
+            SnapshotStage::Memberships(after_group, after_user) => {
+                let rows: Vec<MembershipRow> = sqlx::query_as(
+                    "SELECT group_id, user_id, join_revision, join_time FROM memberships \
+                     WHERE tenant_id = $1 AND (group_id > $2 OR (group_id = $2 AND user_id > $3)) \
+                     ORDER BY group_id, user_id LIMIT $4",
+                )
+                .bind(tenant)
+                .bind(after_group)
+                .bind(after_user)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let memberships: Vec<Membership> = rows.into_iter().map(Membership::from).collect();
+                let next = match memberships.last() {
+                    Some(last) if memberships.len() as i64 == limit => {
+                        SnapshotStage::Memberships(last.group_id.0, last.user_id.0)
+                    }
+                    _ => SnapshotStage::Administrators(nil),
+                };
+                (memberships.into_iter().map(|membership| Change::MembershipAdded { membership }).collect(), next)
+            }
+            SnapshotStage::Administrators(after) => {
+                // A page of groups that have administrators, each with its whole set.
+                let groups: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT DISTINCT group_id FROM group_administrators WHERE tenant_id = $1 AND group_id > $2 \
+                     ORDER BY group_id LIMIT $3",
+                )
+                .bind(tenant)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let mut changes = Vec::with_capacity(groups.len());
+                for group in &groups {
+                    let administrator_ids = Store::administrator_ids(&mut self.tx, self.tenant, GroupId(*group)).await?;
+                    changes.push(Change::AdministratorsChanged { group_id: GroupId(*group), administrator_ids });
+                }
+                let next = match groups.last() {
+                    Some(last) if groups.len() as i64 == limit => SnapshotStage::Administrators(*last),
+                    _ => SnapshotStage::Catalogs(nil, String::new()),
+                };
+                (changes, next)
+            }
+            SnapshotStage::Catalogs(after_group, after_catalog) => {
+                let rows: Vec<CatalogRow> = sqlx::query_as(
+                    "SELECT group_id, catalog_id, assign_time FROM catalog_assignments \
+                     WHERE tenant_id = $1 AND (group_id > $2 OR (group_id = $2 AND catalog_id > $3)) \
+                     ORDER BY group_id, catalog_id LIMIT $4",
+                )
+                .bind(tenant)
+                .bind(after_group)
+                .bind(&after_catalog)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let assignments: Vec<CatalogAssignment> = convert_all(rows)?;
+                let next = match assignments.last() {
+                    Some(last) if assignments.len() as i64 == limit => {
+                        SnapshotStage::Catalogs(last.group_id.0, last.catalog_id.as_str().to_owned())
+                    }
+                    _ => SnapshotStage::Done,
+                };
+                let changes = assignments
+                    .into_iter()
+                    .map(|a| Change::CatalogAssigned { group_id: a.group_id, catalog_id: a.catalog_id })
+                    .collect();
+                (changes, next)
+            }
+        };
+        self.stage = next;
+        Ok(Some(changes))
     }
 }
 

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use tokio::sync::broadcast;
+
+use crate::domain::{Revision, TenantId};
 
 type Db = sqlx::Sqlite;
 type DbConn = sqlx::SqliteConnection;
@@ -22,6 +25,9 @@ type Store = SqliteStore;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Announces commits to this process's feed streams. Another process writing
+    /// the same file is only seen by the feed's safety poll.
+    commits: broadcast::Sender<(TenantId, Revision)>,
 }
 
 impl SqliteStore {
@@ -40,7 +46,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            commits: super::signal::channel(),
+        })
     }
 
     /// Opens `dir/directory.db`, creating the folder if needed.
@@ -54,8 +63,16 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Called after every commit that produced a change set.
-    fn after_commit(&self, _tenant: TenantId, _revision: Revision) {}
+    /// Announces a commit to this process's feed streams.
+    fn after_commit(&self, tenant: TenantId, revision: Revision) {
+        let _ = self.commits.send((tenant, revision));
+    }
+
+    /// A read transaction: in WAL mode it sees one consistent state from its first
+    /// read on, without blocking writers.
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Db>, sqlx::Error> {
+        self.pool.begin().await
+    }
 }
 
 include!("sql.rs");
