@@ -9,6 +9,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "cohort/directory/v1/resources.proto",
     "cohort/directory/v1/directory_service.proto",
+    "cohort/directory/v1/change_feed.proto",
     "cohort/authz/v1/authz_service.proto",
 ];
 

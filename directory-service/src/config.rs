@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -39,6 +40,23 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_connections: u32,
 
+    /// How long the change feed keeps events (`7d`, `12h`); a subscriber whose
+    /// cursor is older gets a snapshot.
+    #[arg(long, env = "COHORT_FEED_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub feed_retention: Duration,
+
+    /// How often an open feed stream receives checkpoints, also when idle.
+    #[arg(long, env = "COHORT_FEED_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub feed_checkpoint_interval: Duration,
+
+    /// The feed's safety poll behind commit notifications.
+    #[arg(long, env = "COHORT_FEED_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub feed_poll_interval: Duration,
+
+    /// How long a feed subscriber may take nothing before it is cut off.
+    #[arg(long, env = "COHORT_FEED_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub feed_send_timeout: Duration,
+
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -59,6 +77,17 @@ pub enum Database {
 }
 
 impl Settings {
+    /// The change feed's settings.
+    pub fn feed(&self) -> crate::feed::FeedSettings {
+        crate::feed::FeedSettings {
+            checkpoint_interval: self.feed_checkpoint_interval,
+            poll_interval: self.feed_poll_interval,
+            send_timeout: self.feed_send_timeout,
+            retention: self.feed_retention,
+            ..Default::default()
+        }
+    }
+
     /// The database to use; an unknown URL scheme is an error naming the setting.
     pub fn database(&self) -> anyhow::Result<Database> {
         match &self.database_url {

@@ -5,7 +5,9 @@
 //!   catalog), resources and change events. No I/O, no proto types.
 //! - [`storage`]: the [`storage::DirectoryStore`] trait and its PostgreSQL and
 //!   SQLite implementations; every write is one transaction with its outbox event.
-//! - [`grpc`]: the tonic service: converts requests into domain types, calls the
+//! - [`feed`]: the change feed: per-subscriber watchers that stream the outbox
+//!   (snapshot, live changes, checkpoints) with backpressure.
+//! - [`grpc`]: the tonic services: converts requests into domain types, calls the
 //!   store, converts results back; one mapping from errors to `tonic::Status`.
 //! - [`config`] and [`startup`]: typed settings from flags and environment, and the
 //!   [`startup::Application`] that binds its listener and serves until stopped.
@@ -13,6 +15,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod grpc;
 pub mod startup;
 pub mod storage;

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::config::{Database, Settings};
-use crate::grpc::DirectoryApi;
+use crate::feed::{self, FeedSettings};
+use crate::grpc::{DirectoryApi, FeedApi};
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::DirectoryStore;
@@ -23,24 +25,30 @@ use crate::storage::DirectoryStore;
 pub struct Application {
     listener: TcpListener,
     store: Arc<dyn DirectoryStore>,
+    feed: FeedSettings,
 }
 
 impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let store = open_store(&settings.database()?, settings.max_connections).await?;
-        Self::with_store(settings.listen, store).await
+        Self::with_store(settings.listen, store, settings.feed()).await
     }
 
     /// Binds the listener for an already opened store.
     pub async fn with_store(
         listen: SocketAddr,
         store: Arc<dyn DirectoryStore>,
+        feed: FeedSettings,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding --listen {listen}"))?;
-        Ok(Application { listener, store })
+        Ok(Application {
+            listener,
+            store,
+            feed,
+        })
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -50,25 +58,50 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes; in-flight calls finish first.
+    /// Serves until `shutdown` completes; in-flight calls finish first and open
+    /// feed streams are closed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<DirectoryServiceServer<DirectoryApi>>()
             .await;
+        health_reporter
+            .set_serving::<ChangeFeedServiceServer<FeedApi>>()
+            .await;
         let (reflection, reflection_v1alpha) = reflection_services()?;
+        let compaction = tokio::spawn(feed::compact_periodically(
+            self.store.clone(),
+            self.feed.retention,
+        ));
+
+        // Feed streams never end on their own; they are closed when shutdown starts,
+        // so that the server's graceful stop does not wait on them forever.
+        let (closing, closing_signal) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
 
         let addr = self.local_addr();
         tracing::info!(%addr, "directory service listening");
-        Server::builder()
+        let served = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
-            .add_service(DirectoryServiceServer::new(DirectoryApi::new(self.store)))
+            .add_service(DirectoryServiceServer::new(DirectoryApi::new(
+                self.store.clone(),
+            )))
+            .add_service(ChangeFeedServiceServer::new(FeedApi::new(
+                self.store,
+                self.feed,
+                closing_signal,
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await?;
+            .await;
+        compaction.abort();
+        served?;
         tracing::info!("directory service stopped");
         Ok(())
     }

@@ -25,7 +25,8 @@ impl DirectoryProcess {
             std::env::temp_dir().join(format!("cohort-it-{}", uuid::Uuid::new_v4().simple()));
         let database = cohort_directory::config::Database::SqliteDir(data_dir.clone());
         let store = open_store(&database, 4).await?;
-        let app = Application::with_store("127.0.0.1:0".parse()?, store).await?;
+        let app =
+            Application::with_store("127.0.0.1:0".parse()?, store, Default::default()).await?;
         let addr = app.local_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {

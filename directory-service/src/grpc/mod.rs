@@ -5,6 +5,7 @@
 
 mod convert;
 mod error;
+mod feed;
 mod groups;
 mod members;
 mod settings;
@@ -18,6 +19,7 @@ use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServ
 use tonic::{Request, Response};
 
 pub use error::{ApiError, ApiResult};
+pub use feed::FeedApi;
 
 use crate::domain::WriteContext;
 use crate::storage::DirectoryStore;

@@ -91,9 +91,13 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             (Arc::new(store), Scratch::Sqlite { dir })
         }
     };
-    let app = Application::with_store("127.0.0.1:0".parse().unwrap(), store.clone())
-        .await
-        .unwrap();
+    let app = Application::with_store(
+        "127.0.0.1:0".parse().unwrap(),
+        store.clone(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let addr = app.local_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {

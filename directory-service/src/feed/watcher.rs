@@ -1,0 +1,257 @@
+//! One subscriber's feed: a task that catches each followed tenant up from its
+//! cursor (by snapshot when there is no cursor, or when the events after it were
+//! compacted), then tails the outbox on commit signals and a slow poll, and sends
+//! checkpoints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{FeedError, FeedEvent, FeedSettings, Subscription};
+use crate::domain::{Revision, TenantId};
+use crate::storage::DirectoryStore;
+
+/// Why a watcher stopped early.
+enum Stop {
+    /// The subscriber went away: nothing to report.
+    Gone,
+    /// Report this error as the stream's last item.
+    Failed(FeedError),
+}
+
+/// What woke the watcher up.
+enum Wake {
+    /// A commit was announced.
+    Commit(TenantId, Revision),
+    /// Time to re-read every followed tenant's head (safety poll, lost signals).
+    Rescan,
+    Checkpoint,
+    /// The subscriber left or the server is closing.
+    Stop,
+}
+
+type Out = mpsc::Sender<Result<FeedEvent, FeedError>>;
+
+pub(super) struct Watcher {
+    store: Arc<dyn DirectoryStore>,
+    settings: FeedSettings,
+    cursors: BTreeMap<TenantId, Revision>,
+    all_tenants: bool,
+    out: Out,
+    /// Turns true when the server shuts down.
+    closing: watch::Receiver<bool>,
+}
+
+impl Watcher {
+    /// Starts the watcher task and returns the subscriber's stream. When the task
+    /// fails, its error is the stream's last item, after everything it buffered.
+    pub(super) fn spawn(
+        store: Arc<dyn DirectoryStore>,
+        settings: FeedSettings,
+        subscription: Subscription,
+        closing: watch::Receiver<bool>,
+    ) -> impl Stream<Item = Result<FeedEvent, FeedError>> {
+        let (out, receiver) = mpsc::channel(settings.buffer.max(1));
+        let last_error: Arc<Mutex<Option<FeedError>>> = Arc::default();
+        let watcher = Watcher {
+            store,
+            settings,
+            cursors: subscription.cursors,
+            all_tenants: subscription.all_tenants,
+            out,
+            closing,
+        };
+        let report = last_error.clone();
+        tokio::spawn(async move {
+            let mut watcher = watcher;
+            if let Err(Stop::Failed(err)) = watcher.run().await {
+                tracing::info!(error = %err, "feed stream ended");
+                *report.lock().expect("not poisoned") = Some(err);
+            }
+            // Closing the channel only now guarantees the subscriber sees the error
+            // after the buffered messages.
+            drop(watcher);
+        });
+        ReceiverStream::new(receiver).chain(futures::stream::iter(std::iter::from_fn(move || {
+            last_error.lock().expect("not poisoned").take().map(Err)
+        })))
+    }
+
+    async fn run(&mut self) -> Result<(), Stop> {
+        // Subscribe before the first read, so no commit between the two is missed.
+        let mut signal = self.store.commit_signal();
+        let mut poll = tokio::time::interval(self.settings.poll_interval);
+        let mut checkpoint = tokio::time::interval(self.settings.checkpoint_interval);
+        checkpoint.tick().await;
+        let mut rescan = true;
+        let mut dirty: BTreeSet<TenantId> = BTreeSet::new();
+        loop {
+            if rescan {
+                self.catch_up_all().await?;
+                rescan = false;
+            }
+            for tenant in std::mem::take(&mut dirty) {
+                self.catch_up(tenant).await?;
+            }
+            let wake = tokio::select! {
+                received = signal.recv() => match received {
+                    Ok((tenant, revision)) => Wake::Commit(tenant, revision),
+                    Err(broadcast::error::RecvError::Lagged(_)) => Wake::Rescan,
+                    Err(broadcast::error::RecvError::Closed) => Wake::Stop,
+                },
+                _ = poll.tick() => Wake::Rescan,
+                _ = checkpoint.tick() => Wake::Checkpoint,
+                _ = self.out.closed() => Wake::Stop,
+                _ = self.closing.wait_for(|closing| *closing) => Wake::Stop,
+            };
+            match wake {
+                Wake::Commit(tenant, revision) => match self.cursors.get(&tenant) {
+                    Some(cursor) if *cursor < revision => {
+                        dirty.insert(tenant);
+                    }
+                    None if self.all_tenants => rescan = true,
+                    _ => {}
+                },
+                Wake::Rescan => rescan = true,
+                Wake::Checkpoint => {
+                    self.catch_up_all().await?;
+                    self.send_checkpoints().await?;
+                }
+                Wake::Stop => return Err(Stop::Gone),
+            }
+        }
+    }
+
+    /// Reads the heads of every followed tenant (discovering new tenants when
+    /// following all) and catches up those that moved.
+    async fn catch_up_all(&mut self) -> Result<(), Stop> {
+        let named: Vec<TenantId> = self.cursors.keys().copied().collect();
+        let filter = if self.all_tenants {
+            None
+        } else {
+            Some(named.as_slice())
+        };
+        let heads = self
+            .store
+            .tenant_heads(filter)
+            .await
+            .map_err(|e| Stop::Failed(e.into()))?;
+        for (tenant, head) in heads {
+            let cursor = *self.cursors.entry(tenant).or_insert(0);
+            if cursor != head {
+                self.catch_up(tenant).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything after the tenant's cursor, by snapshot when there is no
+    /// usable cursor.
+    async fn catch_up(&mut self, tenant: TenantId) -> Result<(), Stop> {
+        loop {
+            let cursor = self.cursors.get(&tenant).copied().unwrap_or(0);
+            if cursor == 0 {
+                self.send_snapshot(tenant).await?;
+                continue;
+            }
+            let batch = self
+                .store
+                .read_changes(tenant, cursor, self.settings.batch_size)
+                .await
+                .map_err(|e| Stop::Failed(e.into()))?;
+            let Some(first) = batch.first() else {
+                // Nothing after the cursor. A cursor ahead of the tenant (a restored
+                // database) cannot be continued: start over from a snapshot.
+                let head = self.head(tenant).await?;
+                if cursor > head {
+                    self.cursors.insert(tenant, 0);
+                    continue;
+                }
+                return Ok(());
+            };
+            if first.revision != cursor + 1 {
+                // The events after the cursor were compacted away.
+                self.cursors.insert(tenant, 0);
+                continue;
+            }
+            let full = batch.len() as i64 == self.settings.batch_size;
+            for set in batch {
+                let revision = set.revision;
+                self.send(FeedEvent::Changes(set)).await?;
+                self.cursors.insert(tenant, revision);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn head(&self, tenant: TenantId) -> Result<Revision, Stop> {
+        let heads = self
+            .store
+            .tenant_heads(Some(&[tenant]))
+            .await
+            .map_err(|e| Stop::Failed(e.into()))?;
+        Ok(heads.first().map(|(_, head)| *head).unwrap_or(0))
+    }
+
+    async fn send_snapshot(&mut self, tenant: TenantId) -> Result<(), Stop> {
+        let mut snapshot = self
+            .store
+            .snapshot(tenant)
+            .await
+            .map_err(|e| Stop::Failed(e.into()))?;
+        let revision = snapshot.revision();
+        self.send(FeedEvent::SnapshotBegin { tenant, revision })
+            .await?;
+        while let Some(changes) = snapshot
+            .next_page(self.settings.batch_size)
+            .await
+            .map_err(|e| Stop::Failed(e.into()))?
+        {
+            if !changes.is_empty() {
+                self.send(FeedEvent::SnapshotPart {
+                    tenant,
+                    revision,
+                    changes,
+                })
+                .await?;
+            }
+        }
+        self.send(FeedEvent::SnapshotEnd { tenant, revision })
+            .await?;
+        self.cursors.insert(tenant, revision);
+        Ok(())
+    }
+
+    async fn send_checkpoints(&mut self) -> Result<(), Stop> {
+        let time = Utc::now();
+        let cursors: Vec<(TenantId, Revision)> =
+            self.cursors.iter().map(|(t, r)| (*t, *r)).collect();
+        for (tenant, revision) in cursors {
+            if revision > 0 {
+                self.send(FeedEvent::Checkpoint {
+                    tenant,
+                    revision,
+                    time,
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands one message to the subscriber, waiting while its buffer is full, for
+    /// at most `send_timeout`.
+    async fn send(&self, event: FeedEvent) -> Result<(), Stop> {
+        match tokio::time::timeout(self.settings.send_timeout, self.out.send(Ok(event))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_) => Err(Stop::Failed(FeedError::TooSlow(self.settings.send_timeout))),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The `ChangeFeedService`: parses a `Watch` request into a feed subscription and
+//! converts the feed's events to proto.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cohort_shared::proto::directory::v1 as pb;
+use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedService;
+use futures::{Stream, StreamExt};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::convert;
+use super::error::ApiError;
+use crate::domain::{Change, ChangeSet, TenantId, ValidationError};
+use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Subscription};
+use crate::storage::DirectoryStore;
+
+pub struct FeedApi {
+    store: Arc<dyn DirectoryStore>,
+    settings: FeedSettings,
+    /// Turns true at shutdown; open streams then end.
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl FeedApi {
+    pub fn new(
+        store: Arc<dyn DirectoryStore>,
+        settings: FeedSettings,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        FeedApi {
+            store,
+            settings,
+            closing,
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChangeFeedService for FeedApi {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let subscription = parse_subscription(request.into_inner()).map_err(ApiError::from)?;
+        let events = feed::watch(
+            self.store.clone(),
+            self.settings.clone(),
+            subscription,
+            self.closing.clone(),
+        )
+        .await
+        .map_err(feed_status)?;
+        let stream = events.map(|event| event.map(watch_response).map_err(feed_status));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn parse_subscription(req: pb::WatchRequest) -> Result<Subscription, ValidationError> {
+    if req.cursors.is_empty() && !req.all_tenants {
+        return Err(ValidationError::new(
+            "cursors",
+            "name at least one tenant, or set all_tenants",
+        ));
+    }
+    let mut cursors = BTreeMap::new();
+    for (i, cursor) in req.cursors.iter().enumerate() {
+        let tenant = TenantId::parse(&format!("cursors[{i}].tenant_id"), &cursor.tenant_id)?;
+        if cursor.revision < 0 {
+            return Err(ValidationError::new(
+                format!("cursors[{i}].revision"),
+                "must not be negative",
+            ));
+        }
+        if cursors.insert(tenant, cursor.revision).is_some() {
+            return Err(ValidationError::new(
+                format!("cursors[{i}].tenant_id"),
+                "names a tenant twice",
+            ));
+        }
+    }
+    Ok(Subscription {
+        cursors,
+        all_tenants: req.all_tenants,
+    })
+}
+
+fn feed_status(err: FeedError) -> Status {
+    match err {
+        FeedError::Store(err) => ApiError::Store(err).into(),
+        FeedError::TooSlow(_) => {
+            let details =
+                ErrorDetails::with_error_info("SUBSCRIBER_TOO_SLOW", "directory.cohort", []);
+            Status::with_error_details(Code::ResourceExhausted, err.to_string(), details)
+        }
+    }
+}
+
+fn watch_response(event: FeedEvent) -> pb::WatchResponse {
+    use pb::watch_response::Event;
+    let event = match event {
+        FeedEvent::Changes(set) => Event::Change(change_event(&set)),
+        FeedEvent::SnapshotBegin { tenant, revision } => Event::SnapshotBegin(pb::SnapshotBegin {
+            tenant_id: tenant.to_string(),
+            revision,
+        }),
+        FeedEvent::SnapshotPart {
+            tenant,
+            revision,
+            changes,
+        } => Event::Change(pb::ChangeEvent {
+            tenant_id: tenant.to_string(),
+            revision,
+            commit_time: None,
+            actor: String::new(),
+            changes: changes.iter().map(change).collect(),
+        }),
+        FeedEvent::SnapshotEnd { tenant, revision } => Event::SnapshotEnd(pb::SnapshotEnd {
+            tenant_id: tenant.to_string(),
+            revision,
+        }),
+        FeedEvent::Checkpoint {
+            tenant,
+            revision,
+            time,
+        } => Event::Checkpoint(pb::Checkpoint {
+            tenant_id: tenant.to_string(),
+            revision,
+            time: Some(convert::timestamp(time)),
+        }),
+    };
+    pb::WatchResponse { event: Some(event) }
+}
+
+fn change_event(set: &ChangeSet) -> pb::ChangeEvent {
+    pb::ChangeEvent {
+        tenant_id: set.tenant_id.to_string(),
+        revision: set.revision,
+        commit_time: Some(convert::timestamp(set.commit_time)),
+        actor: set.actor.clone(),
+        changes: set.changes.iter().map(change).collect(),
+    }
+}
+
+fn change(change: &Change) -> pb::Change {
+    use pb::change::Change as C;
+    let inner = match change {
+        Change::TenantCreated { tenant } => C::TenantUpserted(convert::tenant(tenant)),
+        Change::UserUpserted { user } => C::UserUpserted(convert::user(user)),
+        Change::UserDeleted { user_id } => C::UserDeleted(user_id.to_string()),
+        Change::GroupUpserted { group } => C::GroupUpserted(convert::group(group)),
+        Change::GroupDeleted { group_id } => C::GroupDeleted(group_id.to_string()),
+        Change::MembershipAdded { membership } => {
+            C::MembershipAdded(convert::membership(membership))
+        }
+        Change::MembershipRemoved { group_id, user_id } => {
+            C::MembershipRemoved(pb::MembershipRemoved {
+                group_id: group_id.to_string(),
+                user_id: user_id.to_string(),
+            })
+        }
+        Change::AdministratorsChanged {
+            group_id,
+            administrator_ids,
+        } => C::AdministratorsChanged(pb::AdministratorSet {
+            group_id: group_id.to_string(),
+            user_ids: convert::ids(administrator_ids),
+        }),
+        Change::InheritedRoleSet {
+            group_id,
+            tool,
+            role,
+        } => C::InheritedRoleChanged(pb::InheritedRoleChange {
+            group_id: group_id.to_string(),
+            tool: pb::Tool::from(*tool) as i32,
+            role: pb::Role::from(*role) as i32,
+        }),
+        Change::InheritedRoleCleared { group_id, tool } => {
+            C::InheritedRoleChanged(pb::InheritedRoleChange {
+                group_id: group_id.to_string(),
+                tool: pb::Tool::from(*tool) as i32,
+                role: pb::Role::Unspecified as i32,
+            })
+        }
+        Change::CatalogAssigned {
+            group_id,
+            catalog_id,
+        } => C::CatalogAssigned(pb::CatalogAssignment {
+            group_id: group_id.to_string(),
+            catalog_id: catalog_id.as_str().to_owned(),
+            assign_time: None,
+        }),
+        Change::CatalogUnassigned {
+            group_id,
+            catalog_id,
+        } => C::CatalogUnassigned(pb::CatalogUnassigned {
+            group_id: group_id.to_string(),
+            catalog_id: catalog_id.as_str().to_owned(),
+        }),
+    };
+    pb::Change {
+        change: Some(inner),
+    }
+}
