@@ -164,10 +164,10 @@ impl Watcher {
                 .await
                 .map_err(|e| Stop::Failed(e.into()))?;
             let Some(first) = batch.first() else {
-                // Nothing after the cursor. A cursor ahead of the tenant (a restored
-                // database) cannot be continued: start over from a snapshot.
-                let head = self.head(tenant).await?;
-                if cursor > head {
+                // Nothing after the cursor. Behind the head, the events after it were
+                // compacted away; ahead of it (a restored database), it cannot be
+                // continued. Either way: start over from a snapshot.
+                if cursor != self.head(tenant).await? {
                     self.cursors.insert(tenant, 0);
                     continue;
                 }

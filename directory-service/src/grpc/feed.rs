@@ -154,7 +154,14 @@ fn change(change: &Change) -> pb::Change {
         Change::TenantCreated { tenant } => C::TenantUpserted(convert::tenant(tenant)),
         Change::UserUpserted { user } => C::UserUpserted(convert::user(user)),
         Change::UserDeleted { user_id } => C::UserDeleted(user_id.to_string()),
-        Change::GroupUpserted { group } => C::GroupUpserted(convert::group(group)),
+        // Counters change with memberships without an event of their own, so they
+        // are left out of the group's state in the feed.
+        Change::GroupUpserted { group } => C::GroupUpserted(pb::Group {
+            subgroup_count: 0,
+            member_count: 0,
+            administrator_count: 0,
+            ..convert::group(group)
+        }),
         Change::GroupDeleted { group_id } => C::GroupDeleted(group_id.to_string()),
         Change::MembershipAdded { membership } => {
             C::MembershipAdded(convert::membership(membership))

@@ -9,11 +9,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cohort_directory::feed::FeedSettings;
 use cohort_directory::startup::Application;
 use cohort_directory::storage::postgres::PgStore;
 use cohort_directory::storage::sqlite::SqliteStore;
 use cohort_directory::storage::DirectoryStore;
 use cohort_shared::proto::directory::v1 as pb;
+use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use sqlx::Connection;
 use tokio::sync::oneshot;
@@ -36,10 +38,15 @@ enum Scratch {
 
 pub struct TestApp {
     pub client: DirectoryServiceClient<Channel>,
+    pub feed: ChangeFeedServiceClient<Channel>,
     pub store: Arc<dyn DirectoryStore>,
+    pub backend: Backend,
+    /// The test database, for tests that need a connection of their own.
+    pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    scratch: Scratch,
+    /// The database this app owns and removes at cleanup (none for a replica).
+    scratch: Option<Scratch>,
 }
 
 pub fn admin_database_url() -> String {
@@ -75,43 +82,71 @@ pub async fn drop_postgres_database(database: &str) {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let (store, scratch): (Arc<dyn DirectoryStore>, Scratch) = match backend {
+    spawn_app_with(backend, FeedSettings::default()).await
+}
+
+/// A directory on a fresh database, with the given feed settings.
+pub async fn spawn_app_with(backend: Backend, feed: FeedSettings) -> TestApp {
+    let (database_url, scratch) = match backend {
         Backend::Postgres => {
             let (url, database) = fresh_postgres_database().await;
-            let store = PgStore::connect(&url, 16)
-                .await
-                .expect("connect to the test database");
-            (Arc::new(store), Scratch::Postgres { database })
+            (url, Scratch::Postgres { database })
         }
         Backend::Sqlite => {
             let dir = std::env::temp_dir().join(format!("cohort-test-{}", Uuid::new_v4().simple()));
-            let store = SqliteStore::open_in(&dir, 8)
-                .await
-                .expect("open the test database");
-            (Arc::new(store), Scratch::Sqlite { dir })
+            std::fs::create_dir_all(&dir).unwrap();
+            (
+                format!("sqlite://{}", dir.join("directory.db").display()),
+                Scratch::Sqlite { dir },
+            )
         }
     };
-    let app = Application::with_store(
-        "127.0.0.1:0".parse().unwrap(),
-        store.clone(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let mut app = start_server(backend, &database_url, feed).await;
+    app.scratch = Some(scratch);
+    app
+}
+
+/// Another directory server on the same database (a replica). Its cleanup only
+/// stops the server.
+pub async fn spawn_replica(app: &TestApp, feed: FeedSettings) -> TestApp {
+    start_server(app.backend, &app.database_url, feed).await
+}
+
+async fn start_server(backend: Backend, database_url: &str, feed: FeedSettings) -> TestApp {
+    let store: Arc<dyn DirectoryStore> = match backend {
+        Backend::Postgres => Arc::new(
+            PgStore::connect(database_url, 16)
+                .await
+                .expect("connect to the test database"),
+        ),
+        Backend::Sqlite => Arc::new(
+            SqliteStore::connect(database_url, 8)
+                .await
+                .expect("open the test database"),
+        ),
+    };
+    let app = Application::with_store("127.0.0.1:0".parse().unwrap(), store.clone(), feed)
+        .await
+        .unwrap();
     let addr = app.local_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stop.await;
     }));
-    let client = DirectoryServiceClient::connect(format!("http://{addr}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
         .await
         .expect("connect to the server");
     TestApp {
-        client,
+        client: DirectoryServiceClient::new(channel.clone()),
+        feed: ChangeFeedServiceClient::new(channel),
         store,
+        backend,
+        database_url: database_url.to_owned(),
         shutdown: Some(shutdown),
         server: Some(server),
-        scratch,
+        scratch: None,
     }
 }
 
@@ -325,12 +360,14 @@ impl TestApp {
             server.await.unwrap().unwrap();
         }
         drop(self.client);
+        drop(self.feed);
         drop(self.store);
         match &self.scratch {
-            Scratch::Postgres { database } => drop_postgres_database(database).await,
-            Scratch::Sqlite { dir } => {
+            Some(Scratch::Postgres { database }) => drop_postgres_database(database).await,
+            Some(Scratch::Sqlite { dir }) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            None => {}
         }
     }
 }
@@ -373,15 +410,15 @@ pub fn reason(status: &Status) -> String {
 }
 
 /// Generates, for every listed `async fn name(app: &TestApp)`, one test per backend:
-/// `postgres::name` and `sqlite::name`.
+/// `postgres::name` and `sqlite::name`, optionally with feed settings.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
+    (feed = $feed:expr; $($test:ident),* $(,)?) => {
         mod postgres {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await;
+                    let app = $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $feed).await;
                     super::$test(&app).await;
                     app.cleanup().await;
                 }
@@ -391,11 +428,14 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                    let app = $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $feed).await;
                     super::$test(&app).await;
                     app.cleanup().await;
                 }
             )*
         }
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::on_both_backends!(feed = Default::default(); $($test),*);
     };
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod administrators;
 mod concurrency;
+mod feed;
 mod groups;
 mod memberships;
 mod outbox;
