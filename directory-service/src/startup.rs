@@ -11,7 +11,7 @@ use anyhow::Context;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{Database, Settings};
@@ -98,7 +98,7 @@ impl Application {
                 self.feed,
                 closing_signal,
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
             .await;
         compaction.abort();
         served?;
@@ -110,6 +110,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
     }
+}
+
+/// Accepted connections with TCP_NODELAY (without it, a response larger than one
+/// segment waits ~40 ms on Nagle's algorithm and the peer's delayed ACK) and TCP
+/// keepalive, so that dead peers are noticed.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 /// Server reflection (v1, and v1alpha for older clients such as grpcurl 1.8) over

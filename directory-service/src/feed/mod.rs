@@ -90,6 +90,8 @@ pub enum FeedEvent {
         revision: Revision,
         time: DateTime<Utc>,
     },
+    /// Sent once: the stream has caught up with every followed tenant.
+    CaughtUp { time: DateTime<Utc> },
 }
 
 #[derive(Debug, thiserror::Error)]

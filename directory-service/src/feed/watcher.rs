@@ -87,7 +87,10 @@ impl Watcher {
         let mut poll = tokio::time::interval(self.settings.poll_interval);
         let mut checkpoint = tokio::time::interval(self.settings.checkpoint_interval);
         checkpoint.tick().await;
-        let mut rescan = true;
+        self.catch_up_all().await?;
+        self.send_checkpoints().await?;
+        self.send(FeedEvent::CaughtUp { time: Utc::now() }).await?;
+        let mut rescan = false;
         let mut dirty: BTreeSet<TenantId> = BTreeSet::new();
         loop {
             if rescan {
@@ -158,6 +161,10 @@ impl Watcher {
                 self.send_snapshot(tenant).await?;
                 continue;
             }
+            // The head is read before the batch: every event up to it was committed
+            // by then, so an empty batch behind it can only mean compaction (read
+            // the other way round, a commit in between would look like one).
+            let head = self.head(tenant).await?;
             let batch = self
                 .store
                 .read_changes(tenant, cursor, self.settings.batch_size)
@@ -167,7 +174,7 @@ impl Watcher {
                 // Nothing after the cursor. Behind the head, the events after it were
                 // compacted away; ahead of it (a restored database), it cannot be
                 // continued. Either way: start over from a snapshot.
-                if cursor != self.head(tenant).await? {
+                if cursor != head {
                     self.cursors.insert(tenant, 0);
                     continue;
                 }

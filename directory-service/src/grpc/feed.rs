@@ -125,6 +125,9 @@ fn watch_response(event: FeedEvent) -> pb::WatchResponse {
             tenant_id: tenant.to_string(),
             revision,
         }),
+        FeedEvent::CaughtUp { time } => Event::CaughtUp(pb::CaughtUp {
+            time: Some(convert::timestamp(time)),
+        }),
         FeedEvent::Checkpoint {
             tenant,
             revision,

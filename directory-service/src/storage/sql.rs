@@ -1114,8 +1114,9 @@ impl DirectoryStore for Store {
         let mut conn = self.pool.acquire().await?;
         Self::fetch_group(&mut conn, tenant, group).await?;
         let after = after_id(page)?.unwrap_or(Uuid::nil());
-        // Distinct member ids of the group (or its subtree) after the cursor, page by
-        // page on the memberships index, then their users.
+        // Distinct member ids of the group (or its subtree) after the cursor, read
+        // group by group on the memberships index, then their users. How to make the
+        // planner probe the index per group is the backend's (`MEMBERS_OF_GROUPS`).
         let groups = if include_subgroups {
             "WITH RECURSIVE subtree (id) AS ( \
                  SELECT id FROM groups WHERE tenant_id = $1 AND id = $2 \
@@ -1125,9 +1126,7 @@ impl DirectoryStore for Store {
             "WITH subtree (id) AS (SELECT id FROM groups WHERE tenant_id = $1 AND id = $2) "
         };
         let sql = format!(
-            "{groups}SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id IN ( \
-                 SELECT DISTINCT m.user_id FROM memberships m JOIN subtree s ON m.group_id = s.id \
-                 WHERE m.tenant_id = $1 AND m.user_id > $3 ORDER BY m.user_id LIMIT $4) \
+            "{groups}SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id IN ({MEMBERS_OF_GROUPS}) \
              ORDER BY u.id"
         );
         let rows: Vec<UserRow> = sqlx::query_as(&sql)
