@@ -203,23 +203,34 @@ const GA_GROUP_ADMINISTRATOR: [Grant; 4] = [
     GA_COMMON[1],
 ];
 
-const LMS_USER: [Grant; 1] = [grant("lms.courses.take", Own)];
-const LMS_VALIDATOR: [Grant; 2] = [grant("lms.content.publish", MemberGroups), LMS_USER[0]];
-const LMS_TEACHER: [Grant; 2] = [grant("lms.trainings.review", Own), LMS_USER[0]];
-const LMS_AUTHOR: [Grant; 4] = [
+// Every LMS role comes with USER's grants: taking courses, and access to the
+// content catalogs of the organizations the user belongs to.
+const LMS_USER: [Grant; 2] = [
+    grant("lms.courses.take", Own),
+    grant("lms.catalogs.access", MemberGroups),
+];
+const LMS_VALIDATOR: [Grant; 3] = [
+    grant("lms.content.publish", MemberGroups),
+    LMS_USER[0],
+    LMS_USER[1],
+];
+const LMS_TEACHER: [Grant; 3] = [grant("lms.trainings.review", Own), LMS_USER[0], LMS_USER[1]];
+const LMS_AUTHOR: [Grant; 5] = [
     grant("lms.content.create", Own),
     grant("lms.content.edit", Own),
     grant("lms.content.publish", Own),
     LMS_USER[0],
+    LMS_USER[1],
 ];
-const LMS_GROUP_ADMINISTRATOR: [Grant; 5] = [
+const LMS_GROUP_ADMINISTRATOR: [Grant; 6] = [
     grant("lms.trainings.manage", AdministeredGroups),
     grant("lms.members.manage", AdministeredGroups),
     grant("lms.reports.view", AdministeredGroups),
     grant("lms.content.publish", AdministeredGroups),
     LMS_USER[0],
+    LMS_USER[1],
 ];
-const LMS_ADMIN: [Grant; 10] = [
+const LMS_ADMIN: [Grant; 11] = [
     grant("lms.settings.manage", Tenant),
     grant("lms.trainings.manage", Tenant),
     grant("lms.members.manage", Tenant),
@@ -230,7 +241,35 @@ const LMS_ADMIN: [Grant; 10] = [
     grant("lms.trainings.review", Tenant),
     grant("lms.courses.take", Tenant),
     grant("lms.catalogs.manage", Tenant),
+    grant("lms.catalogs.access", Tenant),
 ];
+
+/// Permissions that are organization features: they reach a group, a user or a
+/// catalog only through an organization whose flag is on (DOMAIN: "active only
+/// while the flag is on").
+pub const ORGANIZATION_FEATURES: [&str; 3] = [
+    "global_admin.reports.view",
+    "lms.reports.view",
+    "lms.catalogs.access",
+];
+
+/// Every permission of the catalog, each once, in catalog order.
+pub fn permissions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = Vec::new();
+    for role in Role::ALL {
+        for grant in role.grants() {
+            if !all.contains(&grant.permission) {
+                all.push(grant.permission);
+            }
+        }
+    }
+    all
+}
+
+/// Whether a permission is an organization feature.
+pub fn is_organization_feature(permission: &str) -> bool {
+    ORGANIZATION_FEATURES.contains(&permission)
+}
 
 const AUTHOR_REVIEWER: [Grant; 1] = [grant("author.reviews.perform", Own)];
 const AUTHOR_AUTHOR: [Grant; 2] = [
@@ -524,6 +563,10 @@ pub fn render_markdown() -> String {
         );
     }
     out += "\nLMS GROUP_ADMINISTRATOR requires Global Admin GROUP_ADMINISTRATOR.\n";
+    out += &format!(
+        "\nOrganization features (granted only through an organization whose flag is on): {}.\n",
+        ORGANIZATION_FEATURES.map(|p| format!("`{p}`")).join(", ")
+    );
     for tool in Tool::ALL {
         out += &format!(
             "\n## {}\n\n| role | permission | scope |\n|---|---|---|\n",
@@ -715,6 +758,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.global_admin_role(), GlobalAdminGroupAdministrator);
+    }
+
+    #[test]
+    fn organization_features_are_catalog_permissions() {
+        for feature in ORGANIZATION_FEATURES {
+            assert!(permissions().contains(&feature), "{feature}");
+        }
+        assert!(is_organization_feature("lms.reports.view"));
+        assert!(!is_organization_feature("lms.content.edit"));
     }
 
     #[test]

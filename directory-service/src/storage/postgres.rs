@@ -18,13 +18,6 @@ type Db = sqlx::Postgres;
 type DbConn = sqlx::PgConnection;
 type Store = PgStore;
 
-/// The distinct members (after `$3`, at most `$4`) of the groups in `subtree`.
-/// `LATERAL` makes PostgreSQL probe the memberships index once per group; a plain
-/// join lets it hash-join every membership of the tenant.
-const MEMBERS_OF_GROUPS: &str = "SELECT DISTINCT m.user_id FROM subtree s CROSS JOIN LATERAL ( \
-         SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_id = s.id AND user_id > $3) m \
-     ORDER BY m.user_id LIMIT $4";
-
 /// The directory on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {

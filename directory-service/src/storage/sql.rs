@@ -32,6 +32,10 @@ const USER_COLUMNS: &str =
 const GROUP_COLUMNS: &str = "g.id, g.tenant_id, g.parent_id, g.display_name, g.is_organization, g.subgroup_count, \
      g.member_count, g.administrator_count, g.inherited_roles, g.create_time, g.update_time, g.revision";
 
+/// Most ids bound in one `IN (...)` list (both databases cap the parameters of a
+/// statement).
+const ID_CHUNK: usize = 500;
+
 /// The idempotency scope of tenant creation (tenant-scoped creates use the tenant id).
 const GLOBAL_SCOPE: Uuid = Uuid::nil();
 
@@ -372,42 +376,54 @@ impl Store {
         Ok(())
     }
 
-    /// The ids of a group and all its descendants, the group first.
+    /// The ids of a group and all its descendants, the group first, level by level.
+    ///
+    /// Walked here rather than with `WITH RECURSIVE`: PostgreSQL cannot estimate a
+    /// recursive query's size and hash-joins it against whole tables (a scan of the
+    /// tenant's groups per level); each level here is one lookup on
+    /// `groups_by_parent`.
     async fn subtree(conn: &mut DbConn, tenant: TenantId, root: GroupId) -> StoreResult<Vec<GroupId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "WITH RECURSIVE subtree (id, depth) AS ( \
-                 SELECT id, 0 FROM groups WHERE tenant_id = $1 AND id = $2 \
-                 UNION ALL \
-                 SELECT g.id, s.depth + 1 FROM groups g JOIN subtree s ON g.parent_id = s.id WHERE g.tenant_id = $1 \
-             ) SELECT id FROM subtree ORDER BY depth, id",
-        )
-        .bind(tenant.0)
-        .bind(root.0)
-        .fetch_all(conn)
-        .await?;
-        Ok(ids.into_iter().map(GroupId).collect())
+        let mut all = vec![root];
+        let mut level = vec![root.0];
+        while !level.is_empty() {
+            let mut next: Vec<Uuid> = Vec::new();
+            for chunk in level.chunks(ID_CHUNK) {
+                let mut q = QueryBuilder::<Db>::new("SELECT id FROM groups WHERE tenant_id = ");
+                q.push_bind(tenant.0).push(" AND parent_id IN (");
+                let mut ids = q.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                q.push(") ORDER BY id");
+                next.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
+            }
+            all.extend(next.iter().copied().map(GroupId));
+            level = next;
+        }
+        Ok(all)
     }
 
-    /// Whether `ancestor` is `group` or one of its ancestors.
+    /// Whether `ancestor` is `group` or one of its ancestors: a walk up the parent
+    /// links, one primary-key lookup per level.
     async fn is_ancestor_or_self(
         conn: &mut DbConn,
         tenant: TenantId,
         ancestor: GroupId,
         group: GroupId,
     ) -> StoreResult<bool> {
-        let found: Option<Uuid> = sqlx::query_scalar(
-            "WITH RECURSIVE chain (id, parent_id) AS ( \
-                 SELECT id, parent_id FROM groups WHERE tenant_id = $1 AND id = $2 \
-                 UNION ALL \
-                 SELECT g.id, g.parent_id FROM groups g JOIN chain c ON g.id = c.parent_id WHERE g.tenant_id = $1 \
-             ) SELECT id FROM chain WHERE id = $3",
-        )
-        .bind(tenant.0)
-        .bind(group.0)
-        .bind(ancestor.0)
-        .fetch_optional(conn)
-        .await?;
-        Ok(found.is_some())
+        let mut current = Some(group.0);
+        while let Some(id) = current {
+            if id == ancestor.0 {
+                return Ok(true);
+            }
+            current = sqlx::query_scalar("SELECT parent_id FROM groups WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.0)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+        }
+        Ok(false)
     }
 
     async fn administrator_ids(conn: &mut DbConn, tenant: TenantId, group: GroupId) -> StoreResult<Vec<UserId>> {
@@ -1114,28 +1130,34 @@ impl DirectoryStore for Store {
         let mut conn = self.pool.acquire().await?;
         Self::fetch_group(&mut conn, tenant, group).await?;
         let after = after_id(page)?.unwrap_or(Uuid::nil());
-        // Distinct member ids of the group (or its subtree) after the cursor, read
-        // group by group on the memberships index, then their users. How to make the
-        // planner probe the index per group is the backend's (`MEMBERS_OF_GROUPS`).
-        let groups = if include_subgroups {
-            "WITH RECURSIVE subtree (id) AS ( \
-                 SELECT id FROM groups WHERE tenant_id = $1 AND id = $2 \
-                 UNION ALL \
-                 SELECT g.id FROM groups g JOIN subtree s ON g.parent_id = s.id WHERE g.tenant_id = $1) "
-        } else {
-            "WITH subtree (id) AS (SELECT id FROM groups WHERE tenant_id = $1 AND id = $2) "
-        };
-        let sql = format!(
-            "{groups}SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id IN ({MEMBERS_OF_GROUPS}) \
-             ORDER BY u.id"
-        );
-        let rows: Vec<UserRow> = sqlx::query_as(&sql)
-            .bind(tenant.0)
-            .bind(group.0)
-            .bind(after)
-            .bind(page.fetch_limit())
-            .fetch_all(&mut *conn)
-            .await?;
+        let groups = if include_subgroups { Self::subtree(&mut conn, tenant, group).await? } else { vec![group] };
+        // The first page of distinct member ids after the cursor: the smallest ids of
+        // each chunk of groups (read on the memberships key), merged.
+        let mut member_ids: Vec<Uuid> = Vec::new();
+        for chunk in groups.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new("SELECT DISTINCT user_id FROM memberships WHERE tenant_id = ");
+            q.push_bind(tenant.0).push(" AND user_id > ").push_bind(after).push(" AND group_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.0);
+            }
+            q.push(") ORDER BY user_id LIMIT ").push_bind(page.fetch_limit());
+            member_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
+        }
+        member_ids.sort();
+        member_ids.dedup();
+        member_ids.truncate(page.fetch_limit() as usize);
+        let mut rows: Vec<UserRow> = Vec::new();
+        if !member_ids.is_empty() {
+            let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
+            q.push_bind(tenant.0).push(" AND u.id IN (");
+            let mut ids = q.separated(", ");
+            for id in &member_ids {
+                ids.push_bind(*id);
+            }
+            q.push(") ORDER BY u.id");
+            rows = q.build_query_as().fetch_all(&mut *conn).await?;
+        }
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
 

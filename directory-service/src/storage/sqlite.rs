@@ -21,13 +21,6 @@ type Db = sqlx::Sqlite;
 type DbConn = sqlx::SqliteConnection;
 type Store = SqliteStore;
 
-/// The distinct members (after `$3`, at most `$4`) of the groups in `subtree`.
-/// SQLite has no `LATERAL`; its planner loops over the subtree and probes the
-/// memberships index.
-const MEMBERS_OF_GROUPS: &str =
-    "SELECT DISTINCT m.user_id FROM memberships m JOIN subtree s ON m.group_id = s.id \
-     WHERE m.tenant_id = $1 AND m.user_id > $3 ORDER BY m.user_id LIMIT $4";
-
 /// The directory on SQLite.
 #[derive(Clone)]
 pub struct SqliteStore {
