@@ -1,0 +1,637 @@
+//! The authorization engine against a deliberately simple reference model.
+//!
+//! The oracle keeps the world as plain maps and answers by brute force (every
+//! group is asked whether the user is in it; every scope is expanded by walking
+//! parents), following DOMAIN.md's wording. Random worlds are fed to the engine as
+//! changes in shuffled order (as a snapshot may be), then changed at random, and
+//! after every round every user's roles, every check and every lookup must agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cohort_authz::domain::{
+    check, lookup_groups, lookup_subjects, resolve, Change, GroupId, Holding, Resource, Source,
+    SuppressReason, TenantState, UserId,
+};
+use cohort_shared::catalog::{self, Role, RoleSet, ScopeKind, Tool};
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+const WORLDS: u64 = 40;
+const ROUNDS: usize = 6;
+
+#[derive(Debug, Clone)]
+struct Group {
+    parent: Option<GroupId>,
+    organization: bool,
+    inherited: BTreeMap<Tool, Role>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct World {
+    users: BTreeMap<UserId, (Vec<Role>, bool)>,
+    groups: BTreeMap<GroupId, Group>,
+    /// (user, group) -> join revision
+    members: BTreeMap<(UserId, GroupId), i64>,
+    admins: BTreeSet<(GroupId, UserId)>,
+    catalogs: BTreeSet<(GroupId, String)>,
+    revision: i64,
+}
+
+// ------------------------------------------------------------------ the oracle
+
+impl World {
+    fn is_ancestor_or_self(&self, ancestor: GroupId, group: GroupId) -> bool {
+        let mut current = Some(group);
+        while let Some(g) = current {
+            if g == ancestor {
+                return true;
+            }
+            current = self.groups[&g].parent;
+        }
+        false
+    }
+
+    fn root(&self, group: GroupId) -> GroupId {
+        let mut g = group;
+        while let Some(parent) = self.groups[&g].parent {
+            g = parent;
+        }
+        g
+    }
+
+    fn active(&self, group: GroupId) -> bool {
+        let g = &self.groups[&group];
+        g.parent.is_none() && g.organization
+    }
+
+    /// The earliest join through which the user is in `group` (directly or through
+    /// a subgroup), if they are.
+    fn joined(&self, user: UserId, group: GroupId) -> Option<i64> {
+        self.members
+            .iter()
+            .filter(|((u, g), _)| *u == user && self.is_ancestor_or_self(group, *g))
+            .map(|(_, join)| *join)
+            .min()
+    }
+
+    /// Per tool: held roles with their granting groups (None = direct), and the
+    /// suppressed ones with the reason.
+    #[allow(clippy::type_complexity)]
+    fn roles(
+        &self,
+        user: UserId,
+    ) -> BTreeMap<
+        Tool,
+        (
+            Vec<(Role, Vec<Option<GroupId>>)>,
+            Vec<(Role, SuppressReason)>,
+        ),
+    > {
+        let (direct, suspended) = &self.users[&user];
+        let mut out = BTreeMap::new();
+        if *suspended {
+            return out;
+        }
+        let mut offers: Vec<(i64, GroupId, Role)> = Vec::new();
+        for (id, group) in &self.groups {
+            if let Some(join) = self.joined(user, *id) {
+                for role in group.inherited.values() {
+                    offers.push((join, *id, *role));
+                }
+            }
+        }
+        offers.sort();
+        let mut global_admin = None;
+        for tool in Tool::ALL {
+            let mut held: Vec<(Role, Vec<Option<GroupId>>)> = direct
+                .iter()
+                .filter(|r| r.tool() == tool)
+                .map(|r| (*r, vec![None]))
+                .collect();
+            let mut suppressed = Vec::new();
+            for (_, group, role) in offers.iter().filter(|o| o.2.tool() == tool) {
+                if *role == Role::LmsGroupAdministrator
+                    && global_admin != Some(Role::GlobalAdminGroupAdministrator)
+                {
+                    suppressed.push((*role, SuppressReason::RequiresGlobalAdminGroupAdministrator));
+                } else if let Some(entry) = held.iter_mut().find(|(r, _)| r == role) {
+                    entry.1.push(Some(*group));
+                } else {
+                    let conflicting: Vec<Role> = held
+                        .iter()
+                        .map(|(r, _)| *r)
+                        .filter(|r| !role.is_compatible_with(*r))
+                        .collect();
+                    match conflicting.iter().find(|c| !role.contains(**c)) {
+                        Some(prevailing) => {
+                            suppressed.push((*role, SuppressReason::IncompatibleWith(*prevailing)))
+                        }
+                        None => {
+                            held.retain(|(r, _)| !conflicting.contains(r));
+                            held.push((*role, vec![Some(*group)]));
+                        }
+                    }
+                }
+            }
+            if tool == Tool::GlobalAdmin {
+                global_admin = held.first().map(|(r, _)| *r);
+            }
+            out.insert(tool, (held, suppressed));
+        }
+        out
+    }
+
+    /// The groups a scope reaches (each with its subgroups); `None` for the tenant.
+    fn scope(
+        &self,
+        user: UserId,
+        sources: &[Option<GroupId>],
+        kind: ScopeKind,
+    ) -> Option<Vec<GroupId>> {
+        match kind {
+            ScopeKind::Tenant => None,
+            ScopeKind::Own => Some(Vec::new()),
+            ScopeKind::AdministeredGroups => Some(
+                sources
+                    .iter()
+                    .flat_map(|s| match s {
+                        None => self
+                            .admins
+                            .iter()
+                            .filter(|(_, u)| *u == user)
+                            .map(|(g, _)| *g)
+                            .collect::<Vec<_>>(),
+                        Some(g) => vec![*g],
+                    })
+                    .collect(),
+            ),
+            ScopeKind::MemberGroups => Some(
+                self.groups
+                    .keys()
+                    .copied()
+                    .filter(|g| self.joined(user, *g).is_some())
+                    .collect(),
+            ),
+        }
+    }
+
+    fn check(&self, user: UserId, permission: &str, resource: &Resource) -> bool {
+        let feature = catalog::is_organization_feature(permission);
+        for (held, _) in self.roles(user).values() {
+            for (role, sources) in held {
+                for grant in role.grants().iter().filter(|g| g.permission == permission) {
+                    if grant.scope == ScopeKind::Own {
+                        if *resource == Resource::User(user) {
+                            return true;
+                        }
+                        continue;
+                    }
+                    let scope = self.scope(user, sources, grant.scope);
+                    let reaches = |g: GroupId| {
+                        scope
+                            .as_ref()
+                            .is_none_or(|s| s.iter().any(|a| self.is_ancestor_or_self(*a, g)))
+                    };
+                    let allowed = match resource {
+                        Resource::Tenant => scope.is_none(),
+                        Resource::Group(g) => {
+                            reaches(*g) && (!feature || self.active(self.root(*g)))
+                        }
+                        Resource::User(v) => {
+                            (scope.is_none() && !feature)
+                                || self.members.keys().any(|(u, g)| {
+                                    u == v
+                                        && reaches(*g)
+                                        && (!feature || self.active(self.root(*g)))
+                                })
+                        }
+                        Resource::Catalog(c) => self
+                            .catalogs
+                            .iter()
+                            .any(|(g, cat)| cat == c && self.active(*g) && reaches(*g)),
+                    };
+                    if allowed {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn holds_role_on(&self, user: UserId, role: Role, group: GroupId) -> bool {
+        let roles = self.roles(user);
+        let Some((_, sources)) = roles
+            .values()
+            .flat_map(|(h, _)| h)
+            .find(|(r, _)| *r == role)
+        else {
+            return false;
+        };
+        let kinds: Vec<ScopeKind> = role.grants().iter().map(|g| g.scope).collect();
+        let kind = [
+            ScopeKind::AdministeredGroups,
+            ScopeKind::MemberGroups,
+            ScopeKind::Tenant,
+        ]
+        .into_iter()
+        .find(|k| kinds.contains(k))
+        .unwrap_or(ScopeKind::MemberGroups);
+        match self.scope(user, sources, kind) {
+            None => true,
+            Some(scope) => scope.iter().any(|a| self.is_ancestor_or_self(*a, group)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ random worlds
+
+fn random_roles(rng: &mut StdRng) -> Vec<Role> {
+    loop {
+        let mut picks = vec![*Tool::GlobalAdmin.roles().choose(rng).unwrap()];
+        for _ in 0..rng.random_range(0..4) {
+            picks.push(*Role::ALL.choose(rng).unwrap());
+        }
+        if let Ok(set) = RoleSet::new(picks) {
+            return set.roles().to_vec();
+        }
+    }
+}
+
+fn random_inherited(rng: &mut StdRng) -> BTreeMap<Tool, Role> {
+    let mut inherited = BTreeMap::new();
+    for _ in 0..rng.random_range(0..3) {
+        let role = *Role::ALL.choose(rng).unwrap();
+        inherited.insert(role.tool(), role);
+    }
+    inherited
+}
+
+fn eligible(world: &World, user: UserId) -> bool {
+    world.users[&user]
+        .0
+        .contains(&Role::GlobalAdminGroupAdministrator)
+}
+
+impl World {
+    fn random(rng: &mut StdRng) -> World {
+        let mut w = World::default();
+        for _ in 0..rng.random_range(3..9) {
+            let suspended = rng.random_bool(0.1);
+            w.users
+                .insert(UserId(Uuid::new_v4()), (random_roles(rng), suspended));
+        }
+        for _ in 0..rng.random_range(2..10) {
+            let ids: Vec<GroupId> = w.groups.keys().copied().collect();
+            let parent = if ids.is_empty() || rng.random_bool(0.4) {
+                None
+            } else {
+                Some(*ids.choose(rng).unwrap())
+            };
+            let organization = parent.is_none() && rng.random_bool(0.7);
+            w.groups.insert(
+                GroupId(Uuid::new_v4()),
+                Group {
+                    parent,
+                    organization,
+                    inherited: random_inherited(rng),
+                },
+            );
+        }
+        let users: Vec<UserId> = w.users.keys().copied().collect();
+        let groups: Vec<GroupId> = w.groups.keys().copied().collect();
+        for _ in 0..rng.random_range(0..12) {
+            w.revision += 1;
+            let key = (*users.choose(rng).unwrap(), *groups.choose(rng).unwrap());
+            w.members.entry(key).or_insert(w.revision);
+        }
+        for _ in 0..rng.random_range(0..4) {
+            let user = *users.choose(rng).unwrap();
+            if eligible(&w, user) {
+                w.admins.insert((*groups.choose(rng).unwrap(), user));
+            }
+        }
+        for _ in 0..rng.random_range(0..3) {
+            let group = *groups.choose(rng).unwrap();
+            if w.groups[&group].parent.is_none() {
+                w.catalogs
+                    .insert((group, format!("cat-{}", rng.random_range(0..3))));
+            }
+        }
+        w
+    }
+
+    /// The world as the changes of a snapshot.
+    fn changes(&self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (id, (roles, suspended)) in &self.users {
+            changes.push(Change::UserUpserted {
+                id: *id,
+                roles: roles.clone(),
+                suspended: *suspended,
+            });
+        }
+        for (id, g) in &self.groups {
+            changes.push(Change::GroupUpserted {
+                id: *id,
+                parent: g.parent,
+                is_organization: g.organization,
+                inherited: g.inherited.values().copied().collect(),
+            });
+        }
+        for ((user, group), join) in &self.members {
+            changes.push(Change::MembershipAdded {
+                group: *group,
+                user: *user,
+                join_revision: *join,
+            });
+        }
+        for group in self.groups.keys() {
+            let users: Vec<UserId> = self
+                .admins
+                .iter()
+                .filter(|(g, _)| g == group)
+                .map(|(_, u)| *u)
+                .collect();
+            if !users.is_empty() {
+                changes.push(Change::AdministratorsChanged {
+                    group: *group,
+                    users,
+                });
+            }
+        }
+        for (group, catalog) in &self.catalogs {
+            changes.push(Change::CatalogAssigned {
+                group: *group,
+                catalog: catalog.clone(),
+            });
+        }
+        changes
+    }
+
+    fn subtree(&self, group: GroupId) -> Vec<GroupId> {
+        self.groups
+            .keys()
+            .copied()
+            .filter(|g| self.is_ancestor_or_self(group, *g))
+            .collect()
+    }
+
+    /// One random change, applied to the world and returned for the engine.
+    fn mutate(&mut self, rng: &mut StdRng) -> Vec<Change> {
+        let users: Vec<UserId> = self.users.keys().copied().collect();
+        let groups: Vec<GroupId> = self.groups.keys().copied().collect();
+        if users.is_empty() || groups.is_empty() {
+            return Vec::new();
+        }
+        let user = *users.choose(rng).unwrap();
+        let group = *groups.choose(rng).unwrap();
+        self.revision += 1;
+        match rng.random_range(0..10) {
+            0 => {
+                self.members.entry((user, group)).or_insert(self.revision);
+                vec![Change::MembershipAdded {
+                    group,
+                    user,
+                    join_revision: self.members[&(user, group)],
+                }]
+            }
+            1 => {
+                self.members.remove(&(user, group));
+                vec![Change::MembershipRemoved { group, user }]
+            }
+            2 => {
+                let roles = random_roles(rng);
+                let keeps_eligibility = roles.contains(&Role::GlobalAdminGroupAdministrator);
+                if !keeps_eligibility && self.admins.iter().any(|(_, u)| *u == user) {
+                    return Vec::new(); // the directory refuses this
+                }
+                let suspended = rng.random_bool(0.15);
+                self.users.insert(user, (roles.clone(), suspended));
+                vec![Change::UserUpserted {
+                    id: user,
+                    roles,
+                    suspended,
+                }]
+            }
+            3 => {
+                self.users.remove(&user);
+                self.members.retain(|(u, _), _| *u != user);
+                self.admins.retain(|(_, u)| *u != user);
+                vec![Change::UserDeleted { id: user }]
+            }
+            4 => {
+                let gone = self.subtree(group);
+                for g in &gone {
+                    self.groups.remove(g);
+                }
+                self.members.retain(|(_, g), _| !gone.contains(g));
+                self.admins.retain(|(g, _)| !gone.contains(g));
+                self.catalogs.retain(|(g, _)| !gone.contains(g));
+                gone.into_iter()
+                    .map(|id| Change::GroupDeleted { id })
+                    .collect()
+            }
+            5 => {
+                // Move under a group outside its subtree, or to the top.
+                let subtree = self.subtree(group);
+                let targets: Vec<GroupId> = groups
+                    .iter()
+                    .copied()
+                    .filter(|g| !subtree.contains(g))
+                    .collect();
+                let g = self.groups.get_mut(&group).unwrap();
+                let parent = if rng.random_bool(0.3) {
+                    None
+                } else {
+                    targets.choose(rng).copied()
+                };
+                if parent.is_some()
+                    && (g.organization || self.catalogs.iter().any(|(c, _)| *c == group))
+                {
+                    return Vec::new(); // the directory refuses these moves
+                }
+                let g = self.groups.get_mut(&group).unwrap();
+                g.parent = parent;
+                vec![Change::GroupUpserted {
+                    id: group,
+                    parent,
+                    is_organization: g.organization,
+                    inherited: g.inherited.values().copied().collect(),
+                }]
+            }
+            6 => {
+                let g = self.groups.get_mut(&group).unwrap();
+                if g.parent.is_some() {
+                    return Vec::new();
+                }
+                g.organization = !g.organization;
+                vec![Change::GroupUpserted {
+                    id: group,
+                    parent: None,
+                    is_organization: g.organization,
+                    inherited: g.inherited.values().copied().collect(),
+                }]
+            }
+            7 => {
+                let tool = *Tool::ALL.choose(rng).unwrap();
+                let role = rng
+                    .random_bool(0.7)
+                    .then(|| *tool.roles().choose(rng).unwrap());
+                let g = self.groups.get_mut(&group).unwrap();
+                match role {
+                    Some(role) => g.inherited.insert(tool, role),
+                    None => g.inherited.remove(&tool),
+                };
+                vec![Change::InheritedRoleChanged { group, tool, role }]
+            }
+            8 => {
+                let candidates: Vec<UserId> = users
+                    .iter()
+                    .copied()
+                    .filter(|u| eligible(self, *u) && rng.random_bool(0.5))
+                    .collect();
+                self.admins.retain(|(g, _)| *g != group);
+                for u in &candidates {
+                    self.admins.insert((group, *u));
+                }
+                vec![Change::AdministratorsChanged {
+                    group,
+                    users: candidates,
+                }]
+            }
+            _ => {
+                let catalog = format!("cat-{}", rng.random_range(0..3));
+                if self.catalogs.remove(&(group, catalog.clone())) {
+                    vec![Change::CatalogUnassigned { group, catalog }]
+                } else if self.groups[&group].parent.is_none() && self.groups[&group].organization {
+                    self.catalogs.insert((group, catalog.clone()));
+                    vec![Change::CatalogAssigned { group, catalog }]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the comparison
+
+fn compare(world: &World, state: &TenantState, context: &str) {
+    let users: Vec<UserId> = world.users.keys().copied().collect();
+    let groups: Vec<GroupId> = world.groups.keys().copied().collect();
+    assert_eq!(state.user_ids(), users, "{context}: users");
+    assert_eq!(state.group_ids(), groups, "{context}: groups");
+
+    for user in &users {
+        let expected = world.roles(*user);
+        let resolution = resolve(state, *user).unwrap();
+        for (tool, tool_roles) in &resolution.tools {
+            let (held, suppressed) = expected.get(tool).cloned().unwrap_or_default();
+            let got: Vec<(Role, Vec<Option<GroupId>>)> = tool_roles
+                .roles
+                .iter()
+                .map(|h| {
+                    let sources = h
+                        .sources
+                        .iter()
+                        .map(|s| match s {
+                            Source::Direct => None,
+                            Source::Inherited(via) => Some(via.group),
+                        })
+                        .collect();
+                    (h.role, sources)
+                })
+                .collect();
+            assert_eq!(got, held, "{context}: held {tool:?} roles of {user}");
+            let got: Vec<(Role, SuppressReason)> = tool_roles
+                .suppressed
+                .iter()
+                .map(|s| (s.role, s.reason.clone()))
+                .collect();
+            assert_eq!(
+                got, suppressed,
+                "{context}: suppressed {tool:?} roles of {user}"
+            );
+        }
+    }
+
+    let mut resources = vec![Resource::Tenant];
+    resources.extend(groups.iter().map(|g| Resource::Group(*g)));
+    resources.extend(users.iter().map(|u| Resource::User(*u)));
+    resources.extend((0..3).map(|i| Resource::Catalog(format!("cat-{i}"))));
+    let permissions = catalog::permissions();
+    for user in &users {
+        for permission in &permissions {
+            for resource in &resources {
+                let got = check(state, *user, permission, resource, false)
+                    .unwrap()
+                    .allowed;
+                assert_eq!(
+                    got,
+                    world.check(*user, permission, resource),
+                    "{context}: {user} {permission} on {resource:?}"
+                );
+            }
+            let expected: Vec<GroupId> = groups
+                .iter()
+                .copied()
+                .filter(|g| world.check(*user, permission, &Resource::Group(*g)))
+                .collect();
+            assert_eq!(
+                lookup_groups(state, *user, permission).unwrap(),
+                expected,
+                "{context}: groups of {user} for {permission}"
+            );
+        }
+    }
+    for group in &groups {
+        for permission in &permissions {
+            let expected: Vec<UserId> = users
+                .iter()
+                .copied()
+                .filter(|u| world.check(*u, permission, &Resource::Group(*group)))
+                .collect();
+            let got = lookup_subjects(state, *group, &Holding::Permission(permission.to_string()))
+                .unwrap();
+            assert_eq!(
+                got, expected,
+                "{context}: holders of {permission} on {group}"
+            );
+        }
+        for role in Role::ALL {
+            let expected: Vec<UserId> = users
+                .iter()
+                .copied()
+                .filter(|u| world.holds_role_on(*u, role, *group))
+                .collect();
+            let got = lookup_subjects(state, *group, &Holding::Role(role)).unwrap();
+            assert_eq!(got, expected, "{context}: holders of {role} on {group}");
+        }
+    }
+}
+
+#[test]
+fn the_engine_agrees_with_the_oracle_on_random_worlds_and_changes() {
+    for seed in 0..WORLDS {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut world = World::random(&mut rng);
+        let mut changes = world.changes();
+        changes.shuffle(&mut rng);
+        let mut state = TenantState::default();
+        for change in changes {
+            state.apply(change);
+        }
+        compare(&world, &state, &format!("world {seed}, snapshot"));
+        for round in 0..ROUNDS {
+            for _ in 0..rng.random_range(1..5) {
+                for change in world.mutate(&mut rng) {
+                    state.apply(change);
+                }
+            }
+            compare(&world, &state, &format!("world {seed}, round {round}"));
+        }
+    }
+}
