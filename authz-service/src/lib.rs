@@ -8,10 +8,20 @@
 //!   inherited-role rules), `check` and the lookups, which share one decision
 //!   procedure that also writes the explanation.
 //!
-//! Still to come (see the issue): the feed follower and its persisted projection,
-//! the gRPC service, configuration and start-up.
+//! - [`storage`]: the persisted projection (one trait; PostgreSQL and SQLite),
+//!   written with each change set's checkpoint in one transaction.
+//! - [`projection`]: the in-memory state every answer comes from, with waits for
+//!   a revision (read-your-writes).
+//! - [`follower`]: follows the directory's feed (the directory's proto types stop
+//!   there), reconnecting with backoff.
+//! - [`grpc`]: the tonic service: consistency, deadlines, one error mapping.
+//! - [`config`] and [`startup`]: settings and the application that binds its
+//!   listener and serves until stopped.
 
+pub mod config;
 pub mod domain;
-
-/// The address the service will listen on by default.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50052";
+pub mod follower;
+pub mod grpc;
+pub mod projection;
+pub mod startup;
+pub mod storage;

@@ -1,9 +1,14 @@
-//! `cohort-authz`: not serving yet; the service arrives with the change feed.
+//! `cohort-authz`: reads its settings, sets up logging, and serves until stopped.
+//! Everything else lives in the library.
 
-fn main() {
-    eprintln!(
-        "cohort-authz is not implemented yet (it will listen on {}); see the project's issues",
-        cohort_authz::DEFAULT_LISTEN
-    );
-    std::process::exit(2);
+use clap::Parser;
+use cohort_authz::config::Settings;
+use cohort_authz::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    cohort_shared::serving::init_tracing(settings.log_format);
+    let app = Application::build(&settings).await?;
+    app.run_until_stopped().await
 }

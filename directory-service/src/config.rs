@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -62,11 +62,7 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
+pub use cohort_shared::serving::LogFormat;
 
 /// Where the directory keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]

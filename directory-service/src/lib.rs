@@ -11,7 +11,6 @@
 //!   store, converts results back; one mapping from errors to `tonic::Status`.
 //! - [`config`] and [`startup`]: typed settings from flags and environment, and the
 //!   [`startup::Application`] that binds its listener and serves until stopped.
-//! - [`telemetry`]: tracing set-up.
 
 pub mod config;
 pub mod domain;
@@ -19,4 +18,3 @@ pub mod feed;
 pub mod grpc;
 pub mod startup;
 pub mod storage;
-pub mod telemetry;

@@ -4,12 +4,11 @@
 use clap::Parser;
 use cohort_directory::config::Settings;
 use cohort_directory::startup::Application;
-use cohort_directory::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    telemetry::init(settings.log_format);
+    cohort_shared::serving::init_tracing(settings.log_format);
     let app = Application::build(&settings).await?;
     app.run_until_stopped().await
 }

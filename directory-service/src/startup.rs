@@ -11,7 +11,6 @@ use anyhow::Context;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::config::{Database, Settings};
@@ -68,7 +67,7 @@ impl Application {
         health_reporter
             .set_serving::<ChangeFeedServiceServer<FeedApi>>()
             .await;
-        let (reflection, reflection_v1alpha) = reflection_services()?;
+        let (reflection, reflection_v1alpha) = cohort_shared::serving::reflection_services()?;
         let compaction = tokio::spawn(feed::compact_periodically(
             self.store.clone(),
             self.feed.retention,
@@ -98,7 +97,7 @@ impl Application {
                 self.feed,
                 closing_signal,
             )))
-            .serve_with_incoming_shutdown(incoming(self.listener), shutdown)
+            .serve_with_incoming_shutdown(cohort_shared::serving::incoming(self.listener), shutdown)
             .await;
         compaction.abort();
         served?;
@@ -108,42 +107,9 @@ impl Application {
 
     /// Serves until Ctrl-C or SIGTERM.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(cohort_shared::serving::shutdown_signal())
+            .await
     }
-}
-
-/// Accepted connections with TCP_NODELAY (without it, a response larger than one
-/// segment waits ~40 ms on Nagle's algorithm and the peer's delayed ACK) and TCP
-/// keepalive, so that dead peers are noticed.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
-}
-
-/// Server reflection (v1, and v1alpha for older clients such as grpcurl 1.8) over
-/// Cohort's contracts, the health service, and the `google.rpc` error details, so
-/// that grpcurl can decode the details of an error as well.
-fn reflection_services() -> anyhow::Result<(
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
-)> {
-    let descriptor_sets = [
-        cohort_shared::proto::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_types::pb::FILE_DESCRIPTOR_SET,
-    ];
-    let builder = || {
-        descriptor_sets.iter().fold(
-            tonic_reflection::server::Builder::configure(),
-            |builder, set| builder.register_encoded_file_descriptor_set(set),
-        )
-    };
-    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// Opens the configured database and runs its migrations.
@@ -168,27 +134,4 @@ pub async fn open_store(
                 .with_context(|| format!("opening the SQLite database in {}", dir.display()))?,
         ),
     })
-}
-
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutdown signal received");
 }

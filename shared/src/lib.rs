@@ -5,9 +5,11 @@
 //! - [`catalog`]: the role catalog (tools, roles, permissions, compatibility), the
 //!   one definition both services use.
 //! - [`convert`]: conversions between catalog types and their proto enums.
+//! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
 
 pub mod catalog;
 pub mod convert;
+pub mod serving;
 
 /// Generated gRPC code, one module per proto package.
 pub mod proto {

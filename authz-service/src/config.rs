@@ -1,0 +1,92 @@
+//! Typed settings, from flags and environment variables, with defaults that run
+//! with no set-up: listen on 127.0.0.1:50052, follow the directory at
+//! 127.0.0.1:50051, keep the projection in SQLite under `./data/authz`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+pub use cohort_shared::serving::LogFormat;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "cohort-authz",
+    about = "Cohort's authorization service (gRPC)",
+    version
+)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "COHORT_AUTHZ_LISTEN", default_value = "127.0.0.1:50052")]
+    pub listen: SocketAddr,
+
+    /// The directory service to follow.
+    #[arg(
+        long,
+        env = "COHORT_AUTHZ_DIRECTORY",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub directory: String,
+
+    /// Database URL for the projection: `postgres://...` or `sqlite://path`.
+    /// Without it, SQLite in `--data-dir`.
+    #[arg(long, env = "COHORT_AUTHZ_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Folder for the embedded SQLite projection when no database URL is given.
+    #[arg(long, env = "COHORT_AUTHZ_DATA_DIR", default_value = "data/authz")]
+    pub data_dir: PathBuf,
+
+    /// The longest a read waits for the revision it asks for, when the call itself
+    /// sets no deadline.
+    #[arg(long, env = "COHORT_AUTHZ_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_wait: Duration,
+
+    /// Log format.
+    #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Checks what clap cannot: the directory address and the database URL.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.directory.starts_with("http://") || self.directory.starts_with("https://")) {
+            anyhow::bail!("COHORT_AUTHZ_DIRECTORY / --directory: expected http://host:port");
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                anyhow::bail!("COHORT_AUTHZ_DATABASE_URL / --database-url: expected postgres://... or sqlite://...");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_without_set_up() {
+        let settings = Settings::try_parse_from(["cohort-authz"]).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:50052");
+        assert_eq!(settings.directory, "http://127.0.0.1:50051");
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let settings =
+            Settings::try_parse_from(["cohort-authz", "--directory", "localhost:1"]).unwrap();
+        assert!(settings
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--directory"));
+        let err = Settings::try_parse_from(["cohort-authz", "--max-wait", "later"]).unwrap_err();
+        assert!(err.to_string().contains("--max-wait"), "{err}");
+    }
+}

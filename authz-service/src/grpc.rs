@@ -1,0 +1,516 @@
+//! The `AuthzService`: parses requests into domain terms, waits for the revision
+//! the caller's consistency asks for, answers from the in-memory projection under
+//! one read lock (so an answer reflects exactly one revision), and converts back.
+//! Errors map to `tonic::Status` in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohort_shared::catalog::Tool;
+use cohort_shared::convert::role_from_proto;
+use cohort_shared::proto::authz::v1 as pb;
+use cohort_shared::proto::authz::v1::authz_service_server::AuthzService;
+use cohort_shared::proto::directory::v1 as directory;
+use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use uuid::Uuid;
+
+use crate::domain::{
+    self, CheckError, GroupId, Holding, Reach, Resource, Revision, Source, SuppressReason,
+    TenantState, UserId,
+};
+use crate::projection::{NotReached, Projection, SharedTenant};
+
+const MAX_BULK_ITEMS: usize = 1000;
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("revision {} of the tenant was not reached in time (at {})", .0.wanted, .0.current)]
+    NotReached(NotReached),
+    #[error("the directory cannot be reached for its current revision: {0}")]
+    DirectoryUnavailable(String),
+}
+
+impl ApiError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CheckError> for ApiError {
+    fn from(err: CheckError) -> Self {
+        match err {
+            CheckError::UnknownPermission(_) => ApiError::invalid("permission", err.to_string()),
+            CheckError::UserNotFound(_) | CheckError::GroupNotFound(_) => {
+                ApiError::NotFound(err.to_string())
+            }
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Status {
+        let message = err.to_string();
+        match err {
+            ApiError::Invalid {
+                field,
+                message: reason,
+            } => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request_violation(field, reason),
+            ),
+            ApiError::NotFound(_) => Status::not_found(message),
+            ApiError::NotReached(NotReached { wanted, current }) => Status::with_error_details(
+                Code::DeadlineExceeded,
+                message,
+                ErrorDetails::with_error_info(
+                    "REVISION_NOT_REACHED",
+                    "authz.cohort",
+                    [
+                        ("wanted".to_owned(), wanted.to_string()),
+                        ("current".to_owned(), current.to_string()),
+                    ],
+                ),
+            ),
+            ApiError::DirectoryUnavailable(_) => Status::unavailable(message),
+        }
+    }
+}
+
+pub struct AuthzApi {
+    projection: Arc<Projection>,
+    /// For fully consistent reads: the directory's current revision.
+    directory: String,
+    /// The longest a read waits for a revision when the call has no deadline.
+    max_wait: Duration,
+}
+
+impl AuthzApi {
+    pub fn new(projection: Arc<Projection>, directory: String, max_wait: Duration) -> Self {
+        AuthzApi {
+            projection,
+            directory,
+            max_wait,
+        }
+    }
+
+    /// The tenant's state once it reflects what `consistency` asks for.
+    async fn read(
+        &self,
+        metadata: &MetadataMap,
+        tenant: Uuid,
+        consistency: Option<pb::Consistency>,
+    ) -> Result<SharedTenant, ApiError> {
+        use pb::consistency::Requirement;
+        let deadline = Instant::now()
+            + deadline_of(metadata)
+                .unwrap_or(self.max_wait)
+                .min(self.max_wait * 12);
+        let wanted = match consistency.and_then(|c| c.requirement) {
+            None | Some(Requirement::MinimizeLatency(_)) => None,
+            Some(Requirement::AtLeastRevision(r)) if r < 0 => {
+                return Err(ApiError::invalid(
+                    "consistency.at_least_revision",
+                    "must not be negative",
+                ))
+            }
+            Some(Requirement::AtLeastRevision(r)) => Some(r),
+            Some(Requirement::FullyConsistent(_)) => {
+                Some(self.directory_revision(tenant, deadline).await?)
+            }
+        };
+        if let Some(wanted) = wanted {
+            self.projection
+                .wait_for(tenant, wanted, deadline)
+                .await
+                .map_err(ApiError::NotReached)?;
+        }
+        self.projection
+            .tenant(tenant)
+            .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} not found")))
+    }
+
+    async fn directory_revision(
+        &self,
+        tenant: Uuid,
+        deadline: Instant,
+    ) -> Result<Revision, ApiError> {
+        let unavailable = |e: String| ApiError::DirectoryUnavailable(e);
+        let channel = tonic::transport::Endpoint::from_shared(self.directory.clone())
+            .map_err(|e| unavailable(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2));
+        let ask = async {
+            let mut client = DirectoryServiceClient::new(
+                channel
+                    .connect()
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?,
+            );
+            let reply = client
+                .get_tenant(directory::GetTenantRequest {
+                    tenant_id: tenant.to_string(),
+                })
+                .await;
+            match reply {
+                Ok(r) => Ok(r.into_inner().tenant.map(|t| t.revision).unwrap_or(0)),
+                Err(status) if status.code() == Code::NotFound => {
+                    Err(ApiError::NotFound(format!("tenant {tenant} not found")))
+                }
+                Err(status) => Err(unavailable(status.message().to_owned())),
+            }
+        };
+        tokio::time::timeout_at(deadline, ask)
+            .await
+            .map_err(|_| unavailable("timed out".into()))?
+    }
+}
+
+/// The call's deadline, from the `grpc-timeout` header.
+fn deadline_of(metadata: &MetadataMap) -> Option<Duration> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (value, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let value: u64 = value.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+fn parse_id(field: &str, raw: &str) -> Result<Uuid, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::invalid(field, format!("`{raw}` is not a valid id (a UUID)")))
+}
+
+fn parse_resource(field: &str, resource: Option<pb::Resource>) -> Result<Resource, ApiError> {
+    use pb::resource::Resource as R;
+    match resource.and_then(|r| r.resource) {
+        None => Err(ApiError::invalid(field, "is required")),
+        Some(R::Tenant(_)) => Ok(Resource::Tenant),
+        Some(R::GroupId(g)) => Ok(Resource::Group(GroupId(parse_id(
+            &format!("{field}.group_id"),
+            &g,
+        )?))),
+        Some(R::UserId(u)) => Ok(Resource::User(UserId(parse_id(
+            &format!("{field}.user_id"),
+            &u,
+        )?))),
+        Some(R::CatalogId(c)) if c.is_empty() => Err(ApiError::invalid(
+            format!("{field}.catalog_id"),
+            "is required",
+        )),
+        Some(R::CatalogId(c)) => Ok(Resource::Catalog(c)),
+    }
+}
+
+/// One page of ids, resuming after the token's id.
+fn paginate<T: Copy + Ord>(
+    all: Vec<T>,
+    id: impl Fn(T) -> Uuid,
+    page_size: i32,
+    token: &str,
+) -> Result<(Vec<T>, String), ApiError> {
+    let size = match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
+        n => (n as usize).min(MAX_PAGE_SIZE),
+    };
+    let after =
+        if token.is_empty() {
+            None
+        } else {
+            Some(Uuid::try_parse(token).map_err(|_| {
+                ApiError::invalid("page_token", "is not a token this service issued")
+            })?)
+        };
+    let mut rest: Vec<T> = all
+        .into_iter()
+        .filter(|x| after.is_none_or(|a| id(*x) > a))
+        .collect();
+    let next = if rest.len() > size {
+        rest.truncate(size);
+        rest.last()
+            .map(|x| id(*x).simple().to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((rest, next))
+}
+
+fn via(v: &domain::Via) -> pb::InheritedVia {
+    pb::InheritedVia {
+        group_id: v.group.to_string(),
+        path: v.path.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn scope(reach: Reach) -> pb::Scope {
+    use pb::scope::Scope as S;
+    pb::Scope {
+        scope: Some(match reach {
+            Reach::Tenant => S::Tenant(true),
+            Reach::Own => S::Own(true),
+            Reach::Groups(groups) => S::Groups(pb::GroupIds {
+                group_ids: groups.iter().map(ToString::to_string).collect(),
+            }),
+        }),
+    }
+}
+
+fn effective_roles(
+    state: &TenantState,
+    user: UserId,
+) -> Result<pb::GetEffectiveRolesResponse, ApiError> {
+    use cohort_shared::proto::directory::v1::{Role as PbRole, Tool as PbTool};
+    let resolution = domain::resolve(state, user)
+        .ok_or_else(|| ApiError::NotFound(format!("user {user} not found")))?;
+    let tools = resolution
+        .tools
+        .iter()
+        .filter(|(_, t)| !t.roles.is_empty() || !t.suppressed.is_empty())
+        .map(|(tool, roles): &(Tool, domain::ToolRoles)| pb::ToolRoles {
+            tool: PbTool::from(*tool) as i32,
+            roles: roles
+                .roles
+                .iter()
+                .map(|held| pb::EffectiveRole {
+                    role: PbRole::from(held.role) as i32,
+                    scope: domain::role_reach(state, user, held).map(scope),
+                    provenance: held
+                        .sources
+                        .iter()
+                        .map(|s| pb::Provenance {
+                            source: Some(match s {
+                                Source::Direct => pb::provenance::Source::Direct(true),
+                                Source::Inherited(v) => pb::provenance::Source::Inherited(via(v)),
+                            }),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            suppressed: roles
+                .suppressed
+                .iter()
+                .map(|s| {
+                    let (reason, prevailing, description) = match &s.reason {
+                        SuppressReason::IncompatibleWith(held) => (
+                            "INCOMPATIBLE_WITH_HELD_ROLE",
+                            PbRole::from(*held) as i32,
+                            format!("{} is incompatible with the held {held}, which it does not contain", s.role),
+                        ),
+                        SuppressReason::RequiresGlobalAdminGroupAdministrator => (
+                            "REQUIRES_GLOBAL_ADMIN_GROUP_ADMINISTRATOR",
+                            PbRole::Unspecified as i32,
+                            "an inherited LMS GROUP_ADMINISTRATOR needs the Global Admin role GROUP_ADMINISTRATOR".to_owned(),
+                        ),
+                    };
+                    pb::SuppressedRole {
+                        role: PbRole::from(s.role) as i32,
+                        via: Some(via(&s.via)),
+                        reason: reason.to_owned(),
+                        prevailing_role: prevailing,
+                        description,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(pb::GetEffectiveRolesResponse {
+        tools,
+        revision: state.revision,
+        suspended: resolution.suspended,
+    })
+}
+
+fn reply<T>(result: Result<T, ApiError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl AuthzService for AuthzApi {
+    async fn get_effective_roles(
+        &self,
+        request: Request<pb::GetEffectiveRolesRequest>,
+    ) -> Result<Response<pb::GetEffectiveRolesResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        reply(
+            async {
+                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let user = UserId(parse_id("user_id", &req.user_id)?);
+                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = state.read().expect("not poisoned");
+                effective_roles(&state, user)
+            }
+            .await,
+        )
+    }
+
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        reply(
+            async {
+                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let user = UserId(parse_id("user_id", &req.user_id)?);
+                let resource = parse_resource("resource", req.resource)?;
+                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = state.read().expect("not poisoned");
+                let decision =
+                    domain::check(&state, user, &req.permission, &resource, req.explain)?;
+                Ok(pb::CheckResponse {
+                    allowed: decision.allowed,
+                    revision: state.revision,
+                    explanation: decision.explanation,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn bulk_check(
+        &self,
+        request: Request<pb::BulkCheckRequest>,
+    ) -> Result<Response<pb::BulkCheckResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        reply(
+            async {
+                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                if req.items.len() > MAX_BULK_ITEMS {
+                    return Err(ApiError::invalid(
+                        "items",
+                        format!("at most {MAX_BULK_ITEMS} checks per call"),
+                    ));
+                }
+                let mut items = Vec::with_capacity(req.items.len());
+                for (i, item) in req.items.into_iter().enumerate() {
+                    let user = UserId(parse_id(&format!("items[{i}].user_id"), &item.user_id)?);
+                    let resource = parse_resource(&format!("items[{i}].resource"), item.resource)?;
+                    items.push((i, user, item.permission, resource));
+                }
+                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = state.read().expect("not poisoned");
+                let mut results = Vec::with_capacity(items.len());
+                for (i, user, permission, resource) in items {
+                    let decision = domain::check(&state, user, &permission, &resource, req.explain)
+                        .map_err(|e| match e {
+                            CheckError::UnknownPermission(_) => {
+                                ApiError::invalid(format!("items[{i}].permission"), e.to_string())
+                            }
+                            other => ApiError::from(other),
+                        })?;
+                    results.push(pb::BulkCheckResult {
+                        allowed: decision.allowed,
+                        explanation: decision.explanation,
+                    });
+                }
+                Ok(pb::BulkCheckResponse {
+                    results,
+                    revision: state.revision,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn lookup_subjects(
+        &self,
+        request: Request<pb::LookupSubjectsRequest>,
+    ) -> Result<Response<pb::LookupSubjectsResponse>, Status> {
+        use pb::lookup_subjects_request::What;
+        let (metadata, _, req) = request.into_parts();
+        reply(
+            async {
+                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let group = GroupId(parse_id("group_id", &req.group_id)?);
+                let holding = match req.what {
+                    None => return Err(ApiError::invalid("role", "name a role or a permission")),
+                    Some(What::Role(r)) => Holding::Role(
+                        role_from_proto(r).map_err(|e| ApiError::invalid("role", e.to_string()))?,
+                    ),
+                    Some(What::Permission(p)) => Holding::Permission(p),
+                };
+                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = state.read().expect("not poisoned");
+                let users = domain::lookup_subjects(&state, group, &holding)?;
+                let (page, next) = paginate(users, |u| u.0, req.page_size, &req.page_token)?;
+                Ok(pb::LookupSubjectsResponse {
+                    user_ids: page.iter().map(ToString::to_string).collect(),
+                    next_page_token: next,
+                    revision: state.revision,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn lookup_groups(
+        &self,
+        request: Request<pb::LookupGroupsRequest>,
+    ) -> Result<Response<pb::LookupGroupsResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        reply(
+            async {
+                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let user = UserId(parse_id("user_id", &req.user_id)?);
+                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = state.read().expect("not poisoned");
+                let groups = domain::lookup_groups(&state, user, &req.permission)?;
+                let (page, next) = paginate(groups, |g| g.0, req.page_size, &req.page_token)?;
+                Ok(pb::LookupGroupsResponse {
+                    group_ids: page.iter().map(ToString::to_string).collect(),
+                    next_page_token: next,
+                    revision: state.revision,
+                })
+            }
+            .await,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_read_from_grpc_timeout() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(deadline_of(&metadata), None);
+        metadata.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(deadline_of(&metadata), Some(Duration::from_millis(250)));
+        metadata.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(deadline_of(&metadata), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn pages_resume_after_their_token() {
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let (first, token) = paginate(ids.clone(), |u| u, 2, "").unwrap();
+        assert_eq!(first, ids[..2]);
+        let (second, _) = paginate(ids.clone(), |u| u, 2, &token).unwrap();
+        assert_eq!(second, ids[2..4]);
+        assert!(paginate(ids, |u| u, 2, "nope").is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! The in-memory projection every answer comes from: one [`TenantState`] per
+//! tenant behind a read-write lock, and a signal that wakes readers waiting for a
+//! revision (read-your-writes). Lookups touch no database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::domain::{Change, Revision, TenantState};
+
+pub type SharedTenant = Arc<RwLock<TenantState>>;
+
+/// Why a wanted revision was not reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReached {
+    pub wanted: Revision,
+    pub current: Revision,
+}
+
+pub struct Projection {
+    tenants: RwLock<HashMap<Uuid, SharedTenant>>,
+    /// Bumped after every applied change set; readers waiting for a revision wake
+    /// on it.
+    applied: watch::Sender<u64>,
+    /// True once the feed has caught up after start-up.
+    synced: watch::Sender<bool>,
+}
+
+impl Projection {
+    pub fn new(loaded: Vec<(Uuid, TenantState)>) -> Self {
+        let tenants = loaded
+            .into_iter()
+            .map(|(id, state)| (id, Arc::new(RwLock::new(state))))
+            .collect();
+        Projection {
+            tenants: RwLock::new(tenants),
+            applied: watch::channel(0).0,
+            synced: watch::channel(false).0,
+        }
+    }
+
+    pub fn tenant(&self, id: Uuid) -> Option<SharedTenant> {
+        self.tenants.read().expect("not poisoned").get(&id).cloned()
+    }
+
+    /// The revision held for a tenant (0 when it is unknown).
+    pub fn revision(&self, id: Uuid) -> Revision {
+        self.tenant(id)
+            .map(|t| t.read().expect("not poisoned").revision)
+            .unwrap_or(0)
+    }
+
+    /// Every tenant with the revision held, for resuming the feed.
+    pub fn cursors(&self) -> Vec<(Uuid, Revision)> {
+        let tenants = self.tenants.read().expect("not poisoned");
+        tenants
+            .iter()
+            .map(|(id, state)| (*id, state.read().expect("not poisoned").revision))
+            .collect()
+    }
+
+    /// Replaces a tenant's state (after a snapshot).
+    pub fn replace(&self, id: Uuid, state: TenantState) {
+        self.tenants
+            .write()
+            .expect("not poisoned")
+            .insert(id, Arc::new(RwLock::new(state)));
+        self.applied.send_modify(|n| *n += 1);
+    }
+
+    /// Applies one committed change set at `revision`.
+    pub fn apply(&self, id: Uuid, revision: Revision, changes: Vec<Change>) {
+        let tenant = self
+            .tenants
+            .write()
+            .expect("not poisoned")
+            .entry(id)
+            .or_default()
+            .clone();
+        {
+            let mut state = tenant.write().expect("not poisoned");
+            for change in changes {
+                state.apply(change);
+            }
+            state.revision = revision;
+        }
+        self.applied.send_modify(|n| *n += 1);
+    }
+
+    pub fn set_synced(&self) {
+        self.synced.send_replace(true);
+    }
+
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
+    }
+
+    /// Waits until the tenant is at `wanted` or later, until `deadline`.
+    pub async fn wait_for(
+        &self,
+        id: Uuid,
+        wanted: Revision,
+        deadline: Instant,
+    ) -> Result<(), NotReached> {
+        let mut applied = self.applied.subscribe();
+        loop {
+            let current = self.revision(id);
+            if current >= wanted {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => {
+                    return Err(NotReached {
+                        wanted,
+                        current: self.revision(id),
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_wait_for_the_revision_they_need() {
+        let projection = Arc::new(Projection::new(Vec::new()));
+        let tenant = Uuid::new_v4();
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert_eq!(
+            projection.wait_for(tenant, 1, soon).await,
+            Err(NotReached {
+                wanted: 1,
+                current: 0
+            })
+        );
+
+        let waiter = {
+            let projection = projection.clone();
+            tokio::spawn(async move {
+                projection
+                    .wait_for(tenant, 2, Instant::now() + Duration::from_secs(5))
+                    .await
+            })
+        };
+        projection.apply(tenant, 1, Vec::new());
+        projection.apply(tenant, 2, Vec::new());
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+        assert_eq!(projection.cursors(), vec![(tenant, 2)]);
+    }
+}

@@ -1,0 +1,141 @@
+//! The application: opens the stored projection and loads it into memory, binds
+//! its own listener, follows the directory's feed, and serves the authorization
+//! API, health (NOT_SERVING until the feed has caught up) and reflection until a
+//! shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
+use cohort_shared::serving;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+
+use crate::config::Settings;
+use crate::follower;
+use crate::grpc::AuthzApi;
+use crate::projection::Projection;
+use crate::storage::postgres::PgProjection;
+use crate::storage::sqlite::SqliteProjection;
+use crate::storage::ProjectionStore;
+
+pub struct Application {
+    listener: TcpListener,
+    store: Arc<dyn ProjectionStore>,
+    projection: Arc<Projection>,
+    directory: String,
+    max_wait: Duration,
+}
+
+/// Opens the configured projection store and runs its migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ProjectionStore>> {
+    Ok(match &settings.database_url {
+        Some(url) if url.starts_with("sqlite:") => Arc::new(
+            SqliteProjection::connect(url)
+                .await
+                .context("opening the SQLite projection")?,
+        ),
+        Some(url) => Arc::new(
+            PgProjection::connect(url)
+                .await
+                .context("opening the PostgreSQL projection")?,
+        ),
+        None => Arc::new(
+            SqliteProjection::open_in(&settings.data_dir)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the SQLite projection in {}",
+                        settings.data_dir.display()
+                    )
+                })?,
+        ),
+    })
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let store = open_store(settings).await?;
+        Self::with_store(settings, store).await
+    }
+
+    /// Loads the stored projection and binds the listener.
+    pub async fn with_store(
+        settings: &Settings,
+        store: Arc<dyn ProjectionStore>,
+    ) -> anyhow::Result<Self> {
+        let loaded = store.load().await.context("loading the projection")?;
+        tracing::info!(tenants = loaded.len(), "loaded the projection");
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding --listen {}", settings.listen))?;
+        Ok(Application {
+            listener,
+            store,
+            projection: Arc::new(Projection::new(loaded)),
+            directory: settings.directory.clone(),
+            max_wait: settings.max_wait,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes; in-flight calls finish first.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_not_serving::<AuthzServiceServer<AuthzApi>>()
+            .await;
+        let (reflection, reflection_v1alpha) = serving::reflection_services()?;
+
+        let (closing, closing_signal) = tokio::sync::watch::channel(false);
+        let follower = tokio::spawn(follower::follow(
+            self.directory.clone(),
+            self.store.clone(),
+            self.projection.clone(),
+            closing_signal,
+        ));
+        let mut synced = self.projection.synced();
+        let ready = tokio::spawn(async move {
+            if synced.wait_for(|s| *s).await.is_ok() {
+                health_reporter
+                    .set_serving::<AuthzServiceServer<AuthzApi>>()
+                    .await;
+            }
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
+
+        let addr = self.local_addr();
+        tracing::info!(%addr, directory = %self.directory, "authorization service listening");
+        let api = AuthzApi::new(self.projection, self.directory, self.max_wait);
+        let served = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha)
+            .add_service(AuthzServiceServer::new(api))
+            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
+            .await;
+        ready.abort();
+        let _ = follower.await;
+        served?;
+        tracing::info!("authorization service stopped");
+        Ok(())
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(serving::shutdown_signal()).await
+    }
+}
