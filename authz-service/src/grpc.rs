@@ -115,10 +115,12 @@ impl AuthzApi {
         consistency: Option<pb::Consistency>,
     ) -> Result<SharedTenant, ApiError> {
         use pb::consistency::Requirement;
-        let deadline = Instant::now()
-            + deadline_of(metadata)
-                .unwrap_or(self.max_wait)
-                .min(self.max_wait * 12);
+        // Give up a little before the caller's deadline, so that it hears why
+        // rather than cancelling first.
+        let budget = deadline_of(metadata)
+            .unwrap_or(self.max_wait)
+            .min(self.max_wait * 12);
+        let deadline = Instant::now() + budget - (budget / 10).min(Duration::from_millis(50));
         let wanted = match consistency.and_then(|c| c.requirement) {
             None | Some(Requirement::MinimizeLatency(_)) => None,
             Some(Requirement::AtLeastRevision(r)) if r < 0 => {

@@ -1,21 +1,79 @@
-//! Fixtures for the cross-service tests: real servers on random ports, on a fresh
-//! embedded database, stopped cleanly at the end.
+//! Fixtures for the cross-service tests: the real directory and authorization
+//! servers on random ports, each on its own fresh PostgreSQL database (or the
+//! embedded SQLite default), stopped cleanly at the end.
 //!
 //! Layout: `lib.rs` holds the fixtures; `tests/*.rs` hold the tests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use cohort_authz::config::Settings as AuthzSettings;
 use cohort_directory::startup::{open_store, Application};
+use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
-/// A running directory server on a random port, with its data in a scratch folder.
+pub fn admin_database_url() -> String {
+    std::env::var("COHORT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A new, empty PostgreSQL database: its URL and name.
+pub async fn fresh_database() -> anyhow::Result<(String, String)> {
+    let admin_url = admin_database_url();
+    let name = format!("cohort_it_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a database URL names a database");
+    Ok((format!("{base}/{name}"), name))
+}
+
+pub async fn drop_database(name: &str) -> anyhow::Result<()> {
+    let mut admin = sqlx::PgConnection::connect(&admin_database_url()).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+/// A server task and the way to stop it.
+struct Running {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await?
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?,
+    )
+}
+
+/// A running directory server.
 pub struct DirectoryProcess {
     pub addr: SocketAddr,
-    data_dir: PathBuf,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub database: cohort_directory::config::Database,
+    running: Option<Running>,
+    data_dir: Option<PathBuf>,
 }
 
 impl DirectoryProcess {
@@ -24,19 +82,28 @@ impl DirectoryProcess {
         let data_dir =
             std::env::temp_dir().join(format!("cohort-it-{}", uuid::Uuid::new_v4().simple()));
         let database = cohort_directory::config::Database::SqliteDir(data_dir.clone());
-        let store = open_store(&database, 4).await?;
-        let app =
-            Application::with_store("127.0.0.1:0".parse()?, store, Default::default()).await?;
+        let mut process = Self::start_on(database, "127.0.0.1:0".parse()?).await?;
+        process.data_dir = Some(data_dir);
+        Ok(process)
+    }
+
+    /// Starts a directory on `database`, listening on `listen`.
+    pub async fn start_on(
+        database: cohort_directory::config::Database,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let store = open_store(&database, 8).await?;
+        let app = Application::with_store(listen, store, Default::default()).await?;
         let addr = app.local_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async {
+        let task = tokio::spawn(app.run_until(async {
             let _ = stop.await;
         }));
         Ok(DirectoryProcess {
             addr,
-            data_dir,
-            shutdown: Some(shutdown),
-            server: Some(server),
+            database,
+            running: Some(Running { shutdown, task }),
+            data_dir: None,
         })
     }
 
@@ -44,15 +111,148 @@ impl DirectoryProcess {
         format!("http://{}", self.addr)
     }
 
-    /// Stops the server gracefully and removes its data.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+    pub async fn client(&self) -> anyhow::Result<DirectoryServiceClient<Channel>> {
+        Ok(DirectoryServiceClient::new(channel(self.addr).await?))
+    }
+
+    /// Stops the server gracefully (its data stays).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        match self.running.take() {
+            Some(running) => running.stop().await,
+            None => Ok(()),
         }
-        if let Some(server) = self.server.take() {
-            server.await??;
+    }
+
+    /// Starts it again on the same address and database.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        let again = Self::start_on(self.database.clone(), self.addr).await?;
+        self.running = again.running;
+        Ok(())
+    }
+
+    /// Stops the server and removes a scratch SQLite folder.
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        Ok(())
+    }
+}
+
+/// A running authorization server.
+pub struct AuthzProcess {
+    pub addr: SocketAddr,
+    settings: AuthzSettings,
+    running: Option<Running>,
+}
+
+impl AuthzProcess {
+    /// Starts the authorization service following `directory`, with its
+    /// projection at `database_url`.
+    pub async fn start(directory: &str, database_url: &str) -> anyhow::Result<Self> {
+        let settings = AuthzSettings {
+            listen: "127.0.0.1:0".parse()?,
+            directory: directory.to_owned(),
+            database_url: Some(database_url.to_owned()),
+            data_dir: PathBuf::new(),
+            max_wait: Duration::from_secs(2),
+            log_format: cohort_shared::serving::LogFormat::Human,
+        };
+        let mut process = AuthzProcess {
+            addr: settings.listen,
+            settings,
+            running: None,
+        };
+        process.launch().await?;
+        Ok(process)
+    }
+
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let app = cohort_authz::startup::Application::build(&self.settings).await?;
+        self.addr = app.local_addr();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = stop.await;
+        }));
+        self.running = Some(Running { shutdown, task });
+        Ok(())
+    }
+
+    pub async fn client(&self) -> anyhow::Result<AuthzServiceClient<Channel>> {
+        Ok(AuthzServiceClient::new(channel(self.addr).await?))
+    }
+
+    /// The health of the authorization API.
+    pub async fn health(&self) -> anyhow::Result<ServingStatus> {
+        let mut health = HealthClient::new(channel(self.addr).await?);
+        let reply = health
+            .check(HealthCheckRequest {
+                service: "cohort.authz.v1.AuthzService".into(),
+            })
+            .await?;
+        Ok(reply.into_inner().status())
+    }
+
+    /// Polls health until SERVING (the feed has caught up).
+    pub async fn wait_until_serving(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.health().await? != ServingStatus::Serving {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the authorization service never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        match self.running.take() {
+            Some(running) => running.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops and starts it again on its stored projection (a new port).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.launch().await
+    }
+}
+
+/// Both services, each on a fresh PostgreSQL database.
+pub struct Cluster {
+    pub directory: DirectoryProcess,
+    pub authz: AuthzProcess,
+    databases: Vec<String>,
+}
+
+impl Cluster {
+    pub async fn start() -> anyhow::Result<Self> {
+        let (directory_url, directory_db) = fresh_database().await?;
+        let (authz_url, authz_db) = fresh_database().await?;
+        let directory = DirectoryProcess::start_on(
+            cohort_directory::config::Database::Postgres(directory_url),
+            "127.0.0.1:0".parse()?,
+        )
+        .await?;
+        let authz = AuthzProcess::start(&directory.endpoint(), &authz_url).await?;
+        authz.wait_until_serving().await?;
+        Ok(Cluster {
+            directory,
+            authz,
+            databases: vec![directory_db, authz_db],
+        })
+    }
+
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.authz.stop().await?;
+        self.directory.stop().await?;
+        for db in &self.databases {
+            drop_database(db).await?;
+        }
         Ok(())
     }
 }

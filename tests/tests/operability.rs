@@ -62,5 +62,5 @@ async fn the_directory_reports_health_and_lists_its_services() {
         );
     }
 
-    directory.stop().await.unwrap();
+    directory.finish().await.unwrap();
 }

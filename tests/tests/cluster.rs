@@ -1,0 +1,370 @@
+//! The two services together: real servers on random ports, each on its own fresh
+//! PostgreSQL database. A write in the directory is seen by a read-your-writes
+//! read in the authorization service; revocations are never answered stale;
+//! restarting either service loses nothing.
+
+use std::time::Duration;
+
+use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::directory::v1 as dir;
+use cohort_tests::{drop_database, fresh_database, AuthzProcess, Cluster};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+fn at(revision: i64) -> Option<authz::Consistency> {
+    Some(authz::Consistency {
+        requirement: Some(authz::consistency::Requirement::AtLeastRevision(revision)),
+    })
+}
+
+fn on_group(group: &str) -> Option<authz::Resource> {
+    Some(authz::Resource {
+        resource: Some(authz::resource::Resource::GroupId(group.into())),
+    })
+}
+
+/// The source documents' scenario: a tenant, an organization with a subgroup that
+/// passes on LMS GROUP_ADMINISTRATOR, and an LMS author who joins it.
+struct Scenario {
+    tenant: String,
+    author: String,
+    org: String,
+    team: String,
+    /// The revision of the last write.
+    revision: i64,
+}
+
+async fn scenario(cluster: &Cluster) -> Scenario {
+    let mut d = cluster.directory.client().await.unwrap();
+    let created = d
+        .create_tenant(dir::CreateTenantRequest {
+            display_name: "Acme".into(),
+            admin_display_name: "Ada".into(),
+            admin_email: "ada@acme.test".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let tenant = created.tenant.unwrap().id;
+    let author = d
+        .create_user(dir::CreateUserRequest {
+            tenant_id: tenant.clone(),
+            display_name: "Alex Author".into(),
+            email: "alex@acme.test".into(),
+            roles: vec![
+                dir::Role::GlobalAdminGroupAdministrator as i32,
+                dir::Role::LmsAuthor as i32,
+            ],
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .id;
+    let org = d
+        .create_group(dir::CreateGroupRequest {
+            tenant_id: tenant.clone(),
+            display_name: "Org".into(),
+            is_organization: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .id;
+    let team = d
+        .create_group(dir::CreateGroupRequest {
+            tenant_id: tenant.clone(),
+            display_name: "Team".into(),
+            parent_id: org.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .id;
+    d.set_inherited_role(dir::SetInheritedRoleRequest {
+        tenant_id: tenant.clone(),
+        group_id: team.clone(),
+        role: dir::Role::LmsGroupAdministrator as i32,
+        etag: String::new(),
+    })
+    .await
+    .unwrap();
+    let revision = d
+        .add_group_members(dir::AddGroupMembersRequest {
+            tenant_id: tenant.clone(),
+            group_id: team.clone(),
+            user_ids: vec![author.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    Scenario {
+        tenant,
+        author,
+        org,
+        team,
+        revision,
+    }
+}
+
+async fn may_manage_trainings(cluster: &Cluster, s: &Scenario, group: &str, revision: i64) -> bool {
+    let mut a = cluster.authz.client().await.unwrap();
+    let reply = a
+        .check(authz::CheckRequest {
+            tenant_id: s.tenant.clone(),
+            user_id: s.author.clone(),
+            permission: "lms.trainings.manage".into(),
+            resource: on_group(group),
+            consistency: at(revision),
+            explain: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        reply.revision >= revision,
+        "answered at {} for a read at least at {revision}",
+        reply.revision
+    );
+    reply.allowed
+}
+
+#[tokio::test]
+async fn a_directory_write_is_seen_by_a_read_your_writes_read() {
+    let cluster = Cluster::start().await.unwrap();
+    let s = scenario(&cluster).await;
+    let mut a = cluster.authz.client().await.unwrap();
+    let roles = a
+        .get_effective_roles(authz::GetEffectiveRolesRequest {
+            tenant_id: s.tenant.clone(),
+            user_id: s.author.clone(),
+            consistency: at(s.revision),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(roles.revision >= s.revision);
+    let lms = roles
+        .tools
+        .iter()
+        .find(|t| t.tool == dir::Tool::Lms as i32)
+        .unwrap();
+    let held: Vec<i32> = lms.roles.iter().map(|r| r.role).collect();
+    assert!(
+        held.contains(&(dir::Role::LmsAuthor as i32))
+            && held.contains(&(dir::Role::LmsGroupAdministrator as i32))
+    );
+    let group_admin = lms
+        .roles
+        .iter()
+        .find(|r| r.role == dir::Role::LmsGroupAdministrator as i32)
+        .unwrap();
+    assert_eq!(
+        group_admin.scope.as_ref().unwrap().scope,
+        Some(authz::scope::Scope::Groups(authz::GroupIds {
+            group_ids: vec![s.team.clone()]
+        })),
+        "the inherited administration applies to that group only"
+    );
+    assert!(may_manage_trainings(&cluster, &s, &s.team, s.revision).await);
+    assert!(!may_manage_trainings(&cluster, &s, &s.org, s.revision).await);
+
+    // A revision the directory has not reached yet is refused, not answered stale.
+    let future = a
+        .check(authz::CheckRequest {
+            tenant_id: s.tenant.clone(),
+            user_id: s.author.clone(),
+            permission: "lms.trainings.manage".into(),
+            resource: on_group(&s.team),
+            consistency: at(s.revision + 100),
+            explain: false,
+        })
+        .await;
+    let mut request = tonic::Request::new(authz::CheckRequest {
+        tenant_id: s.tenant.clone(),
+        user_id: s.author.clone(),
+        permission: "lms.trainings.manage".into(),
+        resource: on_group(&s.team),
+        consistency: at(s.revision + 100),
+        explain: false,
+    });
+    request.set_timeout(Duration::from_millis(300));
+    let with_deadline = a.check(request).await;
+    assert_eq!(with_deadline.unwrap_err().code(), Code::DeadlineExceeded);
+    assert_eq!(future.unwrap_err().code(), Code::DeadlineExceeded);
+    cluster.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_revocation_is_never_answered_stale_under_concurrent_writes() {
+    let cluster = Cluster::start().await.unwrap();
+    let s = scenario(&cluster).await;
+    // Another writer keeps the tenant busy, so the service is always catching up.
+    let noise = {
+        let mut d = cluster.directory.client().await.unwrap();
+        let tenant = s.tenant.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let _ = d
+                    .create_group(dir::CreateGroupRequest {
+                        tenant_id: tenant.clone(),
+                        display_name: format!("Noise {i}"),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        })
+    };
+    let mut d = cluster.directory.client().await.unwrap();
+    for _ in 0..15 {
+        let removed = d
+            .remove_group_members(dir::RemoveGroupMembersRequest {
+                tenant_id: s.tenant.clone(),
+                group_id: s.team.clone(),
+                user_ids: vec![s.author.clone()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .revision;
+        assert!(
+            !may_manage_trainings(&cluster, &s, &s.team, removed).await,
+            "a revoked permission was still granted"
+        );
+        let added = d
+            .add_group_members(dir::AddGroupMembersRequest {
+                tenant_id: s.tenant.clone(),
+                group_id: s.team.clone(),
+                user_ids: vec![s.author.clone()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .revision;
+        assert!(may_manage_trainings(&cluster, &s, &s.team, added).await);
+    }
+    noise.await.unwrap();
+    cluster.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn restarting_the_authorization_service_loses_nothing() {
+    let mut cluster = Cluster::start().await.unwrap();
+    let s = scenario(&cluster).await;
+    assert!(may_manage_trainings(&cluster, &s, &s.team, s.revision).await);
+    cluster.authz.stop().await.unwrap();
+
+    // Changes while it is down.
+    let mut d = cluster.directory.client().await.unwrap();
+    let removed = d
+        .remove_group_members(dir::RemoveGroupMembersRequest {
+            tenant_id: s.tenant.clone(),
+            group_id: s.team.clone(),
+            user_ids: vec![s.author.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+
+    cluster.authz.restart().await.unwrap();
+    // Before catching up it still answers, from its stored projection.
+    let mut a = cluster.authz.client().await.unwrap();
+    let early = a
+        .check(authz::CheckRequest {
+            tenant_id: s.tenant.clone(),
+            user_id: s.author.clone(),
+            permission: "lms.trainings.manage".into(),
+            resource: on_group(&s.team),
+            consistency: None,
+            explain: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        early.revision >= s.revision,
+        "the stored projection was loaded (revision {})",
+        early.revision
+    );
+    cluster.authz.wait_until_serving().await.unwrap();
+    assert!(!may_manage_trainings(&cluster, &s, &s.team, removed).await);
+    cluster.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_directory_going_away_mid_stream_loses_nothing() {
+    let mut cluster = Cluster::start().await.unwrap();
+    let s = scenario(&cluster).await;
+    assert!(may_manage_trainings(&cluster, &s, &s.team, s.revision).await);
+    cluster.directory.stop().await.unwrap();
+
+    // The authorization service keeps answering from what it has, saying at which
+    // revision.
+    let mut a = cluster.authz.client().await.unwrap();
+    let meanwhile = a
+        .get_effective_roles(authz::GetEffectiveRolesRequest {
+            tenant_id: s.tenant.clone(),
+            user_id: s.author.clone(),
+            consistency: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meanwhile.revision, s.revision);
+    let fully = a
+        .get_effective_roles(authz::GetEffectiveRolesRequest {
+            tenant_id: s.tenant.clone(),
+            user_id: s.author.clone(),
+            consistency: Some(authz::Consistency {
+                requirement: Some(authz::consistency::Requirement::FullyConsistent(true)),
+            }),
+        })
+        .await;
+    assert_eq!(
+        fully.unwrap_err().code(),
+        Code::Unavailable,
+        "a fully consistent read cannot be had without the directory"
+    );
+
+    cluster.directory.restart().await.unwrap();
+    let mut d = cluster.directory.client().await.unwrap();
+    let removed = d
+        .remove_group_members(dir::RemoveGroupMembersRequest {
+            tenant_id: s.tenant.clone(),
+            group_id: s.team.clone(),
+            user_ids: vec![s.author.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    assert!(
+        !may_manage_trainings(&cluster, &s, &s.team, removed).await,
+        "the follower came back and caught up"
+    );
+    cluster.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_is_not_serving_until_the_feed_has_caught_up() {
+    let (url, name) = fresh_database().await.unwrap();
+    // Nothing listens there: the service starts, but never catches up.
+    let mut authz = AuthzProcess::start("http://127.0.0.1:9", &url)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(authz.health().await.unwrap(), ServingStatus::NotServing);
+    authz.stop().await.unwrap();
+    drop_database(&name).await.unwrap();
+}
