@@ -2,7 +2,10 @@
 //! servers on random ports, each on its own fresh PostgreSQL database (or the
 //! embedded SQLite default), stopped cleanly at the end.
 //!
-//! Layout: `lib.rs` holds the fixtures; `tests/*.rs` hold the tests.
+//! Layout: `lib.rs` holds the fixtures, `oracle.rs` the reference model of the
+//! role semantics; `tests/*.rs` hold the tests.
+
+pub mod oracle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
