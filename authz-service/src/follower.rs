@@ -87,6 +87,19 @@ async fn follow_once(
         .await?
         .into_inner();
     tracing::info!(%directory, "following the directory's feed");
+    projection.set_connected(true);
+    let result = apply_stream(&mut stream, store, projection, backoff).await;
+    projection.set_connected(false);
+    result
+}
+
+/// Applies the feed's messages until it ends or fails.
+async fn apply_stream(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+    store: &dyn ProjectionStore,
+    projection: &Projection,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
     let mut snapshot: Option<Snapshot> = None;
     while let Some(message) = stream.message().await? {
         *backoff = Duration::from_millis(100);
@@ -124,6 +137,7 @@ async fn follow_once(
                             .apply(tenant, event.revision, Apply::Incremental, &changes)
                             .await?;
                         projection.apply(tenant, event.revision, changes);
+                        projection.vouch(tenant, event.revision);
                     }
                 }
             }
@@ -142,7 +156,9 @@ async fn follow_once(
                 projection.replace(s.tenant, s.state);
                 tracing::info!(tenant = %s.tenant, revision = s.revision, "applied a snapshot");
             }
-            Event::Checkpoint(_) => {}
+            Event::Checkpoint(checkpoint) => {
+                projection.vouch(Uuid::parse_str(&checkpoint.tenant_id)?, checkpoint.revision);
+            }
             Event::CaughtUp(_) => {
                 projection.set_synced();
                 tracing::info!("caught up with the directory");

@@ -468,6 +468,40 @@ impl AuthzService for AuthzApi {
         )
     }
 
+    async fn get_sync_status(
+        &self,
+        request: Request<pb::GetSyncStatusRequest>,
+    ) -> Result<Response<pb::GetSyncStatusResponse>, Status> {
+        let req = request.into_inner();
+        reply((|| {
+            let tenants = if req.tenant_id.is_empty() {
+                self.projection.tenant_ids()
+            } else {
+                vec![parse_id("tenant_id", &req.tenant_id)?]
+            };
+            let now = std::time::SystemTime::now();
+            let tenants = tenants
+                .into_iter()
+                .map(|tenant| {
+                    let vouched = self.projection.vouched(tenant);
+                    pb::TenantSync {
+                        tenant_id: tenant.to_string(),
+                        revision: self.projection.revision(tenant),
+                        vouched_time: vouched.map(prost_types::Timestamp::from),
+                        lag: vouched
+                            .and_then(|at| now.duration_since(at).ok())
+                            .and_then(|lag| prost_types::Duration::try_from(lag).ok()),
+                    }
+                })
+                .collect();
+            Ok(pb::GetSyncStatusResponse {
+                connected: self.projection.connected(),
+                caught_up: self.projection.is_synced(),
+                tenants,
+            })
+        })())
+    }
+
     async fn lookup_groups(
         &self,
         request: Request<pb::LookupGroupsRequest>,

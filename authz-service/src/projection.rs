@@ -3,7 +3,9 @@
 //! revision (read-your-writes). Lookups touch no database.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -27,6 +29,10 @@ pub struct Projection {
     applied: watch::Sender<u64>,
     /// True once the feed has caught up after start-up.
     synced: watch::Sender<bool>,
+    /// Whether the feed is open now.
+    connected: AtomicBool,
+    /// Per tenant: the last revision the directory vouched for, and when.
+    vouched: Mutex<HashMap<Uuid, (Revision, SystemTime)>>,
 }
 
 impl Projection {
@@ -39,6 +45,8 @@ impl Projection {
             tenants: RwLock::new(tenants),
             applied: watch::channel(0).0,
             synced: watch::channel(false).0,
+            connected: AtomicBool::new(false),
+            vouched: Mutex::default(),
         }
     }
 
@@ -88,6 +96,49 @@ impl Projection {
             state.revision = revision;
         }
         self.applied.send_modify(|n| *n += 1);
+    }
+
+    /// Records that the directory vouched, now, that `revision` is the tenant's latest.
+    pub fn vouch(&self, id: Uuid, revision: Revision) {
+        self.vouched
+            .lock()
+            .expect("not poisoned")
+            .insert(id, (revision, SystemTime::now()));
+    }
+
+    /// When the directory last vouched for the tenant's revision.
+    pub fn vouched(&self, id: Uuid) -> Option<SystemTime> {
+        self.vouched
+            .lock()
+            .expect("not poisoned")
+            .get(&id)
+            .map(|(_, at)| *at)
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Whether the feed has caught up since start-up.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Every tenant held.
+    pub fn tenant_ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .tenants
+            .read()
+            .expect("not poisoned")
+            .keys()
+            .copied()
+            .collect();
+        ids.sort();
+        ids
     }
 
     pub fn set_synced(&self) {

@@ -337,6 +337,17 @@ async fn the_directory_going_away_mid_stream_loses_nothing() {
         "a fully consistent read cannot be had without the directory"
     );
 
+    // The lag is observable: the feed is down, and the vouching ages.
+    let status = a
+        .get_sync_status(authz::GetSyncStatusRequest {
+            tenant_id: s.tenant.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!status.connected && status.caught_up, "{status:?}");
+    assert_eq!(status.tenants[0].revision, s.revision);
+
     cluster.directory.restart().await.unwrap();
     let mut d = cluster.directory.client().await.unwrap();
     let removed = d
@@ -352,6 +363,22 @@ async fn the_directory_going_away_mid_stream_loses_nothing() {
     assert!(
         !may_manage_trainings(&cluster, &s, &s.team, removed).await,
         "the follower came back and caught up"
+    );
+    let status = a
+        .get_sync_status(authz::GetSyncStatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.connected, "{status:?}");
+    let tenant = status
+        .tenants
+        .iter()
+        .find(|t| t.tenant_id == s.tenant)
+        .unwrap();
+    assert!(tenant.revision >= removed);
+    assert!(
+        tenant.lag.as_ref().is_some_and(|lag| lag.seconds < 10),
+        "{tenant:?}"
     );
     cluster.finish().await.unwrap();
 }
