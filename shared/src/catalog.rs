@@ -266,6 +266,14 @@ pub fn permissions() -> Vec<&'static str> {
     all
 }
 
+/// Whether a name is a permission of the catalog (without allocating: checks call
+/// this on every request).
+pub fn is_permission(name: &str) -> bool {
+    Role::ALL
+        .iter()
+        .any(|role| role.grants().iter().any(|g| g.permission == name))
+}
+
 /// Whether a permission is an organization feature.
 pub fn is_organization_feature(permission: &str) -> bool {
     ORGANIZATION_FEATURES.contains(&permission)
@@ -766,6 +774,8 @@ mod tests {
             assert!(permissions().contains(&feature), "{feature}");
         }
         assert!(is_organization_feature("lms.reports.view"));
+        assert!(permissions().iter().all(|p| is_permission(p)));
+        assert!(!is_permission("lms.nope"));
         assert!(!is_organization_feature("lms.content.edit"));
     }
 

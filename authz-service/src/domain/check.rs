@@ -89,7 +89,7 @@ pub fn check(
 }
 
 fn require_permission(permission: &str) -> Result<(), CheckError> {
-    if catalog::permissions().contains(&permission) {
+    if catalog::is_permission(permission) {
         Ok(())
     } else {
         Err(CheckError::UnknownPermission(permission.to_owned()))
