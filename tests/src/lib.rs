@@ -50,16 +50,63 @@ pub async fn drop_database(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server task and the way to stop it.
+/// A server running on a runtime of its own, so that killing it ends every task it
+/// spawned (connections, feed streams) at once, as a killed process would.
 struct Running {
+    runtime: Option<tokio::runtime::Runtime>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Starts a server on its own runtime: `serve` builds it there, reports its
+/// address, and serves until the stop signal.
+async fn spawn_server<F, Fut>(serve: F) -> anyhow::Result<(SocketAddr, Running)>
+where
+    F: FnOnce(oneshot::Sender<SocketAddr>, oneshot::Receiver<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let (shutdown, stop) = oneshot::channel();
+    let task = runtime.spawn(serve(addr_tx, stop));
+    match addr_rx.await {
+        Ok(addr) => Ok((
+            addr,
+            Running {
+                runtime: Some(runtime),
+                shutdown,
+                task,
+            },
+        )),
+        Err(_) => {
+            let failure = task.await?;
+            runtime.shutdown_background();
+            Err(failure
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the server stopped before it listened")))
+        }
+    }
+}
+
 impl Running {
-    async fn stop(self) -> anyhow::Result<()> {
+    async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(());
-        self.task.await?
+        let result = (&mut self.task).await;
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        result?
+    }
+
+    /// Ends the server at once: its runtime goes, with the listener, every
+    /// connection and stream, and nothing is flushed.
+    fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -95,17 +142,21 @@ impl DirectoryProcess {
         database: cohort_directory::config::Database,
         listen: SocketAddr,
     ) -> anyhow::Result<Self> {
-        let store = open_store(&database, 8).await?;
-        let app = Application::with_store(listen, store, Default::default()).await?;
-        let addr = app.local_addr();
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until(async {
-            let _ = stop.await;
-        }));
+        let db = database.clone();
+        let (addr, running) = spawn_server(move |addr, stop| async move {
+            let store = open_store(&db, 8).await?;
+            let app = Application::with_store(listen, store, Default::default()).await?;
+            let _ = addr.send(app.local_addr());
+            app.run_until(async {
+                let _ = stop.await;
+            })
+            .await
+        })
+        .await?;
         Ok(DirectoryProcess {
             addr,
             database,
-            running: Some(Running { shutdown, task }),
+            running: Some(running),
             data_dir: None,
         })
     }
@@ -123,6 +174,13 @@ impl DirectoryProcess {
         match self.running.take() {
             Some(running) => running.stop().await,
             None => Ok(()),
+        }
+    }
+
+    /// Kills the server (see [`Running::kill`]); its data stays.
+    pub fn kill(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.kill();
         }
     }
 
@@ -173,13 +231,18 @@ impl AuthzProcess {
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
-        let app = cohort_authz::startup::Application::build(&self.settings).await?;
-        self.addr = app.local_addr();
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until(async {
-            let _ = stop.await;
-        }));
-        self.running = Some(Running { shutdown, task });
+        let settings = self.settings.clone();
+        let (addr, running) = spawn_server(move |addr, stop| async move {
+            let app = cohort_authz::startup::Application::build(&settings).await?;
+            let _ = addr.send(app.local_addr());
+            app.run_until(async {
+                let _ = stop.await;
+            })
+            .await
+        })
+        .await?;
+        self.addr = addr;
+        self.running = Some(running);
         Ok(())
     }
 
@@ -215,6 +278,13 @@ impl AuthzProcess {
         match self.running.take() {
             Some(running) => running.stop().await,
             None => Ok(()),
+        }
+    }
+
+    /// Kills the server (see [`Running::kill`]); its stored projection stays.
+    pub fn kill(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.kill();
         }
     }
 
