@@ -42,6 +42,11 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
 
+    /// Instead of serving, ask the service listening on `--listen` whether it is
+    /// healthy, and exit 0 (serving) or 1: for container health checks.
+    #[arg(long)]
+    pub health_probe: bool,
+
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -57,6 +57,11 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub feed_send_timeout: Duration,
 
+    /// Instead of serving, ask the service listening on `--listen` whether it is
+    /// healthy, and exit 0 (serving) or 1: for container health checks.
+    #[arg(long)]
+    pub health_probe: bool,
+
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -8,6 +8,14 @@ use cohort_directory::startup::Application;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
+    if settings.health_probe {
+        let healthy = cohort_shared::serving::probe_health(
+            settings.listen,
+            "cohort.directory.v1.DirectoryService",
+        )
+        .await;
+        std::process::exit(if healthy { 0 } else { 1 });
+    }
     cohort_shared::serving::init_tracing(settings.log_format);
     let app = Application::build(&settings).await?;
     app.run_until_stopped().await

@@ -90,3 +90,37 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// Asks the gRPC health service at `addr` whether `service` is serving: for
+/// container health checks (`--health-probe`), with no extra binary in the image.
+pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    // A wildcard listen address is probed on the loopback.
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let probe = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .ok()?;
+        Some(reply.into_inner().status() == ServingStatus::Serving)
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}

@@ -219,6 +219,7 @@ impl AuthzProcess {
             database_url: Some(database_url.to_owned()),
             data_dir: PathBuf::new(),
             max_wait: Duration::from_secs(2),
+            health_probe: false,
             log_format: cohort_shared::serving::LogFormat::Human,
         };
         let mut process = AuthzProcess {

@@ -337,14 +337,22 @@ async fn killing_the_directory_mid_stream_loses_nothing() {
         "a fully consistent read cannot be had without the directory"
     );
 
-    // The lag is observable: the feed is down, and the vouching ages.
-    let status = a
-        .get_sync_status(authz::GetSyncStatusRequest {
-            tenant_id: s.tenant.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // The lag is observable: the follower notices the feed is gone (a killed peer
+    // takes a moment to be noticed), and the vouching ages.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = a
+            .get_sync_status(authz::GetSyncStatusRequest {
+                tenant_id: s.tenant.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if !status.connected || tokio::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(!status.connected && status.caught_up, "{status:?}");
     assert_eq!(status.tenants[0].revision, s.revision);
 
