@@ -12,7 +12,6 @@ use anyhow::Context;
 use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
 use cohort_shared::serving;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 
 use crate::config::Settings;
 use crate::follower;
@@ -119,9 +118,7 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, directory = %self.directory, "authorization service listening");
         let api = AuthzApi::new(self.projection, self.directory, self.max_wait);
-        let served = Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        let served = cohort_shared::serving::server()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

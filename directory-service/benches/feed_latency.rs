@@ -22,28 +22,20 @@ use cohort_directory::storage::DirectoryStore;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
-use sqlx::Connection;
+
+#[path = "support.rs"]
+mod support;
 
 const WRITES: usize = 500;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = std::env::var("COHORT_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let database = format!("cohort_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await?;
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
-    let pg: Arc<dyn DirectoryStore> =
-        Arc::new(PgStore::connect(&format!("{base}/{database}"), 8).await?);
+    let (url, database) = support::create_database().await?;
+    let pg: Arc<dyn DirectoryStore> = Arc::new(PgStore::connect(&url, 8).await?);
     println!("| backend | write call, median | write to delivery, median | p99 | max |");
     println!("|---|---|---|---|---|");
     let result = measure("PostgreSQL", pg).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    support::drop_database(&database).await?;
     result?;
 
     let dir = std::env::temp_dir().join(format!("cohort-bench-{}", uuid::Uuid::new_v4().simple()));

@@ -18,10 +18,12 @@ use cohort_directory::startup::Application;
 use cohort_directory::storage::postgres::PgStore;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
-use sqlx::Connection;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+
+#[path = "support.rs"]
+mod support;
 
 const SAMPLES: usize = 200;
 
@@ -36,20 +38,10 @@ fn env_number(name: &str, default: i64) -> i64 {
 async fn main() -> anyhow::Result<()> {
     let users = env_number("COHORT_BENCH_USERS", 1_000_000);
     let groups = env_number("COHORT_BENCH_GROUPS", 100_000);
-    let admin_url = std::env::var("COHORT_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let database = format!("cohort_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await?;
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
-    let url = format!("{base}/{database}");
+    let (url, database) = support::create_database().await?;
 
     let result = run(&url, users, groups).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    support::drop_database(&database).await?;
     result
 }
 

@@ -5,13 +5,11 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 
 use crate::config::{Database, Settings};
 use crate::feed::{self, FeedSettings};
@@ -83,9 +81,7 @@ impl Application {
 
         let addr = self.local_addr();
         tracing::info!(%addr, "directory service listening");
-        let served = Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        let served = cohort_shared::serving::server()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

@@ -124,3 +124,11 @@ pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
         .flatten()
         .unwrap_or(false)
 }
+
+/// A gRPC server configured as every Cohort server is: HTTP/2 keepalive pings, so
+/// that dead peers (and their streams) are noticed.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+}
