@@ -23,6 +23,7 @@ use crate::domain::{
     TenantState, UserId,
 };
 use crate::projection::{NotReached, Projection, SharedTenant};
+use cohort_shared::call_log::REQUEST_ID_HEADER;
 
 const MAX_BULK_ITEMS: usize = 1000;
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -115,6 +116,7 @@ impl AuthzApi {
         consistency: Option<pb::Consistency>,
     ) -> Result<SharedTenant, ApiError> {
         use pb::consistency::Requirement;
+        cohort_shared::call_log::record_tenant(&tenant.to_string());
         // Give up a little before the caller's deadline, so that it hears why
         // rather than cancelling first.
         let budget = deadline_of(metadata)
@@ -131,7 +133,11 @@ impl AuthzApi {
             }
             Some(Requirement::AtLeastRevision(r)) => Some(r),
             Some(Requirement::FullyConsistent(_)) => {
-                Some(self.directory_revision(tenant, deadline).await?)
+                let request_id = metadata.get(REQUEST_ID_HEADER).cloned();
+                Some(
+                    self.directory_revision(tenant, deadline, request_id)
+                        .await?,
+                )
             }
         };
         if let Some(wanted) = wanted {
@@ -145,10 +151,13 @@ impl AuthzApi {
             .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} not found")))
     }
 
+    /// The directory's current revision of the tenant, asked with the caller's
+    /// request id, so that both services' logs name the same call.
     async fn directory_revision(
         &self,
         tenant: Uuid,
         deadline: Instant,
+        request_id: Option<tonic::metadata::AsciiMetadataValue>,
     ) -> Result<Revision, ApiError> {
         let unavailable = |e: String| ApiError::DirectoryUnavailable(e);
         let channel = tonic::transport::Endpoint::from_shared(self.directory.clone())
@@ -161,11 +170,13 @@ impl AuthzApi {
                     .await
                     .map_err(|e| unavailable(e.to_string()))?,
             );
-            let reply = client
-                .get_tenant(directory::GetTenantRequest {
-                    tenant_id: tenant.to_string(),
-                })
-                .await;
+            let mut request = tonic::Request::new(directory::GetTenantRequest {
+                tenant_id: tenant.to_string(),
+            });
+            if let Some(id) = request_id {
+                request.metadata_mut().insert(REQUEST_ID_HEADER, id);
+            }
+            let reply = client.get_tenant(request).await;
             match reply {
                 Ok(r) => Ok(r.into_inner().tenant.map(|t| t.revision).unwrap_or(0)),
                 Err(status) if status.code() == Code::NotFound => {

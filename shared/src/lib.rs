@@ -5,8 +5,10 @@
 //! - [`catalog`]: the role catalog (tools, roles, permissions, compatibility), the
 //!   one definition both services use.
 //! - [`convert`]: conversions between catalog types and their proto enums.
+//! - [`call_log`]: one log line per call, request ids across services.
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
 
+pub mod call_log;
 pub mod catalog;
 pub mod convert;
 pub mod serving;

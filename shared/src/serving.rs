@@ -126,9 +126,12 @@ pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
 }
 
 /// A gRPC server configured as every Cohort server is: HTTP/2 keepalive pings, so
-/// that dead peers (and their streams) are noticed.
-pub fn server() -> tonic::transport::Server {
+/// that dead peers (and their streams) are noticed, and one log line per call.
+pub fn server() -> tonic::transport::Server<
+    tower::layer::util::Stack<crate::call_log::CallLogLayer, tower::layer::util::Identity>,
+> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(crate::call_log::CallLogLayer)
 }

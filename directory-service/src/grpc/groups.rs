@@ -16,7 +16,7 @@ pub(super) fn tenant_and_group(
     group_id: &str,
 ) -> Result<(TenantId, GroupId), ValidationError> {
     Ok((
-        TenantId::parse("tenant_id", tenant_id)?,
+        super::tenant_id(tenant_id)?,
         GroupId::parse("group_id", group_id)?,
     ))
 }
@@ -26,7 +26,7 @@ pub async fn create(
     ctx: &WriteContext,
     req: pb::CreateGroupRequest,
 ) -> Result<pb::CreateGroupResponse, ApiError> {
-    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let tenant = super::tenant_id(&req.tenant_id)?;
     let new = NewGroup {
         display_name: DisplayName::parse("display_name", &req.display_name)?,
         parent_id: convert::parse_optional_group("parent_id", &req.parent_id)?,
@@ -55,7 +55,7 @@ pub async fn list(
     store: &dyn DirectoryStore,
     req: pb::ListGroupsRequest,
 ) -> Result<pb::ListGroupsResponse, ApiError> {
-    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let tenant = super::tenant_id(&req.tenant_id)?;
     let filter = GroupFilter {
         parent_id: convert::parse_optional_group("parent_id", &req.parent_id)?,
         top_level_only: req.top_level_only,

@@ -5,7 +5,7 @@ use cohort_shared::proto::directory::v1 as pb;
 use super::convert;
 use super::error::ApiError;
 use super::groups::tenant_and_group;
-use crate::domain::{Etag, PageRequest, TenantId, UserId, WriteContext};
+use crate::domain::{Etag, PageRequest, UserId, WriteContext};
 use crate::storage::DirectoryStore;
 
 pub async fn set_administrators(
@@ -119,7 +119,7 @@ pub async fn list_user_groups(
     store: &dyn DirectoryStore,
     req: pb::ListUserGroupsRequest,
 ) -> Result<pb::ListUserGroupsResponse, ApiError> {
-    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let tenant = super::tenant_id(&req.tenant_id)?;
     let user = UserId::parse("user_id", &req.user_id)?;
     let page = PageRequest::parse(req.page_size, &req.page_token, &(tenant, user))?;
     let groups = store.list_user_groups(tenant, user, &page).await?;

@@ -46,6 +46,12 @@ fn write_context<T>(_request: &Request<T>) -> WriteContext {
     WriteContext::new("anonymous")
 }
 
+/// Parses the request's tenant, and records it on the call's log line.
+fn tenant_id(raw: &str) -> Result<crate::domain::TenantId, crate::domain::ValidationError> {
+    cohort_shared::call_log::record_tenant(raw);
+    crate::domain::TenantId::parse("tenant_id", raw)
+}
+
 fn reply<T>(result: Result<T, ApiError>) -> ApiResult<T> {
     result.map(Response::new).map_err(Into::into)
 }

@@ -4,9 +4,7 @@ use cohort_shared::proto::directory::v1 as pb;
 
 use super::convert;
 use super::error::ApiError;
-use crate::domain::{
-    DisplayName, Email, NewTenant, PageRequest, RequestId, TenantId, WriteContext,
-};
+use crate::domain::{DisplayName, Email, NewTenant, PageRequest, RequestId, WriteContext};
 use crate::storage::DirectoryStore;
 
 pub async fn create(
@@ -33,9 +31,7 @@ pub async fn get(
     store: &dyn DirectoryStore,
     req: pb::GetTenantRequest,
 ) -> Result<pb::GetTenantResponse, ApiError> {
-    let tenant = store
-        .get_tenant(TenantId::parse("tenant_id", &req.tenant_id)?)
-        .await?;
+    let tenant = store.get_tenant(super::tenant_id(&req.tenant_id)?).await?;
     Ok(pb::GetTenantResponse {
         tenant: Some(convert::tenant(&tenant)),
     })

@@ -12,7 +12,7 @@ use crate::storage::DirectoryStore;
 
 fn tenant_and_user(tenant_id: &str, user_id: &str) -> Result<(TenantId, UserId), ValidationError> {
     Ok((
-        TenantId::parse("tenant_id", tenant_id)?,
+        super::tenant_id(tenant_id)?,
         UserId::parse("user_id", user_id)?,
     ))
 }
@@ -22,7 +22,7 @@ pub async fn create(
     ctx: &WriteContext,
     req: pb::CreateUserRequest,
 ) -> Result<pb::CreateUserResponse, ApiError> {
-    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let tenant = super::tenant_id(&req.tenant_id)?;
     let new = NewUser {
         display_name: DisplayName::parse("display_name", &req.display_name)?,
         email: Email::parse("email", &req.email)?,
@@ -51,7 +51,7 @@ pub async fn list(
     store: &dyn DirectoryStore,
     req: pb::ListUsersRequest,
 ) -> Result<pb::ListUsersResponse, ApiError> {
-    let tenant = TenantId::parse("tenant_id", &req.tenant_id)?;
+    let tenant = super::tenant_id(&req.tenant_id)?;
     let filter = UserFilter {
         query: convert::parse_query("query", &req.query)?,
         role: match req.role {

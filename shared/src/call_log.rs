@@ -1,0 +1,127 @@
+//! One log line per gRPC call, with a request id carried across the services.
+//!
+//! [`CallLogLayer`] wraps a server: every call runs in a `grpc` span with its
+//! method and request id (the caller's `x-request-id`, or a new one), handlers
+//! record the tenant into it ([`record_tenant`]), and when the call returns one
+//! line says method, tenant, status and duration. The request id goes back in the
+//! response headers, and a service calling another forwards it
+//! ([`REQUEST_ID_HEADER`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tonic::codegen::http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+/// The header that carries a request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Records the call's tenant on the current call span.
+pub fn record_tenant(tenant: &str) {
+    tracing::Span::current().record("tenant", tracing::field::display(tenant));
+}
+
+/// The request id of the call being served, for forwarding to another service.
+pub fn request_id<T>(request: &tonic::Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallLogLayer;
+
+impl<S> Layer<S> for CallLogLayer {
+    type Service = CallLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallLog { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CallLog<S> {
+    inner: S,
+}
+
+/// A usable request id: printable ASCII, at most 128 characters.
+fn valid_request_id(value: &HeaderValue) -> Option<String> {
+    let id = value.to_str().ok()?;
+    (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| id.to_owned())
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CallLog<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+    ReqBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(valid_request_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let header = HeaderValue::from_str(&request_id)
+            .expect("a checked or generated id is a valid header");
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, header.clone());
+        let span =
+            tracing::info_span!("grpc", %method, %request_id, tenant = tracing::field::Empty);
+        // Take the service that was polled ready, leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let result = inner.call(request).await;
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                match result {
+                    Ok(mut response) => {
+                        // Errors come "trailers-only", with the status in the headers;
+                        // a successful call's status follows in the trailers.
+                        let status = response
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .map(tonic::Code::from_i32)
+                            .unwrap_or(tonic::Code::Ok);
+                        response.headers_mut().insert(REQUEST_ID_HEADER, header);
+                        if matches!(
+                            status,
+                            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss
+                        ) {
+                            tracing::warn!(status = ?status, elapsed_ms, "call");
+                        } else {
+                            tracing::info!(status = ?status, elapsed_ms, "call");
+                        }
+                        Ok(response)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, elapsed_ms, "call failed in transport");
+                        Err(err)
+                    }
+                }
+            }
+            .instrument(span),
+        )
+    }
+}
