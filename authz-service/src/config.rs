@@ -42,6 +42,17 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
 
+    /// Credentials of the services that may call, `name:secret[:tenant,...]`,
+    /// separated by `;` or spaces. Without any, a development credential is
+    /// generated at start and printed in the log.
+    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+
+    /// The secret this service presents to the directory (a credential the
+    /// directory accepts, unrestricted: it follows every tenant).
+    #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true)]
+    pub directory_token: Option<String>,
+
     /// Instead of serving, ask the service listening on `--listen` whether it is
     /// healthy, and exit 0 (serving) or 1: for container health checks.
     #[arg(long)]
@@ -53,11 +64,21 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The configured credentials; an invalid one is an error naming the setting.
+    pub fn credentials(&self) -> anyhow::Result<Vec<cohort_shared::auth::Credential>> {
+        match &self.auth_tokens {
+            None => Ok(Vec::new()),
+            Some(raw) => cohort_shared::auth::Credential::parse_list(raw)
+                .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),
+        }
+    }
+
     /// Checks what clap cannot: the directory address and the database URL.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.directory.starts_with("http://") || self.directory.starts_with("https://")) {
             anyhow::bail!("COHORT_AUTHZ_DIRECTORY / --directory: expected http://host:port");
         }
+        self.credentials()?;
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")

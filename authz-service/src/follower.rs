@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::domain::{Change, GroupId, Revision, TenantState, UserId};
 use crate::projection::Projection;
 use crate::storage::{Apply, ProjectionStore};
+use crate::upstream::Upstream;
 
 /// A tenant snapshot being received.
 struct Snapshot {
@@ -32,7 +33,7 @@ struct Snapshot {
 
 /// Follows the feed until `closing` turns true.
 pub async fn follow(
-    directory: String,
+    directory: Upstream,
     store: Arc<dyn ProjectionStore>,
     projection: Arc<Projection>,
     mut closing: watch::Receiver<bool>,
@@ -61,12 +62,12 @@ pub async fn follow(
 }
 
 async fn follow_once(
-    directory: &str,
+    directory: &Upstream,
     store: &dyn ProjectionStore,
     projection: &Projection,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(directory.to_owned())?
+    let channel = tonic::transport::Endpoint::from_shared(directory.url.clone())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect()
@@ -79,14 +80,16 @@ async fn follow_once(
             revision,
         })
         .collect();
+    let mut request = tonic::Request::new(pb::WatchRequest {
+        cursors,
+        all_tenants: true,
+    });
+    directory.authorize(&mut request);
     let mut stream = ChangeFeedServiceClient::new(channel)
-        .watch(pb::WatchRequest {
-            cursors,
-            all_tenants: true,
-        })
+        .watch(request)
         .await?
         .into_inner();
-    tracing::info!(%directory, "following the directory's feed");
+    tracing::info!(directory = %directory.url, "following the directory's feed");
     projection.set_connected(true);
     let result = apply_stream(&mut stream, store, projection, backoff).await;
     projection.set_connected(false);

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cohort_shared::auth::Principal;
 use cohort_shared::catalog::Tool;
 use cohort_shared::convert::role_from_proto;
 use cohort_shared::proto::authz::v1 as pb;
@@ -23,6 +24,7 @@ use crate::domain::{
     TenantState, UserId,
 };
 use crate::projection::{NotReached, Projection, SharedTenant};
+use crate::upstream::Upstream;
 use cohort_shared::call_log::REQUEST_ID_HEADER;
 
 const MAX_BULK_ITEMS: usize = 1000;
@@ -39,6 +41,9 @@ pub enum ApiError {
     NotReached(NotReached),
     #[error("the directory cannot be reached for its current revision: {0}")]
     DirectoryUnavailable(String),
+    /// The caller's credential does not cover the tenant (already a status).
+    #[error("{}", .0.message())]
+    Denied(Status),
 }
 
 impl ApiError {
@@ -87,6 +92,7 @@ impl From<ApiError> for Status {
                 ),
             ),
             ApiError::DirectoryUnavailable(_) => Status::unavailable(message),
+            ApiError::Denied(status) => status,
         }
     }
 }
@@ -94,13 +100,13 @@ impl From<ApiError> for Status {
 pub struct AuthzApi {
     projection: Arc<Projection>,
     /// For fully consistent reads: the directory's current revision.
-    directory: String,
+    directory: Upstream,
     /// The longest a read waits for a revision when the call has no deadline.
     max_wait: Duration,
 }
 
 impl AuthzApi {
-    pub fn new(projection: Arc<Projection>, directory: String, max_wait: Duration) -> Self {
+    pub fn new(projection: Arc<Projection>, directory: Upstream, max_wait: Duration) -> Self {
         AuthzApi {
             projection,
             directory,
@@ -111,12 +117,16 @@ impl AuthzApi {
     /// The tenant's state once it reflects what `consistency` asks for.
     async fn read(
         &self,
+        principal: &Principal,
         metadata: &MetadataMap,
         tenant: Uuid,
         consistency: Option<pb::Consistency>,
     ) -> Result<SharedTenant, ApiError> {
         use pb::consistency::Requirement;
         cohort_shared::call_log::record_tenant(&tenant.to_string());
+        principal
+            .check_tenant(&tenant.to_string())
+            .map_err(ApiError::Denied)?;
         // Give up a little before the caller's deadline, so that it hears why
         // rather than cancelling first.
         let budget = deadline_of(metadata)
@@ -160,7 +170,7 @@ impl AuthzApi {
         request_id: Option<tonic::metadata::AsciiMetadataValue>,
     ) -> Result<Revision, ApiError> {
         let unavailable = |e: String| ApiError::DirectoryUnavailable(e);
-        let channel = tonic::transport::Endpoint::from_shared(self.directory.clone())
+        let channel = tonic::transport::Endpoint::from_shared(self.directory.url.clone())
             .map_err(|e| unavailable(e.to_string()))?
             .connect_timeout(Duration::from_secs(2));
         let ask = async {
@@ -176,6 +186,7 @@ impl AuthzApi {
             if let Some(id) = request_id {
                 request.metadata_mut().insert(REQUEST_ID_HEADER, id);
             }
+            self.directory.authorize(&mut request);
             let reply = client.get_tenant(request).await;
             match reply {
                 Ok(r) => Ok(r.into_inner().tenant.map(|t| t.revision).unwrap_or(0)),
@@ -366,12 +377,15 @@ impl AuthzService for AuthzApi {
         &self,
         request: Request<pb::GetEffectiveRolesRequest>,
     ) -> Result<Response<pb::GetEffectiveRolesResponse>, Status> {
+        let principal = Principal::of(&request);
         let (metadata, _, req) = request.into_parts();
         reply(
             async {
                 let tenant = parse_id("tenant_id", &req.tenant_id)?;
                 let user = UserId(parse_id("user_id", &req.user_id)?);
-                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = self
+                    .read(&principal, &metadata, tenant, req.consistency)
+                    .await?;
                 let state = state.read().expect("not poisoned");
                 effective_roles(&state, user)
             }
@@ -383,13 +397,16 @@ impl AuthzService for AuthzApi {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let principal = Principal::of(&request);
         let (metadata, _, req) = request.into_parts();
         reply(
             async {
                 let tenant = parse_id("tenant_id", &req.tenant_id)?;
                 let user = UserId(parse_id("user_id", &req.user_id)?);
                 let resource = parse_resource("resource", req.resource)?;
-                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = self
+                    .read(&principal, &metadata, tenant, req.consistency)
+                    .await?;
                 let state = state.read().expect("not poisoned");
                 let decision =
                     domain::check(&state, user, &req.permission, &resource, req.explain)?;
@@ -407,6 +424,7 @@ impl AuthzService for AuthzApi {
         &self,
         request: Request<pb::BulkCheckRequest>,
     ) -> Result<Response<pb::BulkCheckResponse>, Status> {
+        let principal = Principal::of(&request);
         let (metadata, _, req) = request.into_parts();
         reply(
             async {
@@ -423,7 +441,9 @@ impl AuthzService for AuthzApi {
                     let resource = parse_resource(&format!("items[{i}].resource"), item.resource)?;
                     items.push((i, user, item.permission, resource));
                 }
-                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = self
+                    .read(&principal, &metadata, tenant, req.consistency)
+                    .await?;
                 let state = state.read().expect("not poisoned");
                 let mut results = Vec::with_capacity(items.len());
                 for (i, user, permission, resource) in items {
@@ -453,6 +473,7 @@ impl AuthzService for AuthzApi {
         request: Request<pb::LookupSubjectsRequest>,
     ) -> Result<Response<pb::LookupSubjectsResponse>, Status> {
         use pb::lookup_subjects_request::What;
+        let principal = Principal::of(&request);
         let (metadata, _, req) = request.into_parts();
         reply(
             async {
@@ -465,7 +486,9 @@ impl AuthzService for AuthzApi {
                     ),
                     Some(What::Permission(p)) => Holding::Permission(p),
                 };
-                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = self
+                    .read(&principal, &metadata, tenant, req.consistency)
+                    .await?;
                 let state = state.read().expect("not poisoned");
                 let users = domain::lookup_subjects(&state, group, &holding)?;
                 let (page, next) = paginate(users, |u| u.0, req.page_size, &req.page_token)?;
@@ -483,11 +506,18 @@ impl AuthzService for AuthzApi {
         &self,
         request: Request<pb::GetSyncStatusRequest>,
     ) -> Result<Response<pb::GetSyncStatusResponse>, Status> {
+        let principal = Principal::of(&request);
         let req = request.into_inner();
         reply((|| {
             let tenants = if req.tenant_id.is_empty() {
+                principal
+                    .check_unrestricted("the status of every tenant")
+                    .map_err(ApiError::Denied)?;
                 self.projection.tenant_ids()
             } else {
+                principal
+                    .check_tenant(&req.tenant_id)
+                    .map_err(ApiError::Denied)?;
                 vec![parse_id("tenant_id", &req.tenant_id)?]
             };
             let now = std::time::SystemTime::now();
@@ -517,12 +547,15 @@ impl AuthzService for AuthzApi {
         &self,
         request: Request<pb::LookupGroupsRequest>,
     ) -> Result<Response<pb::LookupGroupsResponse>, Status> {
+        let principal = Principal::of(&request);
         let (metadata, _, req) = request.into_parts();
         reply(
             async {
                 let tenant = parse_id("tenant_id", &req.tenant_id)?;
                 let user = UserId(parse_id("user_id", &req.user_id)?);
-                let state = self.read(&metadata, tenant, req.consistency).await?;
+                let state = self
+                    .read(&principal, &metadata, tenant, req.consistency)
+                    .await?;
                 let state = state.read().expect("not poisoned");
                 let groups = domain::lookup_groups(&state, user, &req.permission)?;
                 let (page, next) = paginate(groups, |g| g.0, req.page_size, &req.page_token)?;

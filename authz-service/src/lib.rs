@@ -14,6 +14,7 @@
 //!   a revision (read-your-writes).
 //! - [`follower`]: follows the directory's feed (the directory's proto types stop
 //!   there), reconnecting with backoff.
+//! - [`upstream`]: the directory's address and the credential presented to it.
 //! - [`grpc`]: the tonic service: consistency, deadlines, one error mapping.
 //! - [`config`] and [`startup`]: settings and the application that binds its
 //!   listener and serves until stopped.
@@ -25,3 +26,4 @@ pub mod grpc;
 pub mod projection;
 pub mod startup;
 pub mod storage;
+pub mod upstream;

@@ -13,6 +13,8 @@ use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
 use cohort_shared::serving;
 use tokio::net::TcpListener;
 
+use cohort_shared::auth::{Auth, Credential};
+
 use crate::config::Settings;
 use crate::follower;
 use crate::grpc::AuthzApi;
@@ -20,13 +22,15 @@ use crate::projection::Projection;
 use crate::storage::postgres::PgProjection;
 use crate::storage::sqlite::SqliteProjection;
 use crate::storage::ProjectionStore;
+use crate::upstream::Upstream;
 
 pub struct Application {
     listener: TcpListener,
     store: Arc<dyn ProjectionStore>,
     projection: Arc<Projection>,
-    directory: String,
+    directory: Upstream,
     max_wait: Duration,
+    auth: Auth,
 }
 
 /// Opens the configured projection store and runs its migrations.
@@ -67,6 +71,16 @@ impl Application {
         settings: &Settings,
         store: Arc<dyn ProjectionStore>,
     ) -> anyhow::Result<Self> {
+        let mut credentials = settings.credentials()?;
+        if credentials.is_empty() {
+            let dev = Credential::generate("dev");
+            tracing::warn!(
+                credential = %format!("dev:{}", dev.secret()),
+                "no credentials configured (--auth-tokens); generated a development credential: \
+                 call with `authorization: Bearer <secret>`"
+            );
+            credentials.push(dev);
+        }
         let loaded = store.load().await.context("loading the projection")?;
         tracing::info!(tenants = loaded.len(), "loaded the projection");
         let listener = TcpListener::bind(settings.listen)
@@ -76,8 +90,9 @@ impl Application {
             listener,
             store,
             projection: Arc::new(Projection::new(loaded)),
-            directory: settings.directory.clone(),
+            directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone()),
             max_wait: settings.max_wait,
+            auth: Auth::required(credentials),
         })
     }
 
@@ -116,9 +131,9 @@ impl Application {
         };
 
         let addr = self.local_addr();
-        tracing::info!(%addr, directory = %self.directory, "authorization service listening");
+        tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
         let api = AuthzApi::new(self.projection, self.directory, self.max_wait);
-        let served = cohort_shared::serving::server()
+        let served = cohort_shared::serving::server(self.auth)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

@@ -50,7 +50,13 @@ async fn measure(backend: &str, store: Arc<dyn DirectoryStore>) -> anyhow::Resul
         poll_interval: Duration::from_secs(3600),
         ..Default::default()
     };
-    let app = Application::with_store("127.0.0.1:0".parse()?, store, feed).await?;
+    let app = Application::with_store(
+        "127.0.0.1:0".parse()?,
+        store,
+        feed,
+        cohort_shared::auth::Auth::Open,
+    )
+    .await?;
     let endpoint = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     let channel = tonic::transport::Endpoint::from_shared(endpoint)?

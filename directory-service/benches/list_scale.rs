@@ -54,8 +54,13 @@ async fn run(url: &str, users: i64, groups: i64) -> anyhow::Result<()> {
         started.elapsed()
     );
 
-    let app = Application::with_store("127.0.0.1:0".parse()?, Arc::new(store), Default::default())
-        .await?;
+    let app = Application::with_store(
+        "127.0.0.1:0".parse()?,
+        Arc::new(store),
+        Default::default(),
+        cohort_shared::auth::Auth::Open,
+    )
+    .await?;
     let endpoint = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     let channel = tonic::transport::Endpoint::from_shared(endpoint)?

@@ -57,6 +57,12 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub feed_send_timeout: Duration,
 
+    /// Credentials of the services that may call, `name:secret[:tenant,...]`,
+    /// separated by `;` or spaces. Without any, a development credential is
+    /// generated at start and printed in the log.
+    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+
     /// Instead of serving, ask the service listening on `--listen` whether it is
     /// healthy, and exit 0 (serving) or 1: for container health checks.
     #[arg(long)]
@@ -78,6 +84,15 @@ pub enum Database {
 }
 
 impl Settings {
+    /// The configured credentials; an invalid one is an error naming the setting.
+    pub fn credentials(&self) -> anyhow::Result<Vec<cohort_shared::auth::Credential>> {
+        match &self.auth_tokens {
+            None => Ok(Vec::new()),
+            Some(raw) => cohort_shared::auth::Credential::parse_list(raw)
+                .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),
+        }
+    }
+
     /// The change feed's settings.
     pub fn feed(&self) -> crate::feed::FeedSettings {
         crate::feed::FeedSettings {

@@ -11,6 +11,8 @@ use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedS
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
 
+use cohort_shared::auth::{Auth, Credential};
+
 use crate::config::{Database, Settings};
 use crate::feed::{self, FeedSettings};
 use crate::grpc::{DirectoryApi, FeedApi};
@@ -23,13 +25,30 @@ pub struct Application {
     listener: TcpListener,
     store: Arc<dyn DirectoryStore>,
     feed: FeedSettings,
+    auth: Auth,
 }
 
 impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let mut credentials = settings.credentials()?;
+        if credentials.is_empty() {
+            let dev = Credential::generate("dev");
+            tracing::warn!(
+                credential = %format!("dev:{}", dev.secret()),
+                "no credentials configured (--auth-tokens); generated a development credential: \
+                 call with `authorization: Bearer <secret>`"
+            );
+            credentials.push(dev);
+        }
         let store = open_store(&settings.database()?, settings.max_connections).await?;
-        Self::with_store(settings.listen, store, settings.feed()).await
+        Self::with_store(
+            settings.listen,
+            store,
+            settings.feed(),
+            Auth::required(credentials),
+        )
+        .await
     }
 
     /// Binds the listener for an already opened store.
@@ -37,6 +56,7 @@ impl Application {
         listen: SocketAddr,
         store: Arc<dyn DirectoryStore>,
         feed: FeedSettings,
+        auth: Auth,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen)
             .await
@@ -45,6 +65,7 @@ impl Application {
             listener,
             store,
             feed,
+            auth,
         })
     }
 
@@ -81,7 +102,7 @@ impl Application {
 
         let addr = self.local_addr();
         tracing::info!(%addr, "directory service listening");
-        let served = cohort_shared::serving::server()
+        let served = cohort_shared::serving::server(self.auth)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

@@ -5,9 +5,11 @@
 //! - [`catalog`]: the role catalog (tools, roles, permissions, compatibility), the
 //!   one definition both services use.
 //! - [`convert`]: conversions between catalog types and their proto enums.
+//! - [`auth`]: bearer credentials per calling service, tenant restrictions.
 //! - [`call_log`]: one log line per call, request ids across services.
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
 
+pub mod auth;
 pub mod call_log;
 pub mod catalog;
 pub mod convert;

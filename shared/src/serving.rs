@@ -125,13 +125,20 @@ pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A gRPC server configured as every Cohort server is: HTTP/2 keepalive pings, so
-/// that dead peers (and their streams) are noticed, and one log line per call.
-pub fn server() -> tonic::transport::Server<
+/// The layers every Cohort server puts in front of its services: one log line per
+/// call (outermost, so refused calls are logged too), then authentication.
+pub type ServerLayers = tower::layer::util::Stack<
+    crate::auth::AuthLayer,
     tower::layer::util::Stack<crate::call_log::CallLogLayer, tower::layer::util::Identity>,
-> {
+>;
+
+/// A gRPC server configured as every Cohort server is: HTTP/2 keepalive pings, so
+/// that dead peers (and their streams) are noticed, one log line per call, and
+/// authentication.
+pub fn server(auth: crate::auth::Auth) -> tonic::transport::Server<ServerLayers> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(crate::call_log::CallLogLayer)
+        .layer(crate::auth::AuthLayer::new(auth))
 }

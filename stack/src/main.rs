@@ -2,6 +2,8 @@
 //! for trying Cohort locally with no set-up. Both keep their data under one folder
 //! (SQLite, kept across restarts); the authorization service follows the
 //! directory; Ctrl-C stops both cleanly (in-flight calls finish, streams close).
+//! Both accept a development credential generated at each start, printed and
+//! written to `<data>/dev-token` (or the credentials of `COHORT_AUTH_TOKENS`).
 //!
 //! In production, run `cohort-directory` and `cohort-authz` separately.
 
@@ -9,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use cohort_shared::auth::Credential;
 use cohort_shared::serving::{self, LogFormat};
 use tokio::sync::oneshot;
 
@@ -41,8 +44,21 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     serving::init_tracing(settings.log_format);
 
+    // One development credential for both services (and for the authorization
+    // service's calls to the directory), unless COHORT_AUTH_TOKENS names others.
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let dev = Credential::generate("dev");
+    let token_file = settings.data_dir.join("dev-token");
+    std::fs::write(&token_file, dev.secret())?;
+    let tokens =
+        std::env::var("COHORT_AUTH_TOKENS").unwrap_or_else(|_| format!("dev:{}", dev.secret()));
+    let directory_token =
+        std::env::var("COHORT_AUTHZ_DIRECTORY_TOKEN").unwrap_or_else(|_| dev.secret().to_owned());
+
     let directory_settings = cohort_directory::config::Settings::try_parse_from([
         "cohort-directory",
+        "--auth-tokens",
+        &tokens,
         "--listen",
         &settings.directory_listen.to_string(),
         "--data-dir",
@@ -53,6 +69,10 @@ async fn main() -> anyhow::Result<()> {
 
     let authz_settings = cohort_authz::config::Settings::try_parse_from([
         "cohort-authz",
+        "--auth-tokens",
+        &tokens,
+        "--directory-token",
+        &directory_token,
         "--listen",
         &settings.authz_listen.to_string(),
         "--directory",
@@ -66,7 +86,14 @@ async fn main() -> anyhow::Result<()> {
     println!("directory service:     {directory_addr}  (cohort.directory.v1.DirectoryService, ChangeFeedService)");
     println!("authorization service: {authz_addr}  (cohort.authz.v1.AuthzService)");
     println!("data:                  {}", settings.data_dir.display());
-    println!("try:                   grpcurl -plaintext {directory_addr} list");
+    println!(
+        "credential:            authorization: Bearer $(cat {})",
+        token_file.display()
+    );
+    println!(
+        "try:                   grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {directory_addr} list",
+        token_file.display()
+    );
 
     // One Ctrl-C stops both: the authorization service first, so that it does not
     // see its feed close and spend its last moments reconnecting.

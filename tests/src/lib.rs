@@ -13,11 +13,16 @@ use std::time::Duration;
 
 use cohort_authz::config::Settings as AuthzSettings;
 use cohort_directory::startup::{open_store, Application};
+use cohort_shared::auth::{Auth, Credential};
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -110,6 +115,48 @@ impl Running {
     }
 }
 
+/// The credential every test server accepts (unrestricted).
+pub const TEST_SECRET: &str = "cohort-test-secret-0123456789";
+
+/// The credentials of the test servers: the unrestricted test credential, plus
+/// any `extra` (for instance one limited to some tenants).
+pub fn test_auth(extra: Vec<Credential>) -> Auth {
+    let mut credentials = vec![Credential::new("test", TEST_SECRET, None)];
+    credentials.extend(extra);
+    Auth::required(credentials)
+}
+
+/// Presents a secret on every call of a client.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(secret: &str) -> Self {
+        Bearer(
+            format!("Bearer {secret}")
+                .parse()
+                .expect("a secret is ASCII"),
+        )
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+pub type DirectoryClient = DirectoryServiceClient<Authed>;
+pub type FeedClient = ChangeFeedServiceClient<Authed>;
+pub type AuthzClient = AuthzServiceClient<Authed>;
+
 pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
     Ok(
         tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -121,6 +168,8 @@ pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
 /// A running directory server.
 pub struct DirectoryProcess {
     pub addr: SocketAddr,
+    /// The credentials it accepts, kept for a restart.
+    auth: Auth,
     pub database: cohort_directory::config::Database,
     running: Option<Running>,
     data_dir: Option<PathBuf>,
@@ -137,15 +186,26 @@ impl DirectoryProcess {
         Ok(process)
     }
 
-    /// Starts a directory on `database`, listening on `listen`.
+    /// Starts a directory on `database`, listening on `listen`, accepting the test
+    /// credential.
     pub async fn start_on(
         database: cohort_directory::config::Database,
         listen: SocketAddr,
     ) -> anyhow::Result<Self> {
+        Self::start_with(database, listen, test_auth(Vec::new())).await
+    }
+
+    /// Starts a directory accepting the given credentials.
+    pub async fn start_with(
+        database: cohort_directory::config::Database,
+        listen: SocketAddr,
+        auth: Auth,
+    ) -> anyhow::Result<Self> {
         let db = database.clone();
+        let kept_auth = auth.clone();
         let (addr, running) = spawn_server(move |addr, stop| async move {
             let store = open_store(&db, 8).await?;
-            let app = Application::with_store(listen, store, Default::default()).await?;
+            let app = Application::with_store(listen, store, Default::default(), auth).await?;
             let _ = addr.send(app.local_addr());
             app.run_until(async {
                 let _ = stop.await;
@@ -154,6 +214,7 @@ impl DirectoryProcess {
         })
         .await?;
         Ok(DirectoryProcess {
+            auth: kept_auth,
             addr,
             database,
             running: Some(running),
@@ -165,8 +226,24 @@ impl DirectoryProcess {
         format!("http://{}", self.addr)
     }
 
-    pub async fn client(&self) -> anyhow::Result<DirectoryServiceClient<Channel>> {
-        Ok(DirectoryServiceClient::new(channel(self.addr).await?))
+    /// A client presenting the test credential.
+    pub async fn client(&self) -> anyhow::Result<DirectoryClient> {
+        self.client_with(TEST_SECRET).await
+    }
+
+    /// A client presenting `secret`.
+    pub async fn client_with(&self, secret: &str) -> anyhow::Result<DirectoryClient> {
+        Ok(DirectoryServiceClient::with_interceptor(
+            channel(self.addr).await?,
+            Bearer::new(secret),
+        ))
+    }
+
+    pub async fn feed_with(&self, secret: &str) -> anyhow::Result<FeedClient> {
+        Ok(ChangeFeedServiceClient::with_interceptor(
+            channel(self.addr).await?,
+            Bearer::new(secret),
+        ))
     }
 
     /// Stops the server gracefully (its data stays).
@@ -184,10 +261,17 @@ impl DirectoryProcess {
         }
     }
 
+    /// Starts it again on the same address and database, accepting other
+    /// credentials.
+    pub async fn restart_with(&mut self, auth: Auth) -> anyhow::Result<()> {
+        self.auth = auth;
+        self.restart().await
+    }
+
     /// Starts it again on the same address and database.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
-        let again = Self::start_on(self.database.clone(), self.addr).await?;
+        let again = Self::start_with(self.database.clone(), self.addr, self.auth.clone()).await?;
         self.running = again.running;
         Ok(())
     }
@@ -220,6 +304,8 @@ impl AuthzProcess {
             data_dir: PathBuf::new(),
             max_wait: Duration::from_secs(2),
             health_probe: false,
+            auth_tokens: Some(format!("test:{TEST_SECRET}")),
+            directory_token: Some(TEST_SECRET.to_owned()),
             log_format: cohort_shared::serving::LogFormat::Human,
         };
         let mut process = AuthzProcess {
@@ -247,8 +333,22 @@ impl AuthzProcess {
         Ok(())
     }
 
-    pub async fn client(&self) -> anyhow::Result<AuthzServiceClient<Channel>> {
-        Ok(AuthzServiceClient::new(channel(self.addr).await?))
+    /// A client presenting the test credential.
+    pub async fn client(&self) -> anyhow::Result<AuthzClient> {
+        self.client_with(TEST_SECRET).await
+    }
+
+    /// A client presenting `secret`.
+    pub async fn client_with(&self, secret: &str) -> anyhow::Result<AuthzClient> {
+        Ok(AuthzServiceClient::with_interceptor(
+            channel(self.addr).await?,
+            Bearer::new(secret),
+        ))
+    }
+
+    /// Replaces the credentials it accepts (takes effect at the next start).
+    pub fn set_auth_tokens(&mut self, tokens: String) {
+        self.settings.auth_tokens = Some(tokens);
     }
 
     /// The health of the authorization API.

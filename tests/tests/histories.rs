@@ -15,12 +15,11 @@ use cohort_tests::Cluster;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use tonic::transport::Channel;
 use tonic::Code;
 use uuid::Uuid;
 
-type Directory = dir::directory_service_client::DirectoryServiceClient<Channel>;
-type Authz = authz::authz_service_client::AuthzServiceClient<Channel>;
+type Directory = cohort_tests::DirectoryClient;
+type Authz = cohort_tests::AuthzClient;
 
 const HISTORIES: u64 = 3;
 const STEPS: usize = 70;

@@ -1,7 +1,7 @@
 //! What every Cohort server must offer an operator or a client with no .proto
 //! files: the standard health service and server reflection.
 
-use cohort_tests::DirectoryProcess;
+use cohort_tests::{Bearer, DirectoryProcess, TEST_SECRET};
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -37,13 +37,15 @@ async fn the_directory_reports_health_and_lists_its_services() {
         );
     }
 
-    let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
+    // Reflection, like every call but health, needs a credential.
+    let refused = ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([list_services()]))
+        .await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let mut reflection =
+        ServerReflectionClient::with_interceptor(channel, Bearer::new(TEST_SECRET));
     let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
+        .server_reflection_info(tokio_stream::iter([list_services()]))
         .await
         .unwrap()
         .into_inner();
@@ -63,4 +65,11 @@ async fn the_directory_reports_health_and_lists_its_services() {
     }
 
     directory.finish().await.unwrap();
+}
+
+fn list_services() -> ServerReflectionRequest {
+    ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    }
 }

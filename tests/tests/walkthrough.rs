@@ -70,6 +70,7 @@ async fn the_readme_walkthrough_runs_as_written() {
             .arg(&script)
             .env("DIRECTORY", directory_addr)
             .env("AUTHZ", authz_addr)
+            .env("TOKEN", cohort_tests::TEST_SECRET)
             .output()
             .unwrap()
     })

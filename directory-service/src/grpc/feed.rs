@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cohort_shared::auth::Principal;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedService;
 use futures::{Stream, StreamExt};
@@ -48,6 +49,14 @@ impl ChangeFeedService for FeedApi {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let principal = Principal::of(&request);
+        if request.get_ref().all_tenants {
+            principal
+                .check_unrestricted("following all tenants needs an unrestricted credential")?;
+        }
+        for cursor in &request.get_ref().cursors {
+            principal.check_tenant(&cursor.tenant_id)?;
+        }
         let subscription = parse_subscription(request.into_inner()).map_err(ApiError::from)?;
         let events = feed::watch(
             self.store.clone(),

@@ -14,6 +14,7 @@ mod users;
 
 use std::sync::Arc;
 
+use cohort_shared::auth::Principal;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryService;
 use tonic::{Request, Response};
@@ -40,10 +41,75 @@ impl DirectoryApi {
     }
 }
 
-/// The caller a write is recorded for. Until authentication is configured every
-/// caller is `anonymous`.
-fn write_context<T>(_request: &Request<T>) -> WriteContext {
-    WriteContext::new("anonymous")
+/// A request's tenant, for the credential check: `None` for the calls that are
+/// about tenants as a whole (creating or listing them).
+trait TenantScoped {
+    fn tenant_id(&self) -> Option<&str>;
+}
+
+macro_rules! tenant_scoped {
+    ($($req:ty),* $(,)?) => {
+        $(impl TenantScoped for $req {
+            fn tenant_id(&self) -> Option<&str> {
+                Some(&self.tenant_id)
+            }
+        })*
+    };
+}
+
+tenant_scoped!(
+    pb::GetTenantRequest,
+    pb::CreateUserRequest,
+    pb::GetUserRequest,
+    pb::ListUsersRequest,
+    pb::UpdateUserRequest,
+    pb::SuspendUserRequest,
+    pb::ReactivateUserRequest,
+    pb::DeleteUserRequest,
+    pb::CreateGroupRequest,
+    pb::GetGroupRequest,
+    pb::ListGroupsRequest,
+    pb::UpdateGroupRequest,
+    pb::MoveGroupRequest,
+    pb::DeleteGroupRequest,
+    pb::SetGroupAdministratorsRequest,
+    pb::AddGroupAdministratorsRequest,
+    pb::RemoveGroupAdministratorsRequest,
+    pb::ListGroupAdministratorsRequest,
+    pb::AddGroupMembersRequest,
+    pb::RemoveGroupMembersRequest,
+    pb::ListGroupMembersRequest,
+    pb::ListUserGroupsRequest,
+    pb::SetInheritedRoleRequest,
+    pb::ClearInheritedRoleRequest,
+    pb::AssignCatalogRequest,
+    pb::UnassignCatalogRequest,
+    pb::ListCatalogAssignmentsRequest,
+);
+
+impl TenantScoped for pb::CreateTenantRequest {
+    fn tenant_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl TenantScoped for pb::ListTenantsRequest {
+    fn tenant_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// PERMISSION_DENIED unless the caller's credential covers the request's tenant
+/// (or, for calls about tenants as a whole, every tenant).
+#[allow(clippy::result_large_err)]
+fn authorize<T: TenantScoped>(request: &Request<T>) -> Result<Principal, tonic::Status> {
+    let principal = Principal::of(request);
+    match request.get_ref().tenant_id() {
+        Some(tenant) => principal.check_tenant(tenant)?,
+        None => principal
+            .check_unrestricted("creating or listing tenants needs an unrestricted credential")?,
+    }
+    Ok(principal)
 }
 
 /// Parses the request's tenant, and records it on the call's log line.
@@ -56,8 +122,10 @@ fn reply<T>(result: Result<T, ApiError>) -> ApiResult<T> {
     result.map(Response::new).map_err(Into::into)
 }
 
-/// Implements `DirectoryService` by routing each RPC to its handler: writes get
-/// the caller's write context, reads only the store.
+/// Implements `DirectoryService` by routing each RPC to its handler, after the
+/// caller's credential is checked against the request's tenant: writes get the
+/// caller's write context (its credential's name is the actor), reads only the
+/// store.
 macro_rules! route_rpcs {
     (
         writes { $( $w_rpc:ident => $w_handler:path : $w_req:ty => $w_resp:ty, )* }
@@ -67,12 +135,13 @@ macro_rules! route_rpcs {
         impl DirectoryService for DirectoryApi {
             $(
                 async fn $w_rpc(&self, request: Request<$w_req>) -> ApiResult<$w_resp> {
-                    let ctx = write_context(&request);
+                    let ctx = WriteContext::new(authorize(&request)?.name);
                     reply($w_handler(self.store(), &ctx, request.into_inner()).await)
                 }
             )*
             $(
                 async fn $r_rpc(&self, request: Request<$r_req>) -> ApiResult<$r_resp> {
+                    authorize(&request)?;
                     reply($r_handler(self.store(), request.into_inner()).await)
                 }
             )*

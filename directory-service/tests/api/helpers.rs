@@ -14,6 +14,7 @@ use cohort_directory::startup::Application;
 use cohort_directory::storage::postgres::PgStore;
 use cohort_directory::storage::sqlite::SqliteStore;
 use cohort_directory::storage::DirectoryStore;
+use cohort_shared::auth::Auth;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
@@ -125,9 +126,14 @@ async fn start_server(backend: Backend, database_url: &str, feed: FeedSettings) 
                 .expect("open the test database"),
         ),
     };
-    let app = Application::with_store("127.0.0.1:0".parse().unwrap(), store.clone(), feed)
-        .await
-        .unwrap();
+    let app = Application::with_store(
+        "127.0.0.1:0".parse().unwrap(),
+        store.clone(),
+        feed,
+        Auth::Open,
+    )
+    .await
+    .unwrap();
     let addr = app.local_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
