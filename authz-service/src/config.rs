@@ -42,6 +42,14 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
 
+    /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
+    pub max_concurrent_calls: usize,
+
+    /// The largest message a call may send or receive, in bytes.
+    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
     /// Credentials of the services that may call, `name:secret[:tenant,...]`,
     /// separated by `;` or spaces. Without any, a development credential is
     /// generated at start and printed in the log.
@@ -64,6 +72,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// What the server takes on.
+    pub fn limits(&self) -> cohort_shared::serving::Limits {
+        cohort_shared::serving::Limits {
+            max_concurrent_calls: self.max_concurrent_calls,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
     /// The configured credentials; an invalid one is an error naming the setting.
     pub fn credentials(&self) -> anyhow::Result<Vec<cohort_shared::auth::Credential>> {
         match &self.auth_tokens {

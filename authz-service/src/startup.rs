@@ -31,6 +31,7 @@ pub struct Application {
     directory: Upstream,
     max_wait: Duration,
     auth: Auth,
+    limits: cohort_shared::serving::Limits,
 }
 
 /// Opens the configured projection store and runs its migrations.
@@ -93,6 +94,7 @@ impl Application {
             directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone()),
             max_wait: settings.max_wait,
             auth: Auth::required(credentials),
+            limits: settings.limits(),
         })
     }
 
@@ -133,11 +135,15 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
         let api = AuthzApi::new(self.projection, self.directory, self.max_wait);
-        let served = cohort_shared::serving::server(self.auth)
+        let served = cohort_shared::serving::server(self.auth, self.limits)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
-            .add_service(AuthzServiceServer::new(api))
+            .add_service(
+                AuthzServiceServer::new(api)
+                    .max_decoding_message_size(self.limits.max_message_bytes)
+                    .max_encoding_message_size(self.limits.max_message_bytes),
+            )
             .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await;
         ready.abort();

@@ -57,6 +57,18 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub feed_send_timeout: Duration,
 
+    /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
+    pub max_concurrent_calls: usize,
+
+    /// The largest message a call may send or receive, in bytes.
+    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Feed streams open at once; one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "COHORT_FEED_MAX_STREAMS", default_value_t = 64)]
+    pub feed_max_streams: usize,
+
     /// Credentials of the services that may call, `name:secret[:tenant,...]`,
     /// separated by `;` or spaces. Without any, a development credential is
     /// generated at start and printed in the log.
@@ -84,6 +96,14 @@ pub enum Database {
 }
 
 impl Settings {
+    /// What the server takes on.
+    pub fn limits(&self) -> cohort_shared::serving::Limits {
+        cohort_shared::serving::Limits {
+            max_concurrent_calls: self.max_concurrent_calls,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
     /// The configured credentials; an invalid one is an error naming the setting.
     pub fn credentials(&self) -> anyhow::Result<Vec<cohort_shared::auth::Credential>> {
         match &self.auth_tokens {
@@ -100,6 +120,7 @@ impl Settings {
             poll_interval: self.feed_poll_interval,
             send_timeout: self.feed_send_timeout,
             retention: self.feed_retention,
+            max_streams: self.feed_max_streams,
             ..Default::default()
         }
     }

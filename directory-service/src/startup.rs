@@ -12,6 +12,7 @@ use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServ
 use tokio::net::TcpListener;
 
 use cohort_shared::auth::{Auth, Credential};
+use cohort_shared::serving::Limits;
 
 use crate::config::{Database, Settings};
 use crate::feed::{self, FeedSettings};
@@ -26,6 +27,7 @@ pub struct Application {
     store: Arc<dyn DirectoryStore>,
     feed: FeedSettings,
     auth: Auth,
+    limits: Limits,
 }
 
 impl Application {
@@ -66,7 +68,14 @@ impl Application {
             store,
             feed,
             auth,
+            limits: Limits::default(),
         })
+    }
+
+    /// Serves with other limits than the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -102,18 +111,20 @@ impl Application {
 
         let addr = self.local_addr();
         tracing::info!(%addr, "directory service listening");
-        let served = cohort_shared::serving::server(self.auth)
+        let served = cohort_shared::serving::server(self.auth, self.limits)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
-            .add_service(DirectoryServiceServer::new(DirectoryApi::new(
-                self.store.clone(),
-            )))
-            .add_service(ChangeFeedServiceServer::new(FeedApi::new(
-                self.store,
-                self.feed,
-                closing_signal,
-            )))
+            .add_service(
+                DirectoryServiceServer::new(DirectoryApi::new(self.store.clone()))
+                    .max_decoding_message_size(self.limits.max_message_bytes)
+                    .max_encoding_message_size(self.limits.max_message_bytes),
+            )
+            .add_service(
+                ChangeFeedServiceServer::new(FeedApi::new(self.store, self.feed, closing_signal))
+                    .max_decoding_message_size(self.limits.max_message_bytes)
+                    .max_encoding_message_size(self.limits.max_message_bytes),
+            )
             .serve_with_incoming_shutdown(cohort_shared::serving::incoming(self.listener), shutdown)
             .await;
         compaction.abort();

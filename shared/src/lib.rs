@@ -7,6 +7,7 @@
 //! - [`convert`]: conversions between catalog types and their proto enums.
 //! - [`auth`]: bearer credentials per calling service, tenant restrictions.
 //! - [`call_log`]: one log line per call, request ids across services.
+//! - [`shed`]: load shedding (a bound on calls in flight).
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
 
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod call_log;
 pub mod catalog;
 pub mod convert;
 pub mod serving;
+pub mod shed;
 
 /// Generated gRPC code, one module per proto package.
 pub mod proto {

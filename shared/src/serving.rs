@@ -125,20 +125,44 @@ pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// How much a server takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_calls: usize,
+    /// The largest message a call may send or receive.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_calls: 256,
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
 /// The layers every Cohort server puts in front of its services: one log line per
-/// call (outermost, so refused calls are logged too), then authentication.
+/// call (outermost, so refused calls are logged too), load shedding, then
+/// authentication.
 pub type ServerLayers = tower::layer::util::Stack<
     crate::auth::AuthLayer,
-    tower::layer::util::Stack<crate::call_log::CallLogLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<
+        crate::shed::ShedLayer,
+        tower::layer::util::Stack<crate::call_log::CallLogLayer, tower::layer::util::Identity>,
+    >,
 >;
 
 /// A gRPC server configured as every Cohort server is: HTTP/2 keepalive pings, so
-/// that dead peers (and their streams) are noticed, one log line per call, and
-/// authentication.
-pub fn server(auth: crate::auth::Auth) -> tonic::transport::Server<ServerLayers> {
+/// that dead peers (and their streams) are noticed, one log line per call, load
+/// shedding, and authentication. (The client's deadline is honoured by tonic: a
+/// call past it is dropped, and with it any transaction it held, which rolls back.)
+pub fn server(auth: crate::auth::Auth, limits: Limits) -> tonic::transport::Server<ServerLayers> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(crate::call_log::CallLogLayer)
+        .layer(crate::shed::ShedLayer::new(limits.max_concurrent_calls))
         .layer(crate::auth::AuthLayer::new(auth))
 }

@@ -304,6 +304,8 @@ impl AuthzProcess {
             data_dir: PathBuf::new(),
             max_wait: Duration::from_secs(2),
             health_probe: false,
+            max_concurrent_calls: 256,
+            max_message_bytes: 4 * 1024 * 1024,
             auth_tokens: Some(format!("test:{TEST_SECRET}")),
             directory_token: Some(TEST_SECRET.to_owned()),
             log_format: cohort_shared::serving::LogFormat::Human,

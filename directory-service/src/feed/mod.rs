@@ -39,6 +39,8 @@ pub struct FeedSettings {
     pub send_timeout: Duration,
     /// How long change sets are kept; a cursor older than that gets a snapshot.
     pub retention: Duration,
+    /// Streams open at once; one more is refused.
+    pub max_streams: usize,
 }
 
 impl Default for FeedSettings {
@@ -50,6 +52,7 @@ impl Default for FeedSettings {
             buffer: 32,
             send_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
+            max_streams: 64,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct FeedApi {
     settings: FeedSettings,
     /// Turns true at shutdown; open streams then end.
     closing: tokio::sync::watch::Receiver<bool>,
+    /// One permit per open stream, held by the stream.
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl FeedApi {
@@ -31,10 +33,12 @@ impl FeedApi {
         settings: FeedSettings,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let streams = Arc::new(tokio::sync::Semaphore::new(settings.max_streams.max(1)));
         FeedApi {
             store,
             settings,
             closing,
+            streams,
         }
     }
 }
@@ -58,6 +62,11 @@ impl ChangeFeedService for FeedApi {
             principal.check_tenant(&cursor.tenant_id)?;
         }
         let subscription = parse_subscription(request.into_inner()).map_err(ApiError::from)?;
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(
+                "the server is at its limit of open feed streams; retry with backoff",
+            )
+        })?;
         let events = feed::watch(
             self.store.clone(),
             self.settings.clone(),
@@ -66,7 +75,11 @@ impl ChangeFeedService for FeedApi {
         )
         .await
         .map_err(feed_status)?;
-        let stream = events.map(|event| event.map(watch_response).map_err(feed_status));
+        // The permit lives as long as the stream.
+        let stream = events.map(move |event| {
+            let _open = &permit;
+            event.map(watch_response).map_err(feed_status)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -371,7 +371,7 @@ async fn a_transaction_that_commits_late_is_still_delivered_in_order(app: &TestA
 
 /// A write transaction that took its revision and stays open until committed,
 /// as a slow writer would.
-enum HeldWrite {
+pub(crate) enum HeldWrite {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
 }
@@ -382,7 +382,7 @@ const WRITE_EVENT: &str =
     "INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) VALUES ($1, $2, $3, 'held', $4)";
 
 impl HeldWrite {
-    async fn open(app: &TestApp, tenant: uuid::Uuid) -> (HeldWrite, i64) {
+    pub(crate) async fn open(app: &TestApp, tenant: uuid::Uuid) -> (HeldWrite, i64) {
         match app.backend {
             Backend::Postgres => {
                 let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
@@ -407,7 +407,7 @@ impl HeldWrite {
         }
     }
 
-    async fn commit(self, tenant: uuid::Uuid, revision: i64) {
+    pub(crate) async fn commit(self, tenant: uuid::Uuid, revision: i64) {
         let no_changes = sqlx::types::Json(Vec::<()>::new());
         match self {
             HeldWrite::Postgres(mut tx) => {

@@ -18,6 +18,7 @@ use cohort_shared::auth::Auth;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use cohort_shared::serving::Limits;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -39,6 +40,8 @@ enum Scratch {
 
 pub struct TestApp {
     pub client: DirectoryServiceClient<Channel>,
+    /// Where the server listens.
+    pub addr: std::net::SocketAddr,
     pub feed: ChangeFeedServiceClient<Channel>,
     pub store: Arc<dyn DirectoryStore>,
     pub backend: Backend,
@@ -88,6 +91,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// A directory on a fresh database, with the given feed settings.
 pub async fn spawn_app_with(backend: Backend, feed: FeedSettings) -> TestApp {
+    spawn_app_limited(backend, feed, Limits::default()).await
+}
+
+/// A directory on a fresh database, with the given feed settings and limits.
+pub async fn spawn_app_limited(backend: Backend, feed: FeedSettings, limits: Limits) -> TestApp {
     let (database_url, scratch) = match backend {
         Backend::Postgres => {
             let (url, database) = fresh_postgres_database().await;
@@ -102,7 +110,7 @@ pub async fn spawn_app_with(backend: Backend, feed: FeedSettings) -> TestApp {
             )
         }
     };
-    let mut app = start_server(backend, &database_url, feed).await;
+    let mut app = start_server(backend, &database_url, feed, limits).await;
     app.scratch = Some(scratch);
     app
 }
@@ -110,10 +118,15 @@ pub async fn spawn_app_with(backend: Backend, feed: FeedSettings) -> TestApp {
 /// Another directory server on the same database (a replica). Its cleanup only
 /// stops the server.
 pub async fn spawn_replica(app: &TestApp, feed: FeedSettings) -> TestApp {
-    start_server(app.backend, &app.database_url, feed).await
+    start_server(app.backend, &app.database_url, feed, Limits::default()).await
 }
 
-async fn start_server(backend: Backend, database_url: &str, feed: FeedSettings) -> TestApp {
+async fn start_server(
+    backend: Backend,
+    database_url: &str,
+    feed: FeedSettings,
+    limits: Limits,
+) -> TestApp {
     let store: Arc<dyn DirectoryStore> = match backend {
         Backend::Postgres => Arc::new(
             PgStore::connect(database_url, 16)
@@ -133,7 +146,8 @@ async fn start_server(backend: Backend, database_url: &str, feed: FeedSettings) 
         Auth::Open,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .with_limits(limits);
     let addr = app.local_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -145,6 +159,7 @@ async fn start_server(backend: Backend, database_url: &str, feed: FeedSettings) 
         .await
         .expect("connect to the server");
     TestApp {
+        addr,
         client: DirectoryServiceClient::new(channel.clone()),
         feed: ChangeFeedServiceClient::new(channel),
         store,

@@ -7,6 +7,7 @@ mod administrators;
 mod concurrency;
 mod feed;
 mod groups;
+mod limits;
 mod memberships;
 mod outbox;
 mod settings;
