@@ -7,6 +7,7 @@
 //! - [`convert`]: conversions between catalog types and their proto enums.
 //! - [`auth`]: bearer credentials per calling service, tenant restrictions.
 //! - [`call_log`]: one log line per call, request ids across services.
+//! - [`malformed`]: undecodable requests answered as INVALID_ARGUMENT.
 //! - [`shed`]: load shedding (a bound on calls in flight).
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
 
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod call_log;
 pub mod catalog;
 pub mod convert;
+pub mod malformed;
 pub mod serving;
 pub mod shed;
 

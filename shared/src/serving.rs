@@ -144,13 +144,16 @@ impl Default for Limits {
 }
 
 /// The layers every Cohort server puts in front of its services: one log line per
-/// call (outermost, so refused calls are logged too), load shedding, then
-/// authentication.
+/// call (outermost, so refused calls are logged too), load shedding,
+/// authentication, then the answer to undecodable requests.
 pub type ServerLayers = tower::layer::util::Stack<
-    crate::auth::AuthLayer,
+    crate::malformed::MalformedLayer,
     tower::layer::util::Stack<
-        crate::shed::ShedLayer,
-        tower::layer::util::Stack<crate::call_log::CallLogLayer, tower::layer::util::Identity>,
+        crate::auth::AuthLayer,
+        tower::layer::util::Stack<
+            crate::shed::ShedLayer,
+            tower::layer::util::Stack<crate::call_log::CallLogLayer, tower::layer::util::Identity>,
+        >,
     >,
 >;
 
@@ -165,4 +168,5 @@ pub fn server(auth: crate::auth::Auth, limits: Limits) -> tonic::transport::Serv
         .layer(crate::call_log::CallLogLayer)
         .layer(crate::shed::ShedLayer::new(limits.max_concurrent_calls))
         .layer(crate::auth::AuthLayer::new(auth))
+        .layer(crate::malformed::MalformedLayer)
 }

@@ -318,3 +318,27 @@ async fn a_credential_limited_to_a_tenant_reaches_no_other() {
     );
     cluster.finish().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_malformed_message_is_refused_with_a_clear_error() {
+    let cluster = Cluster::start().await.unwrap();
+    // Field 1 of CreateTenantRequest is a string; these bytes are not UTF-8.
+    // (prost encodes a Vec<u8> as BytesValue: field 1, length-delimited.)
+    let malformed: Vec<u8> = vec![0xff, 0xfe, 0xfd];
+    let mut grpc = tonic::client::Grpc::new(channel(cluster.directory.addr).await.unwrap());
+    grpc.ready().await.unwrap();
+    let path = PathAndQuery::from_static("/cohort.directory.v1.DirectoryService/CreateTenant");
+    let codec = tonic_prost::ProstCodec::<Vec<u8>, ()>::default();
+    let mut request = tonic::Request::new(malformed);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TEST_SECRET}").parse().unwrap(),
+    );
+    let status = grpc.unary(request, path, codec).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("display_name"),
+        "the message names the field: {status:?}"
+    );
+    cluster.finish().await.unwrap();
+}
