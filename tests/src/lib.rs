@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Parser;
 use cohort_authz::config::Settings as AuthzSettings;
 use cohort_directory::startup::{open_store, Application};
 use cohort_shared::auth::{Auth, Credential};
@@ -117,6 +118,47 @@ impl Running {
 
 /// The credential every test server accepts (unrestricted).
 pub const TEST_SECRET: &str = "cohort-test-secret-0123456789";
+
+/// Services already running elsewhere (a compose deployment, a `cohort-stack`),
+/// named by `COHORT_TEST_DIRECTORY` and `COHORT_TEST_AUTHZ` (`host:port`), with
+/// the unrestricted secret they accept in `COHORT_TEST_TOKEN`. The cross-service
+/// tests then run against them; tests that must start, kill or reconfigure
+/// servers skip themselves, saying so.
+#[derive(Debug, Clone)]
+pub struct External {
+    pub directory: SocketAddr,
+    pub authz: SocketAddr,
+    pub secret: String,
+}
+
+/// The external deployment named by the environment, if any.
+pub fn external() -> Option<External> {
+    use std::net::ToSocketAddrs;
+    let resolve = |var: &str| -> Option<SocketAddr> {
+        std::env::var(var).ok()?.to_socket_addrs().ok()?.next()
+    };
+    Some(External {
+        directory: resolve("COHORT_TEST_DIRECTORY")?,
+        authz: resolve("COHORT_TEST_AUTHZ")?,
+        secret: std::env::var("COHORT_TEST_TOKEN").ok()?,
+    })
+}
+
+/// The unrestricted secret of the servers under test.
+pub fn test_secret() -> String {
+    external()
+        .map(|e| e.secret)
+        .unwrap_or_else(|| TEST_SECRET.to_owned())
+}
+
+/// True (and says so) when a test that needs servers of its own must skip.
+pub fn skip_against_external(test: &str) -> bool {
+    let skip = external().is_some();
+    if skip {
+        eprintln!("{test}: skipped: it starts, kills or reconfigures servers, which an external deployment does not allow");
+    }
+    skip
+}
 
 /// The credentials of the test servers: the unrestricted test credential, plus
 /// any `extra` (for instance one limited to some tenants).
@@ -228,7 +270,7 @@ impl DirectoryProcess {
 
     /// A client presenting the test credential.
     pub async fn client(&self) -> anyhow::Result<DirectoryClient> {
-        self.client_with(TEST_SECRET).await
+        self.client_with(&test_secret()).await
     }
 
     /// A client presenting `secret`.
@@ -337,7 +379,7 @@ impl AuthzProcess {
 
     /// A client presenting the test credential.
     pub async fn client(&self) -> anyhow::Result<AuthzClient> {
-        self.client_with(TEST_SECRET).await
+        self.client_with(&test_secret()).await
     }
 
     /// A client presenting `secret`.
@@ -406,7 +448,29 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Both services on fresh databases, or the external deployment the
+    /// environment names (see [`External`]).
     pub async fn start() -> anyhow::Result<Self> {
+        if let Some(external) = external() {
+            let directory = DirectoryProcess {
+                addr: external.directory,
+                auth: Auth::Open,
+                database: cohort_directory::config::Database::SqliteDir(PathBuf::new()),
+                running: None,
+                data_dir: None,
+            };
+            let authz = AuthzProcess {
+                addr: external.authz,
+                settings: AuthzSettings::try_parse_from(["cohort-authz"])?,
+                running: None,
+            };
+            authz.wait_until_serving().await?;
+            return Ok(Cluster {
+                directory,
+                authz,
+                databases: Vec::new(),
+            });
+        }
         let (directory_url, directory_db) = fresh_database().await?;
         let (authz_url, authz_db) = fresh_database().await?;
         let directory = DirectoryProcess::start_on(

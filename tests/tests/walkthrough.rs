@@ -51,26 +51,43 @@ async fn the_readme_walkthrough_runs_as_written() {
         "{script}"
     );
 
-    let mut directory = DirectoryProcess::start().await.unwrap();
-    let scratch = std::env::temp_dir().join(format!(
-        "cohort-walkthrough-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&scratch).unwrap();
-    let authz_db = format!("sqlite://{}", scratch.join("authz.db").display());
-    let mut authz = AuthzProcess::start(&directory.endpoint(), &authz_db)
-        .await
-        .unwrap();
-    authz.wait_until_serving().await.unwrap();
+    // Against an external deployment when one is named, else servers of our own.
+    let mut own = None;
+    let (directory_addr, authz_addr, token) = match cohort_tests::external() {
+        Some(external) => (
+            external.directory.to_string(),
+            external.authz.to_string(),
+            external.secret,
+        ),
+        None => {
+            let directory = DirectoryProcess::start().await.unwrap();
+            let scratch = std::env::temp_dir().join(format!(
+                "cohort-walkthrough-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&scratch).unwrap();
+            let authz_db = format!("sqlite://{}", scratch.join("authz.db").display());
+            let authz = AuthzProcess::start(&directory.endpoint(), &authz_db)
+                .await
+                .unwrap();
+            authz.wait_until_serving().await.unwrap();
+            let addrs = (
+                directory.addr.to_string(),
+                authz.addr.to_string(),
+                cohort_tests::TEST_SECRET.to_owned(),
+            );
+            own = Some((directory, authz, scratch));
+            addrs
+        }
+    };
 
-    let (directory_addr, authz_addr) = (directory.addr.to_string(), authz.addr.to_string());
     let output = tokio::task::spawn_blocking(move || {
         Command::new("bash")
             .arg("-c")
             .arg(&script)
             .env("DIRECTORY", directory_addr)
             .env("AUTHZ", authz_addr)
-            .env("TOKEN", cohort_tests::TEST_SECRET)
+            .env("TOKEN", token)
             .output()
             .unwrap()
     })
@@ -91,8 +108,9 @@ async fn the_readme_walkthrough_runs_as_written() {
         "Gina may view Leo's reports:\n{stdout}"
     );
 
-    authz.stop().await.unwrap();
-    directory.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(&scratch);
-    directory.finish().await.unwrap();
+    if let Some((directory, mut authz, scratch)) = own {
+        authz.stop().await.unwrap();
+        directory.finish().await.unwrap();
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
 }
