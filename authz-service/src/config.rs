@@ -50,6 +50,22 @@ pub struct Settings {
     #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// TLS certificate (PEM) to serve with; with --tls-key, connections are TLS.
+    #[arg(long, env = "COHORT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "COHORT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) whose client certificates are accepted and verified.
+    #[arg(long, env = "COHORT_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Refuse clients without a certificate from --tls-client-ca.
+    #[arg(long, env = "COHORT_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
+
     /// Credentials of the services that may call, `name:secret[:tenant,...]`,
     /// separated by `;` or spaces. Without any, a development credential is
     /// generated at start and printed in the log.
@@ -60,6 +76,10 @@ pub struct Settings {
     /// directory accepts, unrestricted: it follows every tenant).
     #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true)]
     pub directory_token: Option<String>,
+
+    /// CA (PEM) that signed the directory's certificate, for an https:// directory.
+    #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_CA")]
+    pub directory_ca: Option<PathBuf>,
 
     /// Instead of serving, ask the service listening on `--listen` whether it is
     /// healthy, and exit 0 (serving) or 1: for container health checks.
@@ -72,6 +92,17 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The TLS settings, if any; a half-given pair is an error naming the settings.
+    pub fn tls(&self) -> anyhow::Result<Option<cohort_shared::serving::TlsFiles>> {
+        cohort_shared::serving::TlsFiles::from_settings(
+            &self.tls_cert,
+            &self.tls_key,
+            &self.tls_client_ca,
+            self.tls_require_client_cert,
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
     /// What the server takes on.
     pub fn limits(&self) -> cohort_shared::serving::Limits {
         cohort_shared::serving::Limits {
@@ -91,6 +122,7 @@ impl Settings {
 
     /// Checks what clap cannot: the directory address and the database URL.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.tls()?;
         if !(self.directory.starts_with("http://") || self.directory.starts_with("https://")) {
             anyhow::bail!("COHORT_AUTHZ_DIRECTORY / --directory: expected http://host:port");
         }

@@ -67,7 +67,8 @@ async fn follow_once(
     projection: &Projection,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(directory.url.clone())?
+    let channel = directory
+        .endpoint()?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect()

@@ -170,7 +170,9 @@ impl AuthzApi {
         request_id: Option<tonic::metadata::AsciiMetadataValue>,
     ) -> Result<Revision, ApiError> {
         let unavailable = |e: String| ApiError::DirectoryUnavailable(e);
-        let channel = tonic::transport::Endpoint::from_shared(self.directory.url.clone())
+        let channel = self
+            .directory
+            .endpoint()
             .map_err(|e| unavailable(e.to_string()))?
             .connect_timeout(Duration::from_secs(2));
         let ask = async {

@@ -32,6 +32,7 @@ pub struct Application {
     max_wait: Duration,
     auth: Auth,
     limits: cohort_shared::serving::Limits,
+    tls: Option<cohort_shared::serving::TlsFiles>,
 }
 
 /// Opens the configured projection store and runs its migrations.
@@ -91,10 +92,12 @@ impl Application {
             listener,
             store,
             projection: Arc::new(Projection::new(loaded)),
-            directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone()),
+            directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone())
+                .with_ca(settings.directory_ca.as_deref())?,
             max_wait: settings.max_wait,
             auth: Auth::required(credentials),
             limits: settings.limits(),
+            tls: settings.tls()?,
         })
     }
 
@@ -135,7 +138,7 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
         let api = AuthzApi::new(self.projection, self.directory, self.max_wait);
-        let served = cohort_shared::serving::server(self.auth, self.limits)
+        let served = cohort_shared::serving::server(self.auth, self.limits, self.tls.as_ref())?
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

@@ -2,6 +2,7 @@
 //! to it, for the feed and for fully consistent reads alike.
 
 use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 #[derive(Clone)]
 pub struct Upstream {
@@ -9,6 +10,8 @@ pub struct Upstream {
     pub url: String,
     /// The secret presented as `authorization: Bearer <secret>`.
     token: Option<String>,
+    /// For an https:// directory: the CA its certificate must chain to.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -25,6 +28,32 @@ impl Upstream {
         Upstream {
             url: url.into(),
             token,
+            tls: None,
+        }
+    }
+
+    /// Trusts `ca` (a PEM file) for the directory's certificate.
+    pub fn with_ca(mut self, ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        if let Some(path) = ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "COHORT_AUTHZ_DIRECTORY_CA / --directory-ca {}: {e}",
+                    path.display()
+                )
+            })?;
+            self.tls = Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)));
+        }
+        Ok(self)
+    }
+
+    /// An endpoint for the directory, over TLS when its URL is https://.
+    pub fn endpoint(&self) -> Result<Endpoint, tonic::transport::Error> {
+        let endpoint = Endpoint::from_shared(self.url.clone())?;
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()),
+            // Without a CA there is nothing to trust: give one with --directory-ca.
+            None if self.url.starts_with("https://") => endpoint.tls_config(ClientTlsConfig::new()),
+            None => Ok(endpoint),
         }
     }
 

@@ -69,6 +69,22 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_MAX_STREAMS", default_value_t = 64)]
     pub feed_max_streams: usize,
 
+    /// TLS certificate (PEM) to serve with; with --tls-key, connections are TLS.
+    #[arg(long, env = "COHORT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "COHORT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) whose client certificates are accepted and verified.
+    #[arg(long, env = "COHORT_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Refuse clients without a certificate from --tls-client-ca.
+    #[arg(long, env = "COHORT_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
+
     /// Credentials of the services that may call, `name:secret[:tenant,...]`,
     /// separated by `;` or spaces. Without any, a development credential is
     /// generated at start and printed in the log.
@@ -96,6 +112,17 @@ pub enum Database {
 }
 
 impl Settings {
+    /// The TLS settings, if any; a half-given pair is an error naming the settings.
+    pub fn tls(&self) -> anyhow::Result<Option<cohort_shared::serving::TlsFiles>> {
+        cohort_shared::serving::TlsFiles::from_settings(
+            &self.tls_cert,
+            &self.tls_key,
+            &self.tls_client_ca,
+            self.tls_require_client_cert,
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
     /// What the server takes on.
     pub fn limits(&self) -> cohort_shared::serving::Limits {
         cohort_shared::serving::Limits {

@@ -12,7 +12,7 @@ use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServ
 use tokio::net::TcpListener;
 
 use cohort_shared::auth::{Auth, Credential};
-use cohort_shared::serving::Limits;
+use cohort_shared::serving::{Limits, TlsFiles};
 
 use crate::config::{Database, Settings};
 use crate::feed::{self, FeedSettings};
@@ -28,6 +28,7 @@ pub struct Application {
     feed: FeedSettings,
     auth: Auth,
     limits: Limits,
+    tls: Option<TlsFiles>,
 }
 
 impl Application {
@@ -69,7 +70,14 @@ impl Application {
             feed,
             auth,
             limits: Limits::default(),
+            tls: None,
         })
+    }
+
+    /// Serves over TLS (None: plaintext).
+    pub fn with_tls(mut self, tls: Option<TlsFiles>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Serves with other limits than the defaults.
@@ -111,7 +119,7 @@ impl Application {
 
         let addr = self.local_addr();
         tracing::info!(%addr, "directory service listening");
-        let served = cohort_shared::serving::server(self.auth, self.limits)
+        let served = cohort_shared::serving::server(self.auth, self.limits, self.tls.as_ref())?
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)

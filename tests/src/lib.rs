@@ -18,6 +18,7 @@ use cohort_shared::auth::{Auth, Credential};
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use cohort_shared::serving::TlsFiles;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -212,6 +213,8 @@ pub struct DirectoryProcess {
     pub addr: SocketAddr,
     /// The credentials it accepts, kept for a restart.
     auth: Auth,
+    /// Its TLS material, if it serves TLS (kept for a restart).
+    tls: Option<TlsFiles>,
     pub database: cohort_directory::config::Database,
     running: Option<Running>,
     data_dir: Option<PathBuf>,
@@ -234,7 +237,7 @@ impl DirectoryProcess {
         database: cohort_directory::config::Database,
         listen: SocketAddr,
     ) -> anyhow::Result<Self> {
-        Self::start_with(database, listen, test_auth(Vec::new())).await
+        Self::start_with(database, listen, test_auth(Vec::new()), None).await
     }
 
     /// Starts a directory accepting the given credentials.
@@ -242,12 +245,16 @@ impl DirectoryProcess {
         database: cohort_directory::config::Database,
         listen: SocketAddr,
         auth: Auth,
+        tls: Option<TlsFiles>,
     ) -> anyhow::Result<Self> {
         let db = database.clone();
         let kept_auth = auth.clone();
+        let kept_tls = tls.clone();
         let (addr, running) = spawn_server(move |addr, stop| async move {
             let store = open_store(&db, 8).await?;
-            let app = Application::with_store(listen, store, Default::default(), auth).await?;
+            let app = Application::with_store(listen, store, Default::default(), auth)
+                .await?
+                .with_tls(tls);
             let _ = addr.send(app.local_addr());
             app.run_until(async {
                 let _ = stop.await;
@@ -257,6 +264,7 @@ impl DirectoryProcess {
         .await?;
         Ok(DirectoryProcess {
             auth: kept_auth,
+            tls: kept_tls,
             addr,
             database,
             running: Some(running),
@@ -313,7 +321,13 @@ impl DirectoryProcess {
     /// Starts it again on the same address and database.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
-        let again = Self::start_with(self.database.clone(), self.addr, self.auth.clone()).await?;
+        let again = Self::start_with(
+            self.database.clone(),
+            self.addr,
+            self.auth.clone(),
+            self.tls.clone(),
+        )
+        .await?;
         self.running = again.running;
         Ok(())
     }
@@ -339,26 +353,25 @@ impl AuthzProcess {
     /// Starts the authorization service following `directory`, with its
     /// projection at `database_url`.
     pub async fn start(directory: &str, database_url: &str) -> anyhow::Result<Self> {
-        let settings = AuthzSettings {
-            listen: "127.0.0.1:0".parse()?,
-            directory: directory.to_owned(),
-            database_url: Some(database_url.to_owned()),
-            data_dir: PathBuf::new(),
-            max_wait: Duration::from_secs(2),
-            health_probe: false,
-            max_concurrent_calls: 256,
-            max_message_bytes: 4 * 1024 * 1024,
-            auth_tokens: Some(format!("test:{TEST_SECRET}")),
-            directory_token: Some(TEST_SECRET.to_owned()),
-            log_format: cohort_shared::serving::LogFormat::Human,
-        };
-        let mut process = AuthzProcess {
+        let mut process = AuthzProcess::start_lazily(directory, database_url)?;
+        process.launch().await?;
+        Ok(process)
+    }
+
+    /// The process, configured but not started.
+    fn start_lazily(directory: &str, database_url: &str) -> anyhow::Result<Self> {
+        let mut settings =
+            AuthzSettings::try_parse_from(["cohort-authz", "--listen", "127.0.0.1:0"])?;
+        settings.directory = directory.to_owned();
+        settings.database_url = Some(database_url.to_owned());
+        settings.max_wait = Duration::from_secs(2);
+        settings.auth_tokens = Some(format!("test:{TEST_SECRET}"));
+        settings.directory_token = Some(TEST_SECRET.to_owned());
+        Ok(AuthzProcess {
             addr: settings.listen,
             settings,
             running: None,
-        };
-        process.launch().await?;
-        Ok(process)
+        })
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
@@ -388,6 +401,19 @@ impl AuthzProcess {
             channel(self.addr).await?,
             Bearer::new(secret),
         ))
+    }
+
+    /// Starts the authorization service following an https:// directory whose
+    /// certificate chains to the CA in `directory_ca`.
+    pub async fn start_following_tls(
+        directory: &str,
+        database_url: &str,
+        directory_ca: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let mut process = AuthzProcess::start_lazily(directory, database_url)?;
+        process.settings.directory_ca = Some(directory_ca.to_owned());
+        process.launch().await?;
+        Ok(process)
     }
 
     /// Replaces the credentials it accepts (takes effect at the next start).
@@ -455,6 +481,7 @@ impl Cluster {
             let directory = DirectoryProcess {
                 addr: external.directory,
                 auth: Auth::Open,
+                tls: None,
                 database: cohort_directory::config::Database::SqliteDir(PathBuf::new()),
                 running: None,
                 data_dir: None,
