@@ -42,36 +42,6 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
 
-    /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
-    pub max_concurrent_calls: usize,
-
-    /// The largest message a call may send or receive, in bytes.
-    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_message_bytes: usize,
-
-    /// TLS certificate (PEM) to serve with; with --tls-key, connections are TLS.
-    #[arg(long, env = "COHORT_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// TLS private key (PEM).
-    #[arg(long, env = "COHORT_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-
-    /// CA (PEM) whose client certificates are accepted and verified.
-    #[arg(long, env = "COHORT_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-
-    /// Refuse clients without a certificate from --tls-client-ca.
-    #[arg(long, env = "COHORT_TLS_REQUIRE_CLIENT_CERT")]
-    pub tls_require_client_cert: bool,
-
-    /// Credentials of the services that may call, `name:secret[:tenant,...]`,
-    /// separated by `;` or spaces. Without any, a development credential is
-    /// generated at start and printed in the log.
-    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
-    pub auth_tokens: Option<String>,
-
     /// The secret this service presents to the directory (a credential the
     /// directory accepts, unrestricted: it follows every tenant).
     #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true)]
@@ -86,47 +56,22 @@ pub struct Settings {
     #[arg(long)]
     pub health_probe: bool,
 
+    #[command(flatten)]
+    pub serving: cohort_shared::serving::ServingArgs,
+
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 }
 
 impl Settings {
-    /// The TLS settings, if any; a half-given pair is an error naming the settings.
-    pub fn tls(&self) -> anyhow::Result<Option<cohort_shared::serving::TlsFiles>> {
-        cohort_shared::serving::TlsFiles::from_settings(
-            &self.tls_cert,
-            &self.tls_key,
-            &self.tls_client_ca,
-            self.tls_require_client_cert,
-        )
-        .map_err(anyhow::Error::msg)
-    }
-
-    /// What the server takes on.
-    pub fn limits(&self) -> cohort_shared::serving::Limits {
-        cohort_shared::serving::Limits {
-            max_concurrent_calls: self.max_concurrent_calls,
-            max_message_bytes: self.max_message_bytes,
-        }
-    }
-
-    /// The configured credentials; an invalid one is an error naming the setting.
-    pub fn credentials(&self) -> anyhow::Result<Vec<cohort_shared::auth::Credential>> {
-        match &self.auth_tokens {
-            None => Ok(Vec::new()),
-            Some(raw) => cohort_shared::auth::Credential::parse_list(raw)
-                .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),
-        }
-    }
-
     /// Checks what clap cannot: the directory address and the database URL.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.tls()?;
+        self.serving.tls()?;
         if !(self.directory.starts_with("http://") || self.directory.starts_with("https://")) {
             anyhow::bail!("COHORT_AUTHZ_DIRECTORY / --directory: expected http://host:port");
         }
-        self.credentials()?;
+        self.serving.credentials()?;
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")

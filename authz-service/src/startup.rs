@@ -13,7 +13,7 @@ use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
 use cohort_shared::serving;
 use tokio::net::TcpListener;
 
-use cohort_shared::auth::{Auth, Credential};
+use cohort_shared::auth::Auth;
 
 use crate::config::Settings;
 use crate::follower;
@@ -73,16 +73,6 @@ impl Application {
         settings: &Settings,
         store: Arc<dyn ProjectionStore>,
     ) -> anyhow::Result<Self> {
-        let mut credentials = settings.credentials()?;
-        if credentials.is_empty() {
-            let dev = Credential::generate("dev");
-            tracing::warn!(
-                credential = %format!("dev:{}", dev.secret()),
-                "no credentials configured (--auth-tokens); generated a development credential: \
-                 call with `authorization: Bearer <secret>`"
-            );
-            credentials.push(dev);
-        }
         let loaded = store.load().await.context("loading the projection")?;
         tracing::info!(tenants = loaded.len(), "loaded the projection");
         let listener = TcpListener::bind(settings.listen)
@@ -95,9 +85,9 @@ impl Application {
             directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone())
                 .with_ca(settings.directory_ca.as_deref())?,
             max_wait: settings.max_wait,
-            auth: Auth::required(credentials),
-            limits: settings.limits(),
-            tls: settings.tls()?,
+            auth: settings.serving.auth()?,
+            limits: settings.serving.limits(),
+            tls: settings.serving.tls()?,
         })
     }
 

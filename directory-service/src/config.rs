@@ -57,44 +57,17 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub feed_send_timeout: Duration,
 
-    /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
-    pub max_concurrent_calls: usize,
-
-    /// The largest message a call may send or receive, in bytes.
-    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
-    pub max_message_bytes: usize,
-
     /// Feed streams open at once; one more is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "COHORT_FEED_MAX_STREAMS", default_value_t = 64)]
     pub feed_max_streams: usize,
-
-    /// TLS certificate (PEM) to serve with; with --tls-key, connections are TLS.
-    #[arg(long, env = "COHORT_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// TLS private key (PEM).
-    #[arg(long, env = "COHORT_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-
-    /// CA (PEM) whose client certificates are accepted and verified.
-    #[arg(long, env = "COHORT_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-
-    /// Refuse clients without a certificate from --tls-client-ca.
-    #[arg(long, env = "COHORT_TLS_REQUIRE_CLIENT_CERT")]
-    pub tls_require_client_cert: bool,
-
-    /// Credentials of the services that may call, `name:secret[:tenant,...]`,
-    /// separated by `;` or spaces. Without any, a development credential is
-    /// generated at start and printed in the log.
-    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
-    pub auth_tokens: Option<String>,
 
     /// Instead of serving, ask the service listening on `--listen` whether it is
     /// healthy, and exit 0 (serving) or 1: for container health checks.
     #[arg(long)]
     pub health_probe: bool,
+
+    #[command(flatten)]
+    pub serving: cohort_shared::serving::ServingArgs,
 
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
@@ -112,34 +85,6 @@ pub enum Database {
 }
 
 impl Settings {
-    /// The TLS settings, if any; a half-given pair is an error naming the settings.
-    pub fn tls(&self) -> anyhow::Result<Option<cohort_shared::serving::TlsFiles>> {
-        cohort_shared::serving::TlsFiles::from_settings(
-            &self.tls_cert,
-            &self.tls_key,
-            &self.tls_client_ca,
-            self.tls_require_client_cert,
-        )
-        .map_err(anyhow::Error::msg)
-    }
-
-    /// What the server takes on.
-    pub fn limits(&self) -> cohort_shared::serving::Limits {
-        cohort_shared::serving::Limits {
-            max_concurrent_calls: self.max_concurrent_calls,
-            max_message_bytes: self.max_message_bytes,
-        }
-    }
-
-    /// The configured credentials; an invalid one is an error naming the setting.
-    pub fn credentials(&self) -> anyhow::Result<Vec<cohort_shared::auth::Credential>> {
-        match &self.auth_tokens {
-            None => Ok(Vec::new()),
-            Some(raw) => cohort_shared::auth::Credential::parse_list(raw)
-                .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),
-        }
-    }
-
     /// The change feed's settings.
     pub fn feed(&self) -> crate::feed::FeedSettings {
         crate::feed::FeedSettings {
@@ -192,5 +137,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("database-url"));
+    }
+
+    #[test]
+    fn serving_settings_are_checked_and_named() {
+        let half_tls =
+            Settings::try_parse_from(["cohort-directory", "--tls-cert", "cert.pem"]).unwrap();
+        assert!(half_tls
+            .serving
+            .tls()
+            .unwrap_err()
+            .to_string()
+            .contains("--tls-key"));
+        let bad_token =
+            Settings::try_parse_from(["cohort-directory", "--auth-tokens", "short:x"]).unwrap();
+        assert!(bad_token
+            .serving
+            .credentials()
+            .unwrap_err()
+            .to_string()
+            .contains("--auth-tokens"));
+        let limited =
+            Settings::try_parse_from(["cohort-directory", "--max-concurrent-calls", "3"]).unwrap();
+        assert_eq!(limited.serving.limits().max_concurrent_calls, 3);
     }
 }

@@ -11,7 +11,7 @@ use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedS
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
 
-use cohort_shared::auth::{Auth, Credential};
+use cohort_shared::auth::Auth;
 use cohort_shared::serving::{Limits, TlsFiles};
 
 use crate::config::{Database, Settings};
@@ -34,24 +34,12 @@ pub struct Application {
 impl Application {
     /// Opens (and migrates) the database and binds the listener.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let mut credentials = settings.credentials()?;
-        if credentials.is_empty() {
-            let dev = Credential::generate("dev");
-            tracing::warn!(
-                credential = %format!("dev:{}", dev.secret()),
-                "no credentials configured (--auth-tokens); generated a development credential: \
-                 call with `authorization: Bearer <secret>`"
-            );
-            credentials.push(dev);
-        }
+        // Settings first: a bad one stops the start before anything is opened.
+        let tls = settings.serving.tls()?;
+        let auth = settings.serving.auth()?;
         let store = open_store(&settings.database()?, settings.max_connections).await?;
-        Self::with_store(
-            settings.listen,
-            store,
-            settings.feed(),
-            Auth::required(credentials),
-        )
-        .await
+        let app = Self::with_store(settings.listen, store, settings.feed(), auth).await?;
+        Ok(app.with_limits(settings.serving.limits()).with_tls(tls))
     }
 
     /// Binds the listener for an already opened store.

@@ -235,3 +235,85 @@ impl TlsFiles {
         Ok(config)
     }
 }
+
+/// The serving options every Cohort server takes (flattened into each service's
+/// settings): limits, TLS and the callers' credentials.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServingArgs {
+    /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
+    pub max_concurrent_calls: usize,
+
+    /// The largest message a call may send or receive, in bytes.
+    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// TLS certificate (PEM) to serve with; with --tls-key, connections are TLS.
+    #[arg(long, env = "COHORT_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "COHORT_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// CA (PEM) whose client certificates are accepted and verified.
+    #[arg(long, env = "COHORT_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// Refuse clients without a certificate from --tls-client-ca.
+    #[arg(long, env = "COHORT_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
+
+    /// Credentials of the services that may call, `name:secret[:tenant,...]`,
+    /// separated by `;` or spaces. Without any, a development credential is
+    /// generated at start and printed in the log.
+    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+}
+
+impl ServingArgs {
+    /// What the server takes on.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_concurrent_calls: self.max_concurrent_calls,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
+    /// The TLS settings, if any; a half-given pair is an error naming the settings.
+    pub fn tls(&self) -> anyhow::Result<Option<TlsFiles>> {
+        TlsFiles::from_settings(
+            &self.tls_cert,
+            &self.tls_key,
+            &self.tls_client_ca,
+            self.tls_require_client_cert,
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// The configured credentials; an invalid one is an error naming the setting.
+    pub fn credentials(&self) -> anyhow::Result<Vec<crate::auth::Credential>> {
+        match &self.auth_tokens {
+            None => Ok(Vec::new()),
+            Some(raw) => crate::auth::Credential::parse_list(raw)
+                .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),
+        }
+    }
+
+    /// How the server authenticates: the configured credentials or, without any,
+    /// a development credential generated now and printed in the log (a server
+    /// never runs open).
+    pub fn auth(&self) -> anyhow::Result<crate::auth::Auth> {
+        let mut credentials = self.credentials()?;
+        if credentials.is_empty() {
+            let dev = crate::auth::Credential::generate("dev");
+            tracing::warn!(
+                credential = %format!("dev:{}", dev.secret()),
+                "no credentials configured (--auth-tokens); generated a development credential: \
+                 call with `authorization: Bearer <secret>`"
+            );
+            credentials.push(dev);
+        }
+        Ok(crate::auth::Auth::required(credentials))
+    }
+}

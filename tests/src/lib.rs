@@ -365,7 +365,7 @@ impl AuthzProcess {
         settings.directory = directory.to_owned();
         settings.database_url = Some(database_url.to_owned());
         settings.max_wait = Duration::from_secs(2);
-        settings.auth_tokens = Some(format!("test:{TEST_SECRET}"));
+        settings.serving.auth_tokens = Some(format!("test:{TEST_SECRET}"));
         settings.directory_token = Some(TEST_SECRET.to_owned());
         Ok(AuthzProcess {
             addr: settings.listen,
@@ -418,7 +418,7 @@ impl AuthzProcess {
 
     /// Replaces the credentials it accepts (takes effect at the next start).
     pub fn set_auth_tokens(&mut self, tokens: String) {
-        self.settings.auth_tokens = Some(tokens);
+        self.settings.serving.auth_tokens = Some(tokens);
     }
 
     /// The health of the authorization API.
