@@ -101,17 +101,29 @@ pub struct AuthzApi {
     projection: Arc<Projection>,
     /// For fully consistent reads: the directory's current revision.
     directory: Upstream,
+    /// One channel to the directory for those reads, connected on first use and
+    /// reconnected by tonic when it drops (not a new connection per call).
+    directory_channel: tonic::transport::Channel,
     /// The longest a read waits for a revision when the call has no deadline.
     max_wait: Duration,
 }
 
 impl AuthzApi {
-    pub fn new(projection: Arc<Projection>, directory: Upstream, max_wait: Duration) -> Self {
-        AuthzApi {
+    pub fn new(
+        projection: Arc<Projection>,
+        directory: Upstream,
+        max_wait: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let directory_channel = directory
+            .endpoint()?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        Ok(AuthzApi {
             projection,
             directory,
+            directory_channel,
             max_wait,
-        }
+        })
     }
 
     /// The tenant's state once it reflects what `consistency` asks for.
@@ -170,18 +182,8 @@ impl AuthzApi {
         request_id: Option<tonic::metadata::AsciiMetadataValue>,
     ) -> Result<Revision, ApiError> {
         let unavailable = |e: String| ApiError::DirectoryUnavailable(e);
-        let channel = self
-            .directory
-            .endpoint()
-            .map_err(|e| unavailable(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2));
         let ask = async {
-            let mut client = DirectoryServiceClient::new(
-                channel
-                    .connect()
-                    .await
-                    .map_err(|e| unavailable(e.to_string()))?,
-            );
+            let mut client = DirectoryServiceClient::new(self.directory_channel.clone());
             let mut request = tonic::Request::new(directory::GetTenantRequest {
                 tenant_id: tenant.to_string(),
             });

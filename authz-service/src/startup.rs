@@ -127,7 +127,7 @@ impl Application {
 
         let addr = self.local_addr();
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
-        let api = AuthzApi::new(self.projection, self.directory, self.max_wait);
+        let api = AuthzApi::new(self.projection, self.directory, self.max_wait)?;
         let served = cohort_shared::serving::server(self.auth, self.limits, self.tls.as_ref())?
             .add_service(health_service)
             .add_service(reflection)

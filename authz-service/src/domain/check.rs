@@ -460,7 +460,8 @@ pub fn lookup_groups(
         .ok_or(CheckError::UserNotFound(user))?;
     require_permission(permission)?;
     let resolution = resolve_slot(state, slot);
-    let mut groups: Vec<GroupId> = state
+    // `group_ids` is in id order, and filtering keeps it.
+    let groups: Vec<GroupId> = state
         .group_ids()
         .into_iter()
         .filter(|g| {
@@ -474,6 +475,5 @@ pub fn lookup_groups(
             )
         })
         .collect();
-    groups.sort();
     Ok(groups)
 }
