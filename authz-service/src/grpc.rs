@@ -324,7 +324,7 @@ fn effective_roles(
                 .iter()
                 .map(|held| pb::EffectiveRole {
                     role: PbRole::from(held.role) as i32,
-                    scope: domain::role_reach(state, user, held).map(scope),
+                    scope: Some(scope(held.reach.clone())),
                     provenance: held
                         .sources
                         .iter()

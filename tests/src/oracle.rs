@@ -218,7 +218,17 @@ impl World {
     }
 
     pub fn holds_role_on(&self, user: UserId, role: Role, group: GroupId) -> bool {
-        let roles = self.roles(user);
+        self.holds_role_on_with(&self.roles(user), user, role, group)
+    }
+
+    /// [`World::holds_role_on`], with the user's roles already worked out.
+    pub fn holds_role_on_with(
+        &self,
+        roles: &BTreeMap<Tool, ToolOutcome>,
+        user: UserId,
+        role: Role,
+        group: GroupId,
+    ) -> bool {
         let Some((_, sources)) = roles
             .values()
             .flat_map(|(h, _)| h)
@@ -272,15 +282,42 @@ pub fn eligible(world: &World, user: UserId) -> bool {
         .contains(&Role::GlobalAdminGroupAdministrator)
 }
 
+/// How large a random world is: each count drawn from its range.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub users: std::ops::Range<usize>,
+    pub groups: std::ops::Range<usize>,
+    /// Attempts at a membership (a repeated pair counts once).
+    pub memberships: std::ops::Range<usize>,
+    /// Attempts at an administrator (ineligible users are skipped).
+    pub administrators: std::ops::Range<usize>,
+    pub catalogs: std::ops::Range<usize>,
+}
+
+impl Shape {
+    /// The worlds of the engine's oracle test: a handful of each.
+    pub const SMALL: Shape = Shape {
+        users: 3..9,
+        groups: 2..10,
+        memberships: 0..12,
+        administrators: 0..4,
+        catalogs: 0..3,
+    };
+}
+
 impl World {
     pub fn random(rng: &mut StdRng) -> World {
+        World::random_shaped(rng, &Shape::SMALL)
+    }
+
+    pub fn random_shaped(rng: &mut StdRng, shape: &Shape) -> World {
         let mut w = World::default();
-        for _ in 0..rng.random_range(3..9) {
+        for _ in 0..rng.random_range(shape.users.clone()) {
             let suspended = rng.random_bool(0.1);
             w.users
                 .insert(UserId(Uuid::new_v4()), (random_roles(rng), suspended));
         }
-        for _ in 0..rng.random_range(2..10) {
+        for _ in 0..rng.random_range(shape.groups.clone()) {
             let ids: Vec<GroupId> = w.groups.keys().copied().collect();
             let parent = if ids.is_empty() || rng.random_bool(0.4) {
                 None
@@ -299,18 +336,18 @@ impl World {
         }
         let users: Vec<UserId> = w.users.keys().copied().collect();
         let groups: Vec<GroupId> = w.groups.keys().copied().collect();
-        for _ in 0..rng.random_range(0..12) {
+        for _ in 0..rng.random_range(shape.memberships.clone()) {
             w.revision += 1;
             let key = (*users.choose(rng).unwrap(), *groups.choose(rng).unwrap());
             w.members.entry(key).or_insert(w.revision);
         }
-        for _ in 0..rng.random_range(0..4) {
+        for _ in 0..rng.random_range(shape.administrators.clone()) {
             let user = *users.choose(rng).unwrap();
             if eligible(&w, user) {
                 w.admins.insert((*groups.choose(rng).unwrap(), user));
             }
         }
-        for _ in 0..rng.random_range(0..3) {
+        for _ in 0..rng.random_range(shape.catalogs.clone()) {
             let group = *groups.choose(rng).unwrap();
             if w.groups[&group].parent.is_none() {
                 w.catalogs

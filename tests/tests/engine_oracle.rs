@@ -51,7 +51,7 @@ fn compare(world: &World, state: &TenantState, context: &str) {
             let got: Vec<(Role, SuppressReason)> = tool_roles
                 .suppressed
                 .iter()
-                .map(|s| (s.role, s.reason.clone()))
+                .map(|s| (s.role, s.reason))
                 .collect();
             assert_eq!(
                 got, suppressed,

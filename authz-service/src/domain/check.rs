@@ -1,5 +1,6 @@
-//! Checks and reverse lookups, decided by one function, [`decide`], which writes
-//! its reasons as it goes: an explanation can never disagree with the decision.
+//! Checks, decided by one function, [`decide`], which writes its reasons as it
+//! goes: an explanation can never disagree with the decision. Lookups
+//! (`lookup.rs`) decide every candidate with the same function.
 //!
 //! Where a permission reaches (the scope of the grant, made concrete):
 //! - tenant: everything in the tenant;
@@ -15,9 +16,12 @@
 //! Organization features (reports, catalog access) reach only through groups whose
 //! organization (top-level ancestor) has its flag on.
 
-use cohort_shared::catalog::{self, Role, ScopeKind};
+use std::collections::HashMap;
 
-use super::resolve::{resolve_slot, HeldRole, Resolution, Source};
+use cohort_shared::catalog::{self, ScopeKind};
+use smallvec::SmallVec;
+
+use super::resolve::{resolve_slot, Held, Resolved};
 use super::state::{GroupId, GroupSlot, TenantState, UserId, UserSlot};
 
 /// What a check is about.
@@ -27,6 +31,15 @@ pub enum Resource {
     Group(GroupId),
     User(UserId),
     Catalog(String),
+}
+
+/// A resource, with its slot looked up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Tenant,
+    Group(GroupSlot),
+    User(UserSlot),
+    Catalog(&'a str),
 }
 
 /// Why a check could not be decided.
@@ -48,9 +61,13 @@ pub struct Decision {
 }
 
 /// Records the facts a decision rests on, when an explanation was asked for.
-struct Why(Option<Vec<String>>);
+pub(crate) struct Why(pub Option<Vec<String>>);
 
 impl Why {
+    pub fn none() -> Self {
+        Why(None)
+    }
+
     fn note(&mut self, fact: impl FnOnce() -> String) {
         if let Some(lines) = &mut self.0 {
             lines.push(fact());
@@ -63,8 +80,105 @@ impl Why {
 pub enum Reach {
     Tenant,
     Own,
-    /// These groups, each with its subgroups.
+    /// These groups (in id order), each with its subgroups.
     Groups(Vec<GroupId>),
+}
+
+/// Where a held role grants a permission of one scope kind, worked out only as
+/// far as a decision asks (no list is built unless it is reported).
+pub(crate) enum Scope<'r> {
+    Tenant,
+    Own,
+    /// The groups the user administers (for a role held directly) and the groups
+    /// whose setting grants the role.
+    Administered {
+        resolved: &'r Resolved,
+        held: Held,
+    },
+    /// The groups the user is in, with every ancestor.
+    Members {
+        resolved: &'r Resolved,
+    },
+}
+
+impl<'r> Scope<'r> {
+    pub fn of(resolved: &'r Resolved, held: &Held, kind: ScopeKind) -> Self {
+        match kind {
+            ScopeKind::Tenant => Scope::Tenant,
+            ScopeKind::Own => Scope::Own,
+            ScopeKind::AdministeredGroups => Scope::Administered {
+                resolved,
+                held: *held,
+            },
+            ScopeKind::MemberGroups => Scope::Members { resolved },
+        }
+    }
+
+    /// Whether `group` is one of the scope's groups (not counting subgroups).
+    fn contains(&self, state: &TenantState, group: GroupSlot) -> bool {
+        match self {
+            Scope::Tenant | Scope::Own => false,
+            Scope::Administered { resolved, held } => {
+                (held.direct && state.administers(resolved.user, group))
+                    || resolved
+                        .inherited_sources(held.role)
+                        .any(|offer| offer.granting == group)
+            }
+            Scope::Members { resolved } => state
+                .user(resolved.user)
+                .memberships
+                .iter()
+                .any(|m| state.chain(m.group).any(|g| g == group)),
+        }
+    }
+
+    /// The scope's groups, unordered and possibly repeated.
+    pub fn groups(&self, state: &TenantState) -> SmallVec<[GroupSlot; 8]> {
+        match self {
+            Scope::Tenant | Scope::Own => SmallVec::new(),
+            Scope::Administered { resolved, held } => {
+                let mut groups: SmallVec<[GroupSlot; 8]> = SmallVec::new();
+                if held.direct {
+                    groups.extend(state.administered(resolved.user).iter().copied());
+                }
+                groups.extend(resolved.inherited_sources(held.role).map(|o| o.granting));
+                groups
+            }
+            Scope::Members { resolved } => state
+                .user(resolved.user)
+                .memberships
+                .iter()
+                .flat_map(|m| state.chain(m.group))
+                .collect(),
+        }
+    }
+
+    /// The scope as reported.
+    pub fn reach(&self, state: &TenantState) -> Reach {
+        match self {
+            Scope::Tenant => Reach::Tenant,
+            Scope::Own => Reach::Own,
+            _ => {
+                let mut ids: Vec<GroupId> = self
+                    .groups(state)
+                    .into_iter()
+                    .map(|g| state.group_id(g))
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                Reach::Groups(ids)
+            }
+        }
+    }
+
+    /// The first of the group and its ancestors that is a scope group.
+    pub fn covering(&self, state: &TenantState, group: GroupSlot) -> Option<GroupSlot> {
+        state.chain(group).find(|g| self.contains(state, *g))
+    }
+
+    fn is_groups(&self) -> bool {
+        matches!(self, Scope::Administered { .. } | Scope::Members { .. })
+    }
 }
 
 pub fn check(
@@ -74,21 +188,51 @@ pub fn check(
     resource: &Resource,
     explain: bool,
 ) -> Result<Decision, CheckError> {
-    let slot = state
-        .user_slot(user)
-        .ok_or(CheckError::UserNotFound(user))?;
-    require_permission(permission)?;
-    require_resource(state, resource)?;
-    let resolution = resolve_slot(state, slot);
-    let mut why = Why(explain.then(Vec::new));
-    let allowed = decide(state, slot, &resolution, permission, resource, &mut why);
-    Ok(Decision {
-        allowed,
-        explanation: why.0.unwrap_or_default(),
-    })
+    Checker::new(state).check(user, permission, resource, explain)
 }
 
-fn require_permission(permission: &str) -> Result<(), CheckError> {
+/// Checks against one state that share the work of resolving a user between the
+/// checks of the same user (a bulk check).
+pub struct Checker<'s> {
+    state: &'s TenantState,
+    resolved: HashMap<UserSlot, Resolved>,
+}
+
+impl<'s> Checker<'s> {
+    pub fn new(state: &'s TenantState) -> Self {
+        Checker {
+            state,
+            resolved: HashMap::new(),
+        }
+    }
+
+    pub fn check(
+        &mut self,
+        user: UserId,
+        permission: &str,
+        resource: &Resource,
+        explain: bool,
+    ) -> Result<Decision, CheckError> {
+        let state = self.state;
+        let slot = state
+            .user_slot(user)
+            .ok_or(CheckError::UserNotFound(user))?;
+        require_permission(permission)?;
+        let target = target(state, resource)?;
+        let resolved = self
+            .resolved
+            .entry(slot)
+            .or_insert_with(|| resolve_slot(state, slot));
+        let mut why = Why(explain.then(Vec::new));
+        let allowed = decide(state, resolved, permission, target, &mut why);
+        Ok(Decision {
+            allowed,
+            explanation: why.0.unwrap_or_default(),
+        })
+    }
+}
+
+pub(crate) fn require_permission(permission: &str) -> Result<(), CheckError> {
     if catalog::is_permission(permission) {
         Ok(())
     } else {
@@ -96,32 +240,34 @@ fn require_permission(permission: &str) -> Result<(), CheckError> {
     }
 }
 
-fn require_resource(state: &TenantState, resource: &Resource) -> Result<(), CheckError> {
-    match resource {
-        Resource::Group(g) if !state.has_group(*g) => Err(CheckError::GroupNotFound(*g)),
-        Resource::User(u) if !state.has_user(*u) => Err(CheckError::UserNotFound(*u)),
-        _ => Ok(()),
-    }
+fn target<'a>(state: &TenantState, resource: &'a Resource) -> Result<Target<'a>, CheckError> {
+    Ok(match resource {
+        Resource::Tenant => Target::Tenant,
+        Resource::Group(g) => {
+            Target::Group(state.group_slot(*g).ok_or(CheckError::GroupNotFound(*g))?)
+        }
+        Resource::User(u) => Target::User(state.user_slot(*u).ok_or(CheckError::UserNotFound(*u))?),
+        Resource::Catalog(c) => Target::Catalog(c),
+    })
 }
 
 /// The one decision procedure behind checks and lookups.
-fn decide(
+pub(crate) fn decide(
     state: &TenantState,
-    slot: UserSlot,
-    resolution: &Resolution,
+    resolved: &Resolved,
     permission: &str,
-    resource: &Resource,
+    target: Target<'_>,
     why: &mut Why,
 ) -> bool {
-    let user = state.user(slot).id;
-    if resolution.suspended {
+    let user = state.user_id(resolved.user);
+    if resolved.suspended {
         why.note(|| format!("user {user} is suspended: nothing is granted"));
         why.note(|| "denied".to_owned());
         return false;
     }
     let feature = catalog::is_organization_feature(permission);
     let mut granted = false;
-    for held in resolution.held() {
+    for held in &resolved.held {
         for grant in held
             .role
             .grants()
@@ -129,16 +275,16 @@ fn decide(
             .filter(|g| g.permission == permission)
         {
             granted = true;
-            let reach = reach(state, slot, held, grant.scope);
+            let scope = Scope::of(resolved, held, grant.scope);
             why.note(|| {
                 format!(
                     "{} ({}) grants {permission} in {}",
                     held.role,
-                    describe_sources(held),
-                    describe(&reach)
+                    describe_sources(state, resolved, held),
+                    describe(&scope.reach(state))
                 )
             });
-            if covers(state, slot, &reach, resource, feature, why) {
+            if covers(state, resolved.user, &scope, target, feature, why) {
                 why.note(|| "allowed".to_owned());
                 return true;
             }
@@ -151,13 +297,15 @@ fn decide(
     false
 }
 
-fn describe_sources(held: &HeldRole) -> String {
-    held.sources
-        .iter()
-        .map(|s| match s {
-            Source::Direct => "direct".to_owned(),
-            Source::Inherited(via) => format!("inherited from group {}", via.group),
-        })
+fn describe_sources(state: &TenantState, resolved: &Resolved, held: &Held) -> String {
+    let direct = held.direct.then(|| "direct".to_owned());
+    direct
+        .into_iter()
+        .chain(
+            resolved
+                .inherited_sources(held.role)
+                .map(|o| format!("inherited from group {}", state.group_id(o.granting))),
+        )
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -178,105 +326,41 @@ fn describe(reach: &Reach) -> String {
     }
 }
 
-/// Where `held` grants a permission of scope `kind`.
-pub(crate) fn reach(
-    state: &TenantState,
-    slot: UserSlot,
-    held: &HeldRole,
-    kind: ScopeKind,
-) -> Reach {
-    let user = state.user(slot);
-    let mut groups: Vec<GroupId> = match kind {
-        ScopeKind::Tenant => return Reach::Tenant,
-        ScopeKind::Own => return Reach::Own,
-        ScopeKind::AdministeredGroups => held
-            .sources
-            .iter()
-            .flat_map(|source| match source {
-                Source::Direct => user
-                    .administers
-                    .iter()
-                    .map(|g| state.group(*g).id)
-                    .collect::<Vec<_>>(),
-                Source::Inherited(via) => vec![via.group],
-            })
-            .collect(),
-        ScopeKind::MemberGroups => user
-            .memberships
-            .iter()
-            .flat_map(|(g, _)| state.ancestors_or_self(*g))
-            .map(|g| state.group(g).id)
-            .collect(),
-    };
-    groups.sort();
-    groups.dedup();
-    Reach::Groups(groups)
-}
-
-/// The reach that characterizes a role as a whole (for reporting and role
-/// lookups): its group scope if it has one, else the tenant, else the user's own
-/// member groups.
-pub(crate) fn role_reach(state: &TenantState, slot: UserSlot, held: &HeldRole) -> Reach {
-    let kinds: Vec<ScopeKind> = held.role.grants().iter().map(|g| g.scope).collect();
-    for kind in [
-        ScopeKind::AdministeredGroups,
-        ScopeKind::MemberGroups,
-        ScopeKind::Tenant,
-    ] {
-        if kinds.contains(&kind) {
-            return reach(state, slot, held, kind);
-        }
-    }
-    reach(state, slot, held, ScopeKind::Own)
-}
-
-fn in_scope(state: &TenantState, scope: &[GroupId], group: GroupSlot) -> Option<GroupId> {
-    state
-        .ancestors_or_self(group)
-        .into_iter()
-        .map(|g| state.group(g).id)
-        .find(|g| scope.contains(g))
-}
-
 fn active_root(state: &TenantState, group: GroupSlot) -> bool {
     state.is_active_organization(state.root(group))
 }
 
 fn covers(
     state: &TenantState,
-    slot: UserSlot,
-    reach: &Reach,
-    resource: &Resource,
+    user: UserSlot,
+    scope: &Scope<'_>,
+    target: Target<'_>,
     feature: bool,
     why: &mut Why,
 ) -> bool {
-    let user = state.user(slot);
-    match (reach, resource) {
-        (Reach::Own, Resource::User(target)) if *target == user.id => {
+    match (scope, target) {
+        (Scope::Own, Target::User(target)) if target == user => {
             why.note(|| "the resource is the user themself".to_owned());
             true
         }
-        (Reach::Own, _) => false,
-        (Reach::Tenant, Resource::Tenant) => true,
-        (Reach::Groups(_), Resource::Tenant) => {
+        (Scope::Own, _) => false,
+        (Scope::Tenant, Target::Tenant) => true,
+        (_, Target::Tenant) => {
             why.note(|| "a group scope does not reach the whole tenant".to_owned());
             false
         }
-        (_, Resource::Catalog(catalog)) => {
-            let organizations = state.catalogs.get(catalog).cloned().unwrap_or_default();
+        (_, Target::Catalog(catalog)) => {
+            let organizations = state.catalogs.get(catalog).map_or(&[][..], Vec::as_slice);
             let reached = organizations.iter().find(|o| {
                 state.is_active_organization(**o)
-                    && match reach {
-                        Reach::Groups(scope) => in_scope(state, scope, **o).is_some(),
-                        _ => true,
-                    }
+                    && (!scope.is_groups() || scope.covering(state, **o).is_some())
             });
             match reached {
                 Some(o) => {
                     why.note(|| {
                         format!(
                             "catalog {catalog} is assigned to active organization {} in reach",
-                            state.group(*o).id
+                            state.group_id(*o)
                         )
                     });
                     true
@@ -289,51 +373,66 @@ fn covers(
                 }
             }
         }
-        (_, Resource::Group(group)) => {
-            let slot = state
-                .group_slot(*group)
-                .expect("checked by require_resource");
-            let reached = match reach {
-                Reach::Groups(scope) => in_scope(state, scope, slot),
-                _ => Some(*group),
+        (_, Target::Group(group)) => {
+            let reached = if scope.is_groups() {
+                scope.covering(state, group)
+            } else {
+                Some(group)
             };
             let Some(via) = reached else {
-                why.note(|| format!("group {group} is under none of those groups"));
-                return false;
-            };
-            if feature && !active_root(state, slot) {
                 why.note(|| {
                     format!(
-                        "group {group} is not in an active organization (an organization feature)"
+                        "group {} is under none of those groups",
+                        state.group_id(group)
+                    )
+                });
+                return false;
+            };
+            if feature && !active_root(state, group) {
+                why.note(|| {
+                    format!(
+                        "group {} is not in an active organization (an organization feature)",
+                        state.group_id(group)
                     )
                 });
                 return false;
             }
-            why.note(|| format!("group {group} is reached through group {via}"));
+            why.note(|| {
+                format!(
+                    "group {} is reached through group {}",
+                    state.group_id(group),
+                    state.group_id(via)
+                )
+            });
             true
         }
-        (_, Resource::User(target)) => {
-            let target_slot = state
-                .user_slot(*target)
-                .expect("checked by require_resource");
-            let memberships = &state.user(target_slot).memberships;
-            let reached = memberships.iter().find_map(|(g, _)| {
-                let through = match reach {
-                    Reach::Groups(scope) => in_scope(state, scope, *g)?,
-                    _ => state.group(*g).id,
+        (_, Target::User(target)) => {
+            let reached = state.user(target).memberships.iter().find_map(|m| {
+                let through = if scope.is_groups() {
+                    scope.covering(state, m.group)?
+                } else {
+                    m.group
                 };
-                (!feature || active_root(state, *g)).then_some((state.group(*g).id, through))
+                (!feature || active_root(state, m.group)).then_some((m.group, through))
             });
             match reached {
                 Some((member_of, through)) => {
-                    why.note(|| format!("user {target} is a member of group {member_of}, reached through group {through}"));
+                    why.note(|| {
+                        format!(
+                            "user {} is a member of group {}, reached through group {}",
+                            state.user_id(target),
+                            state.group_id(member_of),
+                            state.group_id(through)
+                        )
+                    });
                     true
                 }
-                None if !feature && matches!(reach, Reach::Tenant) => true,
+                None if !feature && matches!(scope, Scope::Tenant) => true,
                 None => {
                     why.note(|| {
                         format!(
-                            "user {target} is in no group within reach{}",
+                            "user {} is in no group within reach{}",
+                            state.user_id(target),
                             if feature {
                                 " of an active organization"
                             } else {
@@ -346,134 +445,4 @@ fn covers(
             }
         }
     }
-}
-
-/// What a subject lookup asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Holding {
-    Role(Role),
-    Permission(String),
-}
-
-/// Every user who holds the role or permission on `group` (through direct roles,
-/// inheritance, subgroup membership or administration), in id order.
-pub fn lookup_subjects(
-    state: &TenantState,
-    group: GroupId,
-    holding: &Holding,
-) -> Result<Vec<UserId>, CheckError> {
-    let target = state
-        .group_slot(group)
-        .ok_or(CheckError::GroupNotFound(group))?;
-    if let Holding::Permission(p) = holding {
-        require_permission(p)?;
-    }
-    let relevant = |role: Role| match holding {
-        Holding::Role(r) => role == *r,
-        Holding::Permission(p) => role.grants().iter().any(|g| g.permission == p),
-    };
-    // Everyone who could hold it on the group; the exact decision filters them.
-    // Holders of a relevant direct role; administrators of the group or of an
-    // ancestor; members anywhere in the group's tree (member and administered
-    // scopes reach no further); members under any group that passes a relevant
-    // role on (its grants may be tenant-wide).
-    let mut candidates: Vec<UserSlot> = Vec::new();
-    for (slot, user) in state.users.iter().enumerate() {
-        if user
-            .as_ref()
-            .is_some_and(|u| u.roles.iter().any(|r| relevant(*r)))
-        {
-            candidates.push(slot as UserSlot);
-        }
-    }
-    for g in state.ancestors_or_self(target) {
-        candidates.extend(state.group(g).administrators.iter().copied());
-    }
-    let mut roots = vec![state.root(target)];
-    for (slot, g) in state.groups.iter().enumerate() {
-        if g.as_ref()
-            .is_some_and(|g| g.inherited.iter().any(|r| relevant(*r)))
-        {
-            roots.push(slot as GroupSlot);
-        }
-    }
-    for root in roots {
-        for g in state.subtree(root) {
-            candidates.extend(state.group(g).members.iter().copied());
-        }
-    }
-    candidates.sort();
-    candidates.dedup();
-
-    let resource = Resource::Group(group);
-    let mut holders: Vec<UserId> = candidates
-        .into_iter()
-        .filter(|slot| {
-            let resolution = resolve_slot(state, *slot);
-            match holding {
-                Holding::Permission(p) => {
-                    decide(state, *slot, &resolution, p, &resource, &mut Why(None))
-                }
-                Holding::Role(role) => holds_role_on(state, *slot, &resolution, *role, target),
-            }
-        })
-        .map(|slot| state.user(slot).id)
-        .collect();
-    holders.sort();
-    Ok(holders)
-}
-
-fn holds_role_on(
-    state: &TenantState,
-    slot: UserSlot,
-    resolution: &Resolution,
-    role: Role,
-    group: GroupSlot,
-) -> bool {
-    let Some(held) = resolution.held().find(|h| h.role == role) else {
-        return false;
-    };
-    match role_reach(state, slot, held) {
-        Reach::Tenant => true,
-        Reach::Groups(scope) => in_scope(state, &scope, group).is_some(),
-        Reach::Own => {
-            let members: Vec<GroupId> = state
-                .user(slot)
-                .memberships
-                .iter()
-                .flat_map(|(g, _)| state.ancestors_or_self(*g))
-                .map(|g| state.group(g).id)
-                .collect();
-            in_scope(state, &members, group).is_some()
-        }
-    }
-}
-
-/// Every group on which `user` holds `permission`, in id order.
-pub fn lookup_groups(
-    state: &TenantState,
-    user: UserId,
-    permission: &str,
-) -> Result<Vec<GroupId>, CheckError> {
-    let slot = state
-        .user_slot(user)
-        .ok_or(CheckError::UserNotFound(user))?;
-    require_permission(permission)?;
-    let resolution = resolve_slot(state, slot);
-    // `group_ids` is in id order, and filtering keeps it.
-    let groups: Vec<GroupId> = state
-        .group_ids()
-        .into_iter()
-        .filter(|g| {
-            decide(
-                state,
-                slot,
-                &resolution,
-                permission,
-                &Resource::Group(*g),
-                &mut Why(None),
-            )
-        })
-        .collect();
-    Ok(groups)
 }

@@ -1,13 +1,13 @@
 //! Effective roles: a pure function of the projected state (DOMAIN.md, Inherited
 //! roles).
 //!
-//! 1. Candidates: every inherited role of every group the user is in. Membership
-//!    of a subgroup counts as membership of each ancestor, so a direct membership
-//!    in `g` reaches the settings of `g` and of every ancestor of `g`.
+//! 1. Offers: every inherited role of every group the user is in. Membership of a
+//!    subgroup counts as membership of each ancestor, so a direct membership in
+//!    `g` reaches the settings of `g` and of every ancestor of `g`.
 //! 2. Order of acquisition: by the join revision of the membership that reaches
 //!    the granting group (the earliest, when several do), then by the granting
 //!    group's id.
-//! 3. Per tool, "held" starts with the direct roles; each candidate in order is
+//! 3. Per tool, "held" starts with the direct roles; each offer in order is
 //!    - merged when the same role is held (one more provenance, a wider scope);
 //!    - added when compatible with every held role;
 //!    - otherwise it replaces the held roles it conflicts with, but only if it
@@ -16,9 +16,18 @@
 //!    suppressed unless the resulting Global Admin role is GROUP_ADMINISTRATOR.
 //!
 //! A suspended user holds nothing.
+//!
+//! The resolution is worked out once, in the compact form [`Resolved`] (slots and
+//! offer indexes on the stack, no allocation for a typical user), which checks
+//! and lookups decide from; [`Resolution`], with ids and paths, is derived from
+//! it for reports.
 
-use cohort_shared::catalog::{Role, Tool};
+use std::cmp::Ordering;
 
+use cohort_shared::catalog::{Role, ScopeKind, Tool};
+use smallvec::SmallVec;
+
+use super::check::{Reach, Scope};
 use super::state::{GroupId, GroupSlot, Revision, TenantState, UserId, UserSlot};
 
 /// Why a user holds a role.
@@ -43,9 +52,12 @@ pub struct Via {
 pub struct HeldRole {
     pub role: Role,
     pub sources: Vec<Source>,
+    /// Where the role applies as a whole: its group scope if it has one, else the
+    /// tenant, else the user's own content.
+    pub reach: Reach,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuppressReason {
     /// Incompatible with a held role it does not contain: that role prevails.
     IncompatibleWith(Role),
@@ -92,134 +104,254 @@ impl Resolution {
     }
 }
 
-/// An inherited role on offer, with its acquisition order.
-struct Candidate {
-    key: (Revision, GroupId),
-    role: Role,
-    via: Via,
+/// An inherited role on offer to a user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Offer {
+    /// The join revision of the membership it comes through.
+    pub joined: Revision,
+    /// The group whose setting offers it.
+    pub granting: GroupSlot,
+    pub role: Role,
+    /// The group the user is a direct member of, where the path to `granting`
+    /// starts.
+    pub member_of: GroupSlot,
+}
+
+/// A held role.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    pub role: Role,
+    /// Whether one of its sources is the user's own role.
+    pub direct: bool,
+}
+
+/// A user's effective roles, in compact form.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub user: UserSlot,
+    pub suspended: bool,
+    /// Every offer, in order of acquisition.
+    pub offers: SmallVec<[Offer; 4]>,
+    /// Held roles: tools in catalog order, each tool's roles in held order.
+    pub held: SmallVec<[Held; 6]>,
+    /// The inherited sources of held roles, as (role, offer index), in the order
+    /// they were taken.
+    pub sources: SmallVec<[(Role, u16); 4]>,
+    /// Suppressed offers (offer index) with the reason, tools in catalog order.
+    pub suppressed: SmallVec<[(u16, SuppressReason); 2]>,
+}
+
+impl Resolved {
+    /// The offers through which `role` is held, in order.
+    pub fn inherited_sources(&self, role: Role) -> impl Iterator<Item = &Offer> + '_ {
+        self.sources
+            .iter()
+            .filter(move |(r, _)| *r == role)
+            .map(|(_, i)| &self.offers[*i as usize])
+    }
 }
 
 /// Resolves a user's effective roles; `None` for an unknown user.
 pub fn resolve(state: &TenantState, user: UserId) -> Option<Resolution> {
     let slot = state.user_slot(user)?;
-    Some(resolve_slot(state, slot))
+    Some(resolution(state, &resolve_slot(state, slot)))
 }
 
-pub(crate) fn resolve_slot(state: &TenantState, slot: UserSlot) -> Resolution {
+pub(crate) fn resolve_slot(state: &TenantState, slot: UserSlot) -> Resolved {
     let entry = state.user(slot);
+    let mut out = Resolved {
+        user: slot,
+        suspended: entry.suspended,
+        offers: SmallVec::new(),
+        held: SmallVec::new(),
+        sources: SmallVec::new(),
+        suppressed: SmallVec::new(),
+    };
     if entry.suspended {
-        return Resolution {
-            user: entry.id,
-            suspended: true,
-            tools: Tool::ALL
-                .iter()
-                .map(|t| (*t, ToolRoles::default()))
-                .collect(),
-        };
+        return out;
     }
-    let candidates = candidates(state, slot);
-    let global_admin = resolve_tool(Tool::GlobalAdmin, &entry.roles, &candidates, None);
-    let ga_role = global_admin.roles.first().map(|h| h.role);
-    let mut tools = vec![(Tool::GlobalAdmin, global_admin)];
-    for tool in Tool::ALL.into_iter().filter(|t| *t != Tool::GlobalAdmin) {
-        tools.push((tool, resolve_tool(tool, &entry.roles, &candidates, ga_role)));
+    offers(state, slot, &mut out.offers);
+    let mut global_admin = None;
+    for tool in Tool::ALL {
+        let start = out.held.len();
+        resolve_tool(tool, entry.roles.iter(), global_admin, &mut out);
+        if tool == Tool::GlobalAdmin {
+            global_admin = out.held.get(start).map(|h| h.role);
+        }
     }
-    Resolution {
-        user: entry.id,
-        suspended: false,
-        tools,
-    }
+    out
 }
 
-/// Every inherited role the user's memberships reach, in acquisition order, each
-/// (role, granting group) once with its earliest acquisition.
-fn candidates(state: &TenantState, slot: UserSlot) -> Vec<Candidate> {
-    let mut found: Vec<Candidate> = Vec::new();
-    for (member_of, joined) in &state.user(slot).memberships {
-        let chain: Vec<GroupSlot> = state.ancestors_or_self(*member_of);
-        for (depth, granting) in chain.iter().enumerate() {
-            let group = state.group(*granting);
-            for role in &group.inherited {
-                let key = (*joined, group.id);
-                let path: Vec<GroupId> =
-                    chain[..=depth].iter().map(|g| state.group(*g).id).collect();
+/// Every inherited role the user's memberships reach, in order of acquisition,
+/// each (role, granting group) once with its earliest acquisition.
+fn offers(state: &TenantState, slot: UserSlot, found: &mut SmallVec<[Offer; 4]>) {
+    for membership in state.user(slot).memberships.iter() {
+        let joined = state.joined(slot, *membership);
+        for granting in state.chain(membership.group) {
+            for role in state.group(granting).inherited.iter() {
+                let offer = Offer {
+                    joined,
+                    granting,
+                    role,
+                    member_of: membership.group,
+                };
                 match found
                     .iter_mut()
-                    .find(|c| c.role == *role && c.via.group == group.id)
+                    .find(|o| o.role == role && o.granting == granting)
                 {
-                    Some(existing) if (key, &path) < (existing.key, &existing.via.path) => {
-                        existing.key = key;
-                        existing.via.path = path;
-                    }
+                    Some(existing) if earlier(state, &offer, existing) => *existing = offer,
                     Some(_) => {}
-                    None => found.push(Candidate {
-                        key,
-                        role: *role,
-                        via: Via {
-                            group: group.id,
-                            path,
-                        },
-                    }),
+                    None => found.push(offer),
                 }
             }
         }
     }
-    found.sort_by_key(|c| (c.key, c.role));
-    found
+    found.sort_by(|a, b| {
+        (a.joined, state.group_id(a.granting), a.role).cmp(&(
+            b.joined,
+            state.group_id(b.granting),
+            b.role,
+        ))
+    });
+}
+
+/// Whether `a` reaches the same granting group earlier than `b`: by join revision,
+/// then by path (group ids from the member group up).
+fn earlier(state: &TenantState, a: &Offer, b: &Offer) -> bool {
+    match a.joined.cmp(&b.joined) {
+        Ordering::Equal => {
+            path_ids(state, a.member_of, a.granting) < path_ids(state, b.member_of, b.granting)
+        }
+        order => order == Ordering::Less,
+    }
+}
+
+/// The ids from `from` up to `to` (an ancestor-or-self of `from`), both included.
+fn path_ids(state: &TenantState, from: GroupSlot, to: GroupSlot) -> Vec<GroupId> {
+    let mut path = Vec::new();
+    for group in state.chain(from) {
+        path.push(state.group_id(group));
+        if group == to {
+            break;
+        }
+    }
+    path
 }
 
 fn resolve_tool(
     tool: Tool,
-    direct: &[Role],
-    candidates: &[Candidate],
+    direct: impl Iterator<Item = Role>,
     global_admin: Option<Role>,
-) -> ToolRoles {
-    let mut out = ToolRoles {
-        roles: direct
-            .iter()
+    out: &mut Resolved,
+) {
+    let start = out.held.len();
+    out.held.extend(
+        direct
             .filter(|r| r.tool() == tool)
-            .map(|r| HeldRole {
-                role: *r,
-                sources: vec![Source::Direct],
-            })
-            .collect(),
-        suppressed: Vec::new(),
-    };
-    for candidate in candidates.iter().filter(|c| c.role.tool() == tool) {
-        let role = candidate.role;
-        let suppress = |reason| SuppressedRole {
-            role,
-            via: candidate.via.clone(),
-            reason,
-        };
+            .map(|role| Held { role, direct: true }),
+    );
+    for i in 0..out.offers.len() {
+        let role = out.offers[i].role;
+        if role.tool() != tool {
+            continue;
+        }
+        let i = i as u16;
         if role == Role::LmsGroupAdministrator
             && global_admin != Some(Role::GlobalAdminGroupAdministrator)
         {
-            out.suppressed.push(suppress(
-                SuppressReason::RequiresGlobalAdminGroupAdministrator,
-            ));
+            out.suppressed
+                .push((i, SuppressReason::RequiresGlobalAdminGroupAdministrator));
             continue;
         }
-        if let Some(held) = out.roles.iter_mut().find(|h| h.role == role) {
-            held.sources.push(Source::Inherited(candidate.via.clone()));
+        if out.held[start..].iter().any(|h| h.role == role) {
+            out.sources.push((role, i));
             continue;
         }
-        let conflicts: Vec<Role> = out
-            .roles
+        let conflicts: SmallVec<[Role; 4]> = out.held[start..]
             .iter()
             .map(|h| h.role)
             .filter(|h| !role.is_compatible_with(*h))
             .collect();
         if let Some(prevailing) = conflicts.iter().find(|held| !role.contains(**held)) {
             out.suppressed
-                .push(suppress(SuppressReason::IncompatibleWith(*prevailing)));
+                .push((i, SuppressReason::IncompatibleWith(*prevailing)));
             continue;
         }
-        out.roles.retain(|h| !conflicts.contains(&h.role));
-        out.roles.push(HeldRole {
+        out.held.retain(|h| !conflicts.contains(&h.role));
+        out.sources.retain(|(r, _)| !conflicts.contains(r));
+        out.held.push(Held {
             role,
-            sources: vec![Source::Inherited(candidate.via.clone())],
+            direct: false,
         });
+        out.sources.push((role, i));
     }
-    out
+}
+
+/// The scope kind that characterizes a role as a whole (for reporting and role
+/// lookups): its group scope if it has one, else the tenant, else the user's own.
+pub(crate) fn role_kind(role: Role) -> ScopeKind {
+    let kinds = || role.grants().iter().map(|g| g.scope);
+    [
+        ScopeKind::AdministeredGroups,
+        ScopeKind::MemberGroups,
+        ScopeKind::Tenant,
+    ]
+    .into_iter()
+    .find(|kind| kinds().any(|k| k == *kind))
+    .unwrap_or(ScopeKind::Own)
+}
+
+fn via(state: &TenantState, offer: &Offer) -> Via {
+    Via {
+        group: state.group_id(offer.granting),
+        path: path_ids(state, offer.member_of, offer.granting),
+    }
+}
+
+/// The full resolution, with ids, paths and each role's reach.
+pub(crate) fn resolution(state: &TenantState, resolved: &Resolved) -> Resolution {
+    let tools = Tool::ALL
+        .into_iter()
+        .map(|tool| {
+            let roles = resolved
+                .held
+                .iter()
+                .filter(|h| h.role.tool() == tool)
+                .map(|held| {
+                    let mut sources = Vec::new();
+                    if held.direct {
+                        sources.push(Source::Direct);
+                    }
+                    sources.extend(
+                        resolved
+                            .inherited_sources(held.role)
+                            .map(|offer| Source::Inherited(via(state, offer))),
+                    );
+                    let scope = Scope::of(resolved, held, role_kind(held.role));
+                    HeldRole {
+                        role: held.role,
+                        sources,
+                        reach: scope.reach(state),
+                    }
+                })
+                .collect();
+            let suppressed = resolved
+                .suppressed
+                .iter()
+                .map(|(i, reason)| (&resolved.offers[*i as usize], reason))
+                .filter(|(offer, _)| offer.role.tool() == tool)
+                .map(|(offer, reason)| SuppressedRole {
+                    role: offer.role,
+                    via: via(state, offer),
+                    reason: *reason,
+                })
+                .collect();
+            (tool, ToolRoles { roles, suppressed })
+        })
+        .collect();
+    Resolution {
+        user: state.user_id(resolved.user),
+        suspended: resolved.suspended,
+        tools,
+    }
 }

@@ -70,7 +70,7 @@ impl World {
             .tool(tool)
             .suppressed
             .iter()
-            .map(|s| (s.role, s.reason.clone()))
+            .map(|s| (s.role, s.reason))
             .collect()
     }
 

@@ -1,14 +1,26 @@
 //! One tenant's projected state, as the authorization service keeps it in memory:
 //! users, groups and their relations, with interned ids (a `u32` slot per user and
-//! per group) so that relations are plain integer lists.
+//! per group) so that relations are plain integer lists, plus the reverse indexes
+//! of [`super::index`] that lookups start from.
+//!
+//! Laid out for tenants of millions of users (DESIGN.md, "The authorization
+//! engine's memory"): a user is a 16-byte id, a role bitmask and a boxed slice of
+//! 8-byte memberships; the id-to-slot table stores only slots. Slots of deleted
+//! users and groups are reused.
 //!
 //! Changes apply idempotently and in any order within a snapshot: an id that is
-//! referenced before it is upserted gets a placeholder slot, filled in later.
+//! referenced before it is upserted gets a placeholder slot, filled in later. A
+//! snapshot or a load applies its changes in bulk mode ([`TenantState::bulk`]):
+//! the reverse indexes are built once at the end instead of change by change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
 use cohort_shared::catalog::{Role, Tool};
+use hashbrown::{DefaultHashBuilder, HashTable};
 use uuid::Uuid;
+
+use super::index::{Deltas, Indexes};
 
 /// A tenant revision.
 pub type Revision = i64;
@@ -84,41 +96,141 @@ pub enum Change {
 pub(crate) type UserSlot = u32;
 pub(crate) type GroupSlot = u32;
 
+/// A set of roles, one bit per role; iterates in catalog order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RoleMask(u16);
+
+const _: () = assert!(Role::ALL.len() <= 16, "a role mask holds 16 roles");
+
+impl RoleMask {
+    pub fn of(roles: &[Role]) -> Self {
+        let mut mask = RoleMask::default();
+        for role in roles {
+            mask.insert(*role);
+        }
+        mask
+    }
+
+    fn bit(role: Role) -> u16 {
+        1 << role as u16
+    }
+
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & Self::bit(role) != 0
+    }
+
+    pub fn insert(&mut self, role: Role) {
+        self.0 |= Self::bit(role);
+    }
+
+    pub fn remove(&mut self, role: Role) {
+        self.0 &= !Self::bit(role);
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: RoleMask) -> RoleMask {
+        RoleMask(self.0 | other.0)
+    }
+
+    /// The roles, in catalog order.
+    pub fn iter(self) -> impl Iterator<Item = Role> + Clone {
+        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+
+    pub fn to_vec(self) -> Vec<Role> {
+        self.iter().collect()
+    }
+}
+
+/// A direct membership: the group, and the revision the user joined it at.
+/// Packed in 8 bytes; a revision that does not fit in 32 bits is kept aside
+/// (`TenantState::late_joins`) and marked here with [`Joined::LATE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    pub group: GroupSlot,
+    revision: u32,
+}
+
+impl Joined {
+    const LATE: u32 = u32::MAX;
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct UserEntry {
-    pub id: UserId,
-    /// Direct roles.
-    pub roles: Vec<Role>,
+    /// Direct roles (the directory sends a valid role set; kept in catalog order).
+    pub roles: RoleMask,
     pub suspended: bool,
-    /// Direct memberships with their join revision, by group slot.
-    pub memberships: Vec<(GroupSlot, Revision)>,
-    /// Groups the user administers.
-    pub administers: Vec<GroupSlot>,
+    /// Direct memberships, in the order they were added.
+    pub memberships: Box<[Joined]>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct GroupEntry {
-    pub id: GroupId,
     pub parent: Option<GroupSlot>,
     pub is_organization: bool,
-    /// At most one role per tool.
-    pub inherited: Vec<Role>,
+    /// The roles members inherit, at most one per tool.
+    pub inherited: RoleMask,
     pub children: Vec<GroupSlot>,
+    /// Direct members, in no particular order.
     pub members: Vec<UserSlot>,
     pub administrators: Vec<UserSlot>,
     pub catalogs: Vec<String>,
 }
 
+impl GroupEntry {
+    fn placeholder() -> Self {
+        GroupEntry {
+            parent: None,
+            is_organization: false,
+            inherited: RoleMask::default(),
+            children: Vec::new(),
+            members: Vec::new(),
+            administrators: Vec::new(),
+            catalogs: Vec::new(),
+        }
+    }
+}
+
 /// One tenant's state at `revision`.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TenantState {
     pub revision: Revision,
+    /// Per user slot: its id (nil for a free slot).
+    pub(crate) user_ids: Vec<Uuid>,
     pub(crate) users: Vec<Option<UserEntry>>,
-    user_slots: HashMap<UserId, UserSlot>,
+    /// Live user slots, found by id: only the slot is stored, the id is read from
+    /// `user_ids` (a fifth of the memory of a map from id to slot).
+    user_table: HashTable<UserSlot>,
+    hasher: DefaultHashBuilder,
+    free_users: Vec<UserSlot>,
+    /// Per group slot: its id (nil for a free slot).
+    pub(crate) group_ids: Vec<Uuid>,
     pub(crate) groups: Vec<Option<GroupEntry>>,
-    group_slots: HashMap<GroupId, GroupSlot>,
+    /// Live groups by id, in id order (lookups page through groups in that order).
+    pub(crate) group_slots: BTreeMap<Uuid, GroupSlot>,
+    free_groups: Vec<GroupSlot>,
+    /// The groups each user administers (only users who administer any).
+    pub(crate) administers: HashMap<UserSlot, Vec<GroupSlot>>,
     /// Catalog id to the groups it is assigned to.
     pub(crate) catalogs: HashMap<String, Vec<GroupSlot>>,
+    /// Join revisions too large for [`Joined`].
+    late_joins: HashMap<(UserSlot, GroupSlot), Revision>,
+    pub(crate) index: Indexes,
+    /// True while changes apply in bulk: the indexes are rebuilt at the end.
+    bulk: bool,
+}
+
+impl std::fmt::Debug for TenantState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantState")
+            .field("revision", &self.revision)
+            .field("users", &self.user_table.len())
+            .field("groups", &self.group_slots.len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn remove_value<T: PartialEq>(list: &mut Vec<T>, value: &T) {
@@ -131,19 +243,80 @@ fn add_value<T: PartialEq>(list: &mut Vec<T>, value: T) {
     }
 }
 
+/// How many live users, groups and memberships a state holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Size {
+    pub users: usize,
+    pub groups: usize,
+    pub memberships: usize,
+}
+
 impl TenantState {
+    /// An empty state that takes changes in bulk until [`TenantState::finish_bulk`].
+    pub fn bulk() -> Self {
+        TenantState {
+            bulk: true,
+            ..TenantState::default()
+        }
+    }
+
+    /// Ends bulk mode: builds the reverse indexes and trims spare capacity.
+    pub fn finish_bulk(&mut self) {
+        self.bulk = false;
+        self.index = Indexes::build(self);
+        self.users.shrink_to_fit();
+        self.user_ids.shrink_to_fit();
+        for group in self.groups.iter_mut().flatten() {
+            group.members.shrink_to_fit();
+        }
+    }
+
+    /// Compares the reverse indexes, as kept change by change, with indexes built
+    /// from scratch; the first difference, if any. (For tests: it rebuilds.)
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let kept = self.index.contents();
+        let built = Indexes::build(self).contents();
+        if kept == built {
+            return Ok(());
+        }
+        let keys: std::collections::BTreeSet<&String> = kept.keys().chain(built.keys()).collect();
+        let key = keys
+            .into_iter()
+            .find(|k| kept.get(*k) != built.get(*k))
+            .expect("the maps differ somewhere");
+        Err(format!(
+            "index `{key}`: kept {:?}, built {:?}",
+            kept.get(key),
+            built.get(key)
+        ))
+    }
+
+    pub fn size(&self) -> Size {
+        Size {
+            users: self.user_table.len(),
+            groups: self.group_slots.len(),
+            memberships: self
+                .users
+                .iter()
+                .flatten()
+                .map(|u| u.memberships.len())
+                .sum(),
+        }
+    }
+
+    fn hash(&self, id: &Uuid) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
     pub(crate) fn user_slot(&self, id: UserId) -> Option<UserSlot> {
-        self.user_slots
-            .get(&id)
+        let ids = &self.user_ids;
+        self.user_table
+            .find(self.hash(&id.0), |slot| ids[*slot as usize] == id.0)
             .copied()
-            .filter(|s| self.users[*s as usize].is_some())
     }
 
     pub(crate) fn group_slot(&self, id: GroupId) -> Option<GroupSlot> {
-        self.group_slots
-            .get(&id)
-            .copied()
-            .filter(|s| self.groups[*s as usize].is_some())
+        self.group_slots.get(&id.0).copied()
     }
 
     pub(crate) fn user(&self, slot: UserSlot) -> &UserEntry {
@@ -158,18 +331,33 @@ impl TenantState {
             .expect("a live group slot")
     }
 
+    pub(crate) fn user_id(&self, slot: UserSlot) -> UserId {
+        UserId(self.user_ids[slot as usize])
+    }
+
+    pub(crate) fn group_id(&self, slot: GroupSlot) -> GroupId {
+        GroupId(self.group_ids[slot as usize])
+    }
+
+    /// The revision a membership was joined at.
+    pub(crate) fn joined(&self, user: UserSlot, membership: Joined) -> Revision {
+        if membership.revision == Joined::LATE {
+            self.late_joins[&(user, membership.group)]
+        } else {
+            Revision::from(membership.revision)
+        }
+    }
+
     /// Every live user, in id order.
     pub fn user_ids(&self) -> Vec<UserId> {
-        let mut ids: Vec<UserId> = self.users.iter().flatten().map(|u| u.id).collect();
+        let mut ids: Vec<UserId> = self.user_table.iter().map(|s| self.user_id(*s)).collect();
         ids.sort();
         ids
     }
 
     /// Every live group, in id order.
     pub fn group_ids(&self) -> Vec<GroupId> {
-        let mut ids: Vec<GroupId> = self.groups.iter().flatten().map(|g| g.id).collect();
-        ids.sort();
-        ids
+        self.group_slots.keys().map(|id| GroupId(*id)).collect()
     }
 
     pub fn has_user(&self, id: UserId) -> bool {
@@ -180,33 +368,31 @@ impl TenantState {
         self.group_slot(id).is_some()
     }
 
-    /// The group and its ancestors, from the group up.
-    pub(crate) fn ancestors_or_self(&self, slot: GroupSlot) -> Vec<GroupSlot> {
-        let mut chain = vec![slot];
-        let mut current = self.group(slot).parent;
-        while let Some(parent) = current {
-            if chain.contains(&parent) {
-                break; // never in a valid tree; a guard against a corrupt feed
-            }
-            chain.push(parent);
-            current = self.groups[parent as usize].as_ref().and_then(|g| g.parent);
-        }
-        chain
+    /// The group and its ancestors, from the group up. Bounded by the number of
+    /// groups: a guard against a corrupt feed (a valid tree has no cycle).
+    pub(crate) fn chain(&self, slot: GroupSlot) -> impl Iterator<Item = GroupSlot> + '_ {
+        let mut next = Some(slot);
+        let mut left = self.groups.len();
+        std::iter::from_fn(move || {
+            let current = next?;
+            left = left.checked_sub(1)?;
+            next = self.groups[current as usize]
+                .as_ref()
+                .and_then(|g| g.parent);
+            Some(current)
+        })
     }
 
     /// The group's top-level ancestor (itself when top-level).
     pub(crate) fn root(&self, slot: GroupSlot) -> GroupSlot {
-        *self
-            .ancestors_or_self(slot)
-            .last()
-            .expect("a chain holds the group")
+        self.chain(slot).last().expect("a chain holds the group")
     }
 
-    /// The group and all its descendants.
+    /// The group and all its descendants, the group first.
     pub(crate) fn subtree(&self, slot: GroupSlot) -> Vec<GroupSlot> {
         let mut all = vec![slot];
         let mut i = 0;
-        while i < all.len() {
+        while i < all.len() && all.len() <= self.groups.len() {
             all.extend(self.group(all[i]).children.iter().copied());
             i += 1;
         }
@@ -219,43 +405,84 @@ impl TenantState {
         group.parent.is_none() && group.is_organization
     }
 
+    /// Whether a user administers a group.
+    pub(crate) fn administers(&self, user: UserSlot, group: GroupSlot) -> bool {
+        self.administers
+            .get(&user)
+            .is_some_and(|groups| groups.contains(&group))
+    }
+
+    /// The groups a user administers (in the order they were given).
+    pub(crate) fn administered(&self, user: UserSlot) -> &[GroupSlot] {
+        self.administers.get(&user).map_or(&[], Vec::as_slice)
+    }
+
     fn intern_user(&mut self, id: UserId) -> UserSlot {
-        if let Some(slot) = self.user_slots.get(&id) {
-            if self.users[*slot as usize].is_some() {
-                return *slot;
-            }
+        if let Some(slot) = self.user_slot(id) {
+            return slot;
         }
-        let slot = self.users.len() as UserSlot;
-        self.users.push(Some(UserEntry {
-            id,
-            roles: Vec::new(),
+        let entry = UserEntry {
+            roles: RoleMask::default(),
             suspended: false,
-            memberships: Vec::new(),
-            administers: Vec::new(),
-        }));
-        self.user_slots.insert(id, slot);
+            memberships: Box::new([]),
+        };
+        let slot = match self.free_users.pop() {
+            Some(slot) => {
+                self.user_ids[slot as usize] = id.0;
+                self.users[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.user_ids.push(id.0);
+                self.users.push(Some(entry));
+                (self.users.len() - 1) as UserSlot
+            }
+        };
+        let (ids, hasher) = (&self.user_ids, &self.hasher);
+        self.user_table
+            .insert_unique(hasher.hash_one(id.0), slot, |s| {
+                hasher.hash_one(ids[*s as usize])
+            });
         slot
     }
 
     fn intern_group(&mut self, id: GroupId) -> GroupSlot {
-        if let Some(slot) = self.group_slots.get(&id) {
-            if self.groups[*slot as usize].is_some() {
-                return *slot;
-            }
+        if let Some(slot) = self.group_slot(id) {
+            return slot;
         }
-        let slot = self.groups.len() as GroupSlot;
-        self.groups.push(Some(GroupEntry {
-            id,
-            parent: None,
-            is_organization: false,
-            inherited: Vec::new(),
-            children: Vec::new(),
-            members: Vec::new(),
-            administrators: Vec::new(),
-            catalogs: Vec::new(),
-        }));
-        self.group_slots.insert(id, slot);
+        let slot = match self.free_groups.pop() {
+            Some(slot) => {
+                self.group_ids[slot as usize] = id.0;
+                self.groups[slot as usize] = Some(GroupEntry::placeholder());
+                slot
+            }
+            None => {
+                self.group_ids.push(id.0);
+                self.groups.push(Some(GroupEntry::placeholder()));
+                (self.groups.len() - 1) as GroupSlot
+            }
+        };
+        self.group_slots.insert(id.0, slot);
         slot
+    }
+
+    fn release_user(&mut self, slot: UserSlot) {
+        let id = self.user_ids[slot as usize];
+        let hash = self.hash(&id);
+        let ids = &self.user_ids;
+        if let Ok(entry) = self.user_table.find_entry(hash, |s| ids[*s as usize] == id) {
+            entry.remove();
+        }
+        self.users[slot as usize] = None;
+        self.user_ids[slot as usize] = Uuid::nil();
+        self.free_users.push(slot);
+    }
+
+    fn release_group(&mut self, slot: GroupSlot) {
+        self.group_slots.remove(&self.group_ids[slot as usize]);
+        self.groups[slot as usize] = None;
+        self.group_ids[slot as usize] = Uuid::nil();
+        self.free_groups.push(slot);
     }
 
     fn user_mut(&mut self, slot: UserSlot) -> &mut UserEntry {
@@ -270,6 +497,68 @@ impl TenantState {
             .expect("a live group slot")
     }
 
+    /// Every direct membership in the group's subtree, as (user, group).
+    fn memberships_under(&self, slot: GroupSlot) -> Vec<(UserSlot, GroupSlot)> {
+        self.subtree(slot)
+            .into_iter()
+            .flat_map(|g| self.group(g).members.iter().map(move |u| (*u, g)))
+            .collect()
+    }
+
+    /// Changes the tree or a group's settings: the index entries of every
+    /// membership below `slot` are withdrawn before `change` and made again after.
+    fn restructure(&mut self, slot: GroupSlot, change: impl FnOnce(&mut Self)) {
+        if self.bulk {
+            change(self);
+            return;
+        }
+        let affected = self.memberships_under(slot);
+        let mut deltas = Deltas::default();
+        for (user, group) in &affected {
+            deltas.membership(self, *user, *group, false);
+        }
+        change(self);
+        for (user, group) in &affected {
+            deltas.membership(self, *user, *group, true);
+        }
+        self.apply_deltas(deltas);
+    }
+
+    fn apply_deltas(&mut self, deltas: Deltas) {
+        self.index.apply(deltas, &self.user_ids);
+    }
+
+    fn set_parent(&mut self, slot: GroupSlot, parent: Option<GroupSlot>) {
+        let old_parent = self.group(slot).parent;
+        if old_parent == parent {
+            return;
+        }
+        if let Some(new) = parent {
+            if self.chain(new).any(|g| g == slot) {
+                // Would make a cycle: never in a valid feed. Ignored rather than
+                // looping for ever.
+                tracing::error!(group = %self.group_id(slot), "a move would make a cycle: ignored");
+                return;
+            }
+        }
+        self.restructure(slot, |state| {
+            if let Some(old) = old_parent {
+                remove_value(&mut state.group_mut(old).children, &slot);
+            }
+            if let Some(new) = parent {
+                add_value(&mut state.group_mut(new).children, slot);
+            }
+            state.group_mut(slot).parent = parent;
+        });
+    }
+
+    fn set_inherited(&mut self, slot: GroupSlot, inherited: RoleMask) {
+        if self.group(slot).inherited == inherited {
+            return;
+        }
+        self.restructure(slot, |state| state.group_mut(slot).inherited = inherited);
+    }
+
     /// Applies one change.
     pub fn apply(&mut self, change: Change) {
         match change {
@@ -279,22 +568,33 @@ impl TenantState {
                 suspended,
             } => {
                 let slot = self.intern_user(id);
+                let roles = RoleMask::of(&roles);
                 let user = self.user_mut(slot);
-                user.roles = roles;
+                let old = std::mem::replace(&mut user.roles, roles);
                 user.suspended = suspended;
+                if !self.bulk && old != roles {
+                    let mut deltas = Deltas::default();
+                    deltas.direct_roles(slot, old, roles);
+                    self.apply_deltas(deltas);
+                }
             }
             Change::UserDeleted { id } => {
                 let Some(slot) = self.user_slot(id) else {
                     return;
                 };
-                let user = self.users[slot as usize].take().expect("live");
-                self.user_slots.remove(&id);
-                for (group, _) in user.memberships {
-                    remove_value(&mut self.group_mut(group).members, &slot);
+                let memberships = self.user(slot).memberships.clone();
+                for membership in memberships.iter() {
+                    self.remove_membership(slot, membership.group);
                 }
-                for group in user.administers {
+                if !self.bulk {
+                    let mut deltas = Deltas::default();
+                    deltas.direct_roles(slot, self.user(slot).roles, RoleMask::default());
+                    self.apply_deltas(deltas);
+                }
+                for group in self.administers.remove(&slot).unwrap_or_default() {
                     remove_value(&mut self.group_mut(group).administrators, &slot);
                 }
+                self.release_user(slot);
             }
             Change::GroupUpserted {
                 id,
@@ -304,45 +604,29 @@ impl TenantState {
             } => {
                 let slot = self.intern_group(id);
                 let parent = parent.map(|p| self.intern_group(p));
-                let old_parent = self.group(slot).parent;
-                if old_parent != parent {
-                    if let Some(old) = old_parent {
-                        remove_value(&mut self.group_mut(old).children, &slot);
-                    }
-                    if let Some(new) = parent {
-                        add_value(&mut self.group_mut(new).children, slot);
-                    }
-                }
-                let group = self.group_mut(slot);
-                group.parent = parent;
-                group.is_organization = is_organization;
-                group.inherited = inherited;
+                self.set_parent(slot, parent);
+                self.set_inherited(slot, RoleMask::of(&inherited));
+                self.group_mut(slot).is_organization = is_organization;
             }
             Change::GroupDeleted { id } => {
                 let Some(slot) = self.group_slot(id) else {
                     return;
                 };
+                for user in self.group(slot).members.clone() {
+                    self.remove_membership(user, slot);
+                }
+                for child in self.group(slot).children.clone() {
+                    self.set_parent(child, None);
+                }
+                self.set_parent(slot, None);
                 let group = self.groups[slot as usize].take().expect("live");
-                self.group_slots.remove(&id);
-                if let Some(parent) = group.parent {
-                    if let Some(parent) = self.groups[parent as usize].as_mut() {
-                        remove_value(&mut parent.children, &slot);
-                    }
-                }
-                for child in group.children {
-                    if let Some(child) = self.groups[child as usize].as_mut() {
-                        child.parent = None;
-                    }
-                }
-                for user in group.members {
-                    self.user_mut(user).memberships.retain(|(g, _)| *g != slot);
-                }
                 for user in group.administrators {
-                    remove_value(&mut self.user_mut(user).administers, &slot);
+                    self.unadminister(user, slot);
                 }
                 for catalog in group.catalogs {
                     self.unassign(&catalog, slot);
                 }
+                self.release_group(slot);
             }
             Change::MembershipAdded {
                 group,
@@ -350,38 +634,56 @@ impl TenantState {
                 join_revision,
             } => {
                 let (group, user) = (self.intern_group(group), self.intern_user(user));
-                let entry = self.user_mut(user);
-                if !entry.memberships.iter().any(|(g, _)| *g == group) {
-                    entry.memberships.push((group, join_revision));
+                if self.user(user).memberships.iter().any(|m| m.group == group) {
+                    return;
                 }
-                add_value(&mut self.group_mut(group).members, user);
+                let revision = match u32::try_from(join_revision) {
+                    Ok(r) if r != Joined::LATE => r,
+                    _ => {
+                        self.late_joins.insert((user, group), join_revision);
+                        Joined::LATE
+                    }
+                };
+                let entry = self.user_mut(user);
+                let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
+                memberships.push(Joined { group, revision });
+                entry.memberships = memberships.into_boxed_slice();
+                self.group_mut(group).members.push(user);
+                if !self.bulk {
+                    let mut deltas = Deltas::default();
+                    deltas.membership(self, user, group, true);
+                    self.apply_deltas(deltas);
+                }
             }
             Change::MembershipRemoved { group, user } => {
                 let (Some(group), Some(user)) = (self.group_slot(group), self.user_slot(user))
                 else {
                     return;
                 };
-                self.user_mut(user).memberships.retain(|(g, _)| *g != group);
-                remove_value(&mut self.group_mut(group).members, &user);
+                self.remove_membership(user, group);
             }
             Change::AdministratorsChanged { group, users } => {
                 let group = self.intern_group(group);
                 let old = std::mem::take(&mut self.group_mut(group).administrators);
                 for user in old {
-                    remove_value(&mut self.user_mut(user).administers, &group);
+                    self.unadminister(user, group);
                 }
                 let slots: Vec<UserSlot> = users.into_iter().map(|u| self.intern_user(u)).collect();
                 for user in &slots {
-                    add_value(&mut self.user_mut(*user).administers, group);
+                    add_value(self.administers.entry(*user).or_default(), group);
                 }
                 self.group_mut(group).administrators = slots;
             }
             Change::InheritedRoleChanged { group, tool, role } => {
                 let group = self.intern_group(group);
-                let inherited = &mut self.group_mut(group).inherited;
-                inherited.retain(|r| r.tool() != tool);
-                inherited.extend(role);
-                inherited.sort();
+                let mut inherited = self.group(group).inherited;
+                for r in tool.roles() {
+                    inherited.remove(*r);
+                }
+                if let Some(role) = role {
+                    inherited.insert(role);
+                }
+                self.set_inherited(group, inherited);
             }
             Change::CatalogAssigned { group, catalog } => {
                 let group = self.intern_group(group);
@@ -398,6 +700,32 @@ impl TenantState {
         }
     }
 
+    fn remove_membership(&mut self, user: UserSlot, group: GroupSlot) {
+        if !self.user(user).memberships.iter().any(|m| m.group == group) {
+            return;
+        }
+        if !self.bulk {
+            let mut deltas = Deltas::default();
+            deltas.membership(self, user, group, false);
+            self.apply_deltas(deltas);
+        }
+        let entry = self.user_mut(user);
+        let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
+        memberships.retain(|m| m.group != group);
+        entry.memberships = memberships.into_boxed_slice();
+        self.late_joins.remove(&(user, group));
+        remove_value(&mut self.group_mut(group).members, &user);
+    }
+
+    fn unadminister(&mut self, user: UserSlot, group: GroupSlot) {
+        if let Some(groups) = self.administers.get_mut(&user) {
+            remove_value(groups, &group);
+            if groups.is_empty() {
+                self.administers.remove(&user);
+            }
+        }
+    }
+
     fn unassign(&mut self, catalog: &str, group: GroupSlot) {
         if let Some(groups) = self.catalogs.get_mut(catalog) {
             remove_value(groups, &group);
@@ -405,5 +733,113 @@ impl TenantState {
                 self.catalogs.remove(catalog);
             }
         }
+    }
+
+    /// The state as the changes that rebuild it (for storing a base of the
+    /// projection): users, groups, memberships, administrators, catalogs.
+    pub fn changes(&self) -> impl Iterator<Item = Change> + '_ {
+        let users = self.user_table.iter().map(|slot| {
+            let user = self.user(*slot);
+            Change::UserUpserted {
+                id: self.user_id(*slot),
+                roles: user.roles.to_vec(),
+                suspended: user.suspended,
+            }
+        });
+        let groups = self.group_slots.iter().map(|(id, slot)| {
+            let group = self.group(*slot);
+            Change::GroupUpserted {
+                id: GroupId(*id),
+                parent: group.parent.map(|p| self.group_id(p)),
+                is_organization: group.is_organization,
+                inherited: group.inherited.to_vec(),
+            }
+        });
+        let memberships = self.user_table.iter().flat_map(move |slot| {
+            self.user(*slot)
+                .memberships
+                .iter()
+                .map(move |m| Change::MembershipAdded {
+                    group: self.group_id(m.group),
+                    user: self.user_id(*slot),
+                    join_revision: self.joined(*slot, *m),
+                })
+        });
+        let administrators = self.group_slots.values().filter_map(|slot| {
+            let group = self.group(*slot);
+            (!group.administrators.is_empty()).then(|| Change::AdministratorsChanged {
+                group: self.group_id(*slot),
+                users: group
+                    .administrators
+                    .iter()
+                    .map(|u| self.user_id(*u))
+                    .collect(),
+            })
+        });
+        let catalogs = self.group_slots.values().flat_map(|slot| {
+            self.group(*slot)
+                .catalogs
+                .iter()
+                .map(|catalog| Change::CatalogAssigned {
+                    group: self.group_id(*slot),
+                    catalog: catalog.clone(),
+                })
+        });
+        users
+            .chain(groups)
+            .chain(memberships)
+            .chain(administrators)
+            .chain(catalogs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_mask_iterates_in_catalog_order() {
+        for (i, role) in Role::ALL.iter().enumerate() {
+            assert_eq!(*role as usize, i, "bits follow the catalog");
+        }
+        let mask = RoleMask::of(&[Role::ShareAdmin, Role::GlobalAdminUser, Role::LmsUser]);
+        assert_eq!(
+            mask.to_vec(),
+            vec![Role::GlobalAdminUser, Role::LmsUser, Role::ShareAdmin]
+        );
+    }
+
+    #[test]
+    fn join_revisions_beyond_32_bits_are_kept_exactly() {
+        let mut state = TenantState::default();
+        let (user, group) = (UserId(Uuid::new_v4()), GroupId(Uuid::new_v4()));
+        state.apply(Change::MembershipAdded {
+            group,
+            user,
+            join_revision: 1 << 40,
+        });
+        let slot = state.user_slot(user).unwrap();
+        let membership = state.user(slot).memberships[0];
+        assert_eq!(state.joined(slot, membership), 1 << 40);
+        state.apply(Change::MembershipRemoved { group, user });
+        assert!(state.late_joins.is_empty());
+    }
+
+    #[test]
+    fn slots_of_deleted_users_and_groups_are_reused() {
+        let mut state = TenantState::default();
+        for _ in 0..3 {
+            let (user, group) = (UserId(Uuid::new_v4()), GroupId(Uuid::new_v4()));
+            state.apply(Change::MembershipAdded {
+                group,
+                user,
+                join_revision: 1,
+            });
+            state.apply(Change::UserDeleted { id: user });
+            state.apply(Change::GroupDeleted { id: group });
+            assert!(!state.has_user(user) && !state.has_group(group));
+        }
+        assert_eq!(state.users.len(), 1);
+        assert_eq!(state.groups.len(), 1);
     }
 }
