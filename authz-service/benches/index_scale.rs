@@ -1,13 +1,16 @@
-//! The in-memory index at scale: memory for a tenant of 1,000,000 users, 100,000
-//! groups and 2,000,000 memberships, and the cost of resolving and checking next
-//! to the same calls on a tenant a hundred times smaller (the ratio says whether
-//! a lookup's cost grows with the tenant).
+//! The in-memory engine at scale: memory per membership for a tenant of 1,000,000
+//! users, 100,000 groups and 3,000,000 memberships, and the cost of each kind of
+//! answer next to the same answers on a tenant a hundred times smaller (the ratio
+//! says whether a call's cost grows with the tenant).
 //!
 //! Run: `cargo bench -p cohort-authz --bench index_scale`
 
 use std::time::{Duration, Instant};
 
-use cohort_authz::domain::{check, resolve, Change, GroupId, Resource, TenantState, UserId};
+use cohort_authz::domain::{
+    check, lookup_groups_page, lookup_subjects_page, resolve, Change, Checker, GroupId, Holding,
+    Resource, TenantState, UserId,
+};
 use cohort_shared::catalog::Role;
 use uuid::Uuid;
 
@@ -37,27 +40,39 @@ impl Lcg {
     }
 }
 
-/// `users` users, `groups` groups (one in a hundred an organization with three
-/// levels below it), two memberships per user, an administrator per organization,
-/// an inherited role on one group in ten.
-fn build(users: usize, groups: usize) -> (TenantState, Vec<UserId>, Vec<GroupId>) {
+/// A tenant of the issue's shape: `users` users, `groups` groups in
+/// organizations of 100 (a tree four wide: levels of 1, 4, 16 and 79 groups),
+/// three memberships per user, an inherited role on one group in ten, an
+/// administrator per organization and per level-2 group.
+struct Tenant {
+    state: TenantState,
+    users: Vec<UserId>,
+    groups: Vec<GroupId>,
+    memberships: usize,
+}
+
+fn roles_of(i: usize) -> Vec<Role> {
+    match i % 200 {
+        0 => vec![Role::GlobalAdminAdmin, Role::LmsAdmin, Role::LmsUser],
+        n if n % 50 == 1 => vec![
+            Role::GlobalAdminGroupAdministrator,
+            Role::LmsGroupAdministrator,
+            Role::LmsUser,
+        ],
+        n if n % 10 == 2 => vec![Role::GlobalAdminUser, Role::LmsAuthor, Role::LmsUser],
+        _ => vec![Role::GlobalAdminUser, Role::LmsUser, Role::ShareConsumer],
+    }
+}
+
+fn build(users: usize, groups: usize) -> Tenant {
     let mut rng = Lcg(7);
-    let mut state = TenantState::default();
-    let user_ids: Vec<UserId> = (0..users).map(|_| UserId(Uuid::new_v4())).collect();
-    let group_ids: Vec<GroupId> = (0..groups).map(|_| GroupId(Uuid::new_v4())).collect();
+    let mut state = TenantState::bulk();
+    let user_ids: Vec<UserId> = (0..users).map(|_| UserId(Uuid::now_v7())).collect();
+    let group_ids: Vec<GroupId> = (0..groups).map(|_| GroupId(Uuid::now_v7())).collect();
     for (i, id) in user_ids.iter().enumerate() {
-        let roles = if i % 50 == 0 {
-            vec![
-                Role::GlobalAdminGroupAdministrator,
-                Role::LmsGroupAdministrator,
-                Role::LmsUser,
-            ]
-        } else {
-            vec![Role::GlobalAdminUser, Role::LmsAuthor, Role::LmsUser]
-        };
         state.apply(Change::UserUpserted {
             id: *id,
-            roles,
+            roles: roles_of(i),
             suspended: false,
         });
     }
@@ -66,10 +81,10 @@ fn build(users: usize, groups: usize) -> (TenantState, Vec<UserId>, Vec<GroupId>
         let block = i / 100 * 100;
         let offset = i % 100;
         let parent = (offset > 0).then(|| group_ids[block + (offset - 1) / 4]);
-        let inherited = if i % 10 == 3 {
-            vec![Role::LmsValidator]
-        } else {
-            vec![]
+        let inherited = match i % 20 {
+            3 => vec![Role::LmsValidator],
+            13 => vec![Role::LmsGroupAdministrator],
+            _ => vec![],
         };
         state.apply(Change::GroupUpserted {
             id: *id,
@@ -78,24 +93,40 @@ fn build(users: usize, groups: usize) -> (TenantState, Vec<UserId>, Vec<GroupId>
             inherited,
         });
     }
-    for (i, user) in user_ids.iter().enumerate() {
-        for _ in 0..2 {
-            let group = group_ids[rng.below(groups)];
+    let mut memberships = 0;
+    let mut revision = 1;
+    for user in &user_ids {
+        for _ in 0..3 {
+            revision += 1;
+            memberships += 1;
             state.apply(Change::MembershipAdded {
-                group,
+                group: group_ids[rng.below(groups)],
                 user: *user,
-                join_revision: i as i64 + 1,
+                join_revision: revision,
             });
         }
     }
-    for block in (0..groups).step_by(100) {
-        let admin = user_ids[rng.below(users / 50) * 50];
-        state.apply(Change::AdministratorsChanged {
-            group: group_ids[block],
-            users: vec![admin],
-        });
+    let administrators: Vec<UserId> = user_ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 50 == 1)
+        .map(|(_, u)| *u)
+        .collect();
+    for (i, group) in group_ids.iter().enumerate() {
+        if i % 100 == 0 || (i % 100 >= 1 && i % 100 <= 4) {
+            state.apply(Change::AdministratorsChanged {
+                group: *group,
+                users: vec![administrators[rng.below(administrators.len())]],
+            });
+        }
     }
-    (state, user_ids, group_ids)
+    state.finish_bulk();
+    Tenant {
+        state,
+        users: user_ids,
+        groups: group_ids,
+        memberships,
+    }
 }
 
 fn per_call(samples: usize, mut call: impl FnMut(usize)) -> Duration {
@@ -106,83 +137,176 @@ fn per_call(samples: usize, mut call: impl FnMut(usize)) -> Duration {
     started.elapsed() / samples as u32
 }
 
-struct Figures {
-    resolve: Duration,
-    check: Duration,
-    check_explained: Duration,
+/// A level-3 group of a random organization (offsets 5 to 20 of its block).
+fn level_three(groups: &[GroupId], rng: &mut Lcg) -> GroupId {
+    let block = rng.below(groups.len() / 100) * 100;
+    groups[block + 5 + rng.below(16)]
 }
 
-fn measure(state: &TenantState, users: &[UserId], groups: &[GroupId]) -> Figures {
+fn measure(t: &Tenant) -> Vec<(&'static str, Duration)> {
+    let state = &t.state;
     let mut rng = Lcg(11);
     let picks: Vec<(UserId, GroupId)> = (0..SAMPLES)
         .map(|_| {
             (
-                users[rng.below(users.len())],
-                groups[rng.below(groups.len())],
+                t.users[rng.below(t.users.len())],
+                level_three(&t.groups, &mut rng),
             )
         })
         .collect();
-    let resolve = per_call(SAMPLES, |i| {
-        std::hint::black_box(resolve(state, picks[i].0));
-    });
-    let check_one = |i: usize, explain: bool| {
-        let (user, group) = picks[i];
-        std::hint::black_box(
-            check(
-                state,
-                user,
-                "lms.reports.view",
-                &Resource::Group(group),
-                explain,
+    let administrators: Vec<UserId> = t
+        .users
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 50 == 1)
+        .map(|(_, u)| *u)
+        .collect();
+    let reports = "lms.reports.view";
+    let mut figures = vec![
+        (
+            "resolve a user's effective roles (with provenance)",
+            per_call(SAMPLES, |i| {
+                std::hint::black_box(resolve(state, picks[i].0));
+            }),
+        ),
+        (
+            "check lms.reports.view on a level-3 group",
+            per_call(SAMPLES, |i| {
+                let (user, group) = picks[i];
+                std::hint::black_box(
+                    check(state, user, reports, &Resource::Group(group), false).unwrap(),
+                );
+            }),
+        ),
+        (
+            "same check, with explanation",
+            per_call(SAMPLES, |i| {
+                let (user, group) = picks[i];
+                std::hint::black_box(
+                    check(state, user, reports, &Resource::Group(group), true).unwrap(),
+                );
+            }),
+        ),
+    ];
+    figures.push((
+        "bulk check of 100 items (10 users, 10 groups each)",
+        per_call(SAMPLES / 100, |i| {
+            let mut checker = Checker::new(state);
+            for j in 0..100 {
+                let (user, _) = picks[(i * 10 + j / 10) % SAMPLES];
+                let (_, group) = picks[(i * 100 + j) % SAMPLES];
+                std::hint::black_box(
+                    checker
+                        .check(user, reports, &Resource::Group(group), false)
+                        .unwrap(),
+                );
+            }
+        }),
+    ));
+    let holding = Holding::Permission(reports.to_owned());
+    figures.push((
+        "LookupSubjects lms.reports.view on a level-3 group, page of 100",
+        per_call(SAMPLES / 10, |i| {
+            let (_, group) = picks[i];
+            std::hint::black_box(lookup_subjects_page(state, group, &holding, None, 100).unwrap());
+        }),
+    ));
+    let holding = Holding::Permission("lms.catalogs.access".to_owned());
+    figures.push((
+        "LookupSubjects lms.catalogs.access (every member of the organization), page of 100",
+        per_call(SAMPLES / 10, |i| {
+            let (_, group) = picks[i];
+            std::hint::black_box(lookup_subjects_page(state, group, &holding, None, 100).unwrap());
+        }),
+    ));
+    figures.push((
+        "LookupGroups lms.reports.view of an administrator, page of 100",
+        per_call(SAMPLES / 10, |i| {
+            let user = administrators[i % administrators.len()];
+            std::hint::black_box(lookup_groups_page(state, user, reports, None, 100).unwrap());
+        }),
+    ));
+    figures.push((
+        "LookupGroups lms.catalogs.access of a member, page of 100",
+        per_call(SAMPLES / 10, |i| {
+            let (user, _) = picks[i];
+            std::hint::black_box(
+                lookup_groups_page(state, user, "lms.catalogs.access", None, 100).unwrap(),
+            );
+        }),
+    ));
+    figures
+}
+
+/// The cost of applying changes one by one to a built tenant.
+fn measure_changes(t: &mut Tenant) -> Vec<(&'static str, Duration)> {
+    let mut rng = Lcg(13);
+    let picks: Vec<(UserId, GroupId)> = (0..SAMPLES)
+        .map(|_| {
+            (
+                t.users[rng.below(t.users.len())],
+                t.groups[rng.below(t.groups.len())],
             )
-            .unwrap(),
-        );
-    };
-    let check = per_call(SAMPLES, |i| check_one(i, false));
-    let check_explained = per_call(SAMPLES, |i| check_one(i, true));
-    Figures {
-        resolve,
-        check,
-        check_explained,
-    }
+        })
+        .collect();
+    let state = &mut t.state;
+    let add = per_call(SAMPLES, |i| {
+        let (user, group) = picks[i];
+        state.apply(Change::MembershipAdded {
+            group,
+            user,
+            join_revision: 10_000_000 + i as i64,
+        });
+    });
+    let remove = per_call(SAMPLES, |i| {
+        let (user, group) = picks[i];
+        state.apply(Change::MembershipRemoved { group, user });
+    });
+    let create = per_call(SAMPLES, |i| {
+        state.apply(Change::UserUpserted {
+            id: UserId(Uuid::now_v7()),
+            roles: roles_of(i),
+            suspended: false,
+        });
+    });
+    vec![
+        ("apply: add a membership", add),
+        ("apply: remove a membership", remove),
+        ("apply: create a user", create),
+    ]
 }
 
 fn main() {
     let small = build(10_000, 1_000);
     let before = resident_bytes();
     let started = Instant::now();
-    let large = build(1_000_000, 100_000);
+    let mut large = build(1_000_000, 100_000);
     let built = started.elapsed();
     let memory = resident_bytes().saturating_sub(before);
     println!(
-        "large tenant (1,000,000 users, 100,000 groups, 2,000,000 memberships): built in {built:.1?}, resident memory +{} MiB",
-        memory / (1024 * 1024)
+        "large tenant ({} users, {} groups, {} memberships): built in bulk in {built:.1?}, \
+         resident memory +{} MiB = {:.1} bytes per membership",
+        large.users.len(),
+        large.groups.len(),
+        large.memberships,
+        memory / (1024 * 1024),
+        memory as f64 / large.memberships as f64
     );
 
-    let small_figures = measure(&small.0, &small.1, &small.2);
-    let large_figures = measure(&large.0, &large.1, &large.2);
+    let small_figures = measure(&small);
+    let large_figures = measure(&large);
     println!("| call | 10k-user tenant | 1M-user tenant | large / small |");
     println!("|---|---|---|---|");
-    for (name, s, l) in [
-        (
-            "resolve a user's effective roles",
-            small_figures.resolve,
-            large_figures.resolve,
-        ),
-        (
-            "check lms.reports.view on a group",
-            small_figures.check,
-            large_figures.check,
-        ),
-        (
-            "same check, with explanation",
-            small_figures.check_explained,
-            large_figures.check_explained,
-        ),
-    ] {
+    for ((name, s), (_, l)) in small_figures.iter().zip(&large_figures) {
         println!(
             "| {name} | {s:.2?} | {l:.2?} | {:.2}x |",
             l.as_secs_f64() / s.as_secs_f64()
         );
+    }
+    println!();
+    println!("| change, applied to the 1M-user tenant | per change |");
+    println!("|---|---|");
+    for (name, d) in measure_changes(&mut large) {
+        println!("| {name} | {d:.2?} |");
     }
 }

@@ -16,8 +16,6 @@
 //! Organization features (reports, catalog access) reach only through groups whose
 //! organization (top-level ancestor) has its flag on.
 
-use std::collections::HashMap;
-
 use cohort_shared::catalog::{self, ScopeKind};
 use smallvec::SmallVec;
 
@@ -188,21 +186,57 @@ pub fn check(
     resource: &Resource,
     explain: bool,
 ) -> Result<Decision, CheckError> {
-    Checker::new(state).check(user, permission, resource, explain)
+    let (slot, target) = parse(state, user, permission, resource)?;
+    Ok(decision(
+        state,
+        &resolve_slot(state, slot),
+        permission,
+        target,
+        explain,
+    ))
+}
+
+/// The user's slot and the target, or why there is nothing to decide.
+fn parse<'a>(
+    state: &TenantState,
+    user: UserId,
+    permission: &str,
+    resource: &'a Resource,
+) -> Result<(UserSlot, Target<'a>), CheckError> {
+    let slot = state
+        .user_slot(user)
+        .ok_or(CheckError::UserNotFound(user))?;
+    require_permission(permission)?;
+    Ok((slot, target(state, resource)?))
+}
+
+fn decision(
+    state: &TenantState,
+    resolved: &Resolved,
+    permission: &str,
+    target: Target<'_>,
+    explain: bool,
+) -> Decision {
+    let mut why = Why(explain.then(Vec::new));
+    let allowed = decide(state, resolved, permission, target, &mut why);
+    Decision {
+        allowed,
+        explanation: why.0.unwrap_or_default(),
+    }
 }
 
 /// Checks against one state that share the work of resolving a user between the
 /// checks of the same user (a bulk check).
 pub struct Checker<'s> {
     state: &'s TenantState,
-    resolved: HashMap<UserSlot, Resolved>,
+    resolved: hashbrown::HashMap<UserSlot, Resolved>,
 }
 
 impl<'s> Checker<'s> {
     pub fn new(state: &'s TenantState) -> Self {
         Checker {
             state,
-            resolved: HashMap::new(),
+            resolved: hashbrown::HashMap::new(),
         }
     }
 
@@ -214,21 +248,12 @@ impl<'s> Checker<'s> {
         explain: bool,
     ) -> Result<Decision, CheckError> {
         let state = self.state;
-        let slot = state
-            .user_slot(user)
-            .ok_or(CheckError::UserNotFound(user))?;
-        require_permission(permission)?;
-        let target = target(state, resource)?;
+        let (slot, target) = parse(state, user, permission, resource)?;
         let resolved = self
             .resolved
             .entry(slot)
             .or_insert_with(|| resolve_slot(state, slot));
-        let mut why = Why(explain.then(Vec::new));
-        let allowed = decide(state, resolved, permission, target, &mut why);
-        Ok(Decision {
-            allowed,
-            explanation: why.0.unwrap_or_default(),
-        })
+        Ok(decision(state, resolved, permission, target, explain))
     }
 }
 

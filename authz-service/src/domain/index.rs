@@ -1,13 +1,17 @@
 //! The reverse indexes lookups start from, kept in step with the state as changes
 //! apply (or built at once at the end of a bulk load):
 //!
-//! - per role, the users who hold it directly;
-//! - per role, the users a group setting offers it to (once per membership and
-//!   offering group: a member of a subgroup is offered the settings of every
-//!   ancestor);
+//! - per role with a tenant-wide grant, the users who hold it directly, and the
+//!   users a group setting offers it to (once per membership and offering group:
+//!   a member of a subgroup is offered the settings of every ancestor);
 //! - per top-level group, the users with a membership anywhere in its tree (once
-//!   per membership), and per top-level group and role, the users offered that
-//!   role by a group of that tree.
+//!   per membership), and per top-level group and role with an
+//!   administered-groups grant, the users offered that role by a group of that
+//!   tree.
+//!
+//! Only what a lookup can start from is kept: a role without a tenant-wide grant
+//! reaches a group only through its tree, so who holds it directly (every LMS
+//! user, say) is never asked.
 //!
 //! Administrators need no index of their own: a group's administrators, and its
 //! ancestors', are a handful of lists in the state.
@@ -18,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use cohort_shared::catalog::Role;
+use cohort_shared::catalog::{Role, ScopeKind};
 use uuid::Uuid;
 
 use super::state::{GroupSlot, RoleMask, TenantState, UserSlot};
@@ -37,8 +41,7 @@ pub(crate) struct OrderedUsers {
 impl OrderedUsers {
     /// From slots already in id order.
     fn from_sorted(slots: &[UserSlot]) -> Self {
-        // Chunks start three-quarters full, so that insertions rarely split.
-        let fill = CHUNK * 3 / 4;
+        let fill = CHUNK;
         OrderedUsers {
             chunks: slots.chunks(fill).map(<[UserSlot]>::to_vec).collect(),
         }
@@ -48,7 +51,29 @@ impl OrderedUsers {
         self.chunks.is_empty()
     }
 
-    #[cfg(test)]
+    /// Appends a slot whose id is not below any held (building in id order).
+    fn push_last(&mut self, slot: UserSlot) {
+        let fill = CHUNK;
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < fill => chunk.push(slot),
+            _ => {
+                if let Some(full) = self.chunks.last_mut() {
+                    full.shrink_to_fit();
+                }
+                let mut chunk = Vec::with_capacity(fill);
+                chunk.push(slot);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    /// Releases spare capacity at the end of a build.
+    fn trim(&mut self) {
+        if let Some(last) = self.chunks.last_mut() {
+            last.shrink_to_fit();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()
     }
@@ -156,6 +181,30 @@ impl OrderedUsers {
     }
 }
 
+/// The roles whose holders a lookup may need wherever they are: those with a
+/// tenant-wide grant.
+pub(crate) fn tenant_wide_roles() -> RoleMask {
+    static ROLES: std::sync::LazyLock<RoleMask> =
+        std::sync::LazyLock::new(|| roles_with(ScopeKind::Tenant));
+    *ROLES
+}
+
+/// The roles whose offers a lookup may need per tree: those with an
+/// administered-groups grant.
+pub(crate) fn administered_roles() -> RoleMask {
+    static ROLES: std::sync::LazyLock<RoleMask> =
+        std::sync::LazyLock::new(|| roles_with(ScopeKind::AdministeredGroups));
+    *ROLES
+}
+
+fn roles_with(kind: ScopeKind) -> RoleMask {
+    let roles: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| r.grants().iter().any(|g| g.scope == kind))
+        .collect();
+    RoleMask::of(&roles)
+}
+
 /// What an index entry is kept under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
@@ -218,8 +267,22 @@ impl Indexes {
         }
     }
 
-    /// Applies index changes; a key with many changes is rewritten in one merge.
+    /// Applies index changes, in the order they were recorded; a large batch is
+    /// grouped by key, and a key with many changes rewritten in one merge.
     pub fn apply(&mut self, deltas: Deltas, ids: &[Uuid]) {
+        if deltas.0.len() <= 64 {
+            for (key, slot, insert) in deltas.0 {
+                let set = self.entry(key);
+                if insert {
+                    set.insert(slot, ids);
+                } else {
+                    let removed = set.remove(slot, ids);
+                    debug_assert!(removed, "an index entry withdrawn was held");
+                }
+                self.drop_if_empty(key);
+            }
+            return;
+        }
         let mut by_key: HashMap<Key, (Vec<UserSlot>, Vec<UserSlot>)> = HashMap::new();
         for (key, slot, insert) in deltas.0 {
             let (inserts, removals) = by_key.entry(key).or_default();
@@ -231,7 +294,8 @@ impl Indexes {
         }
         for (key, (inserts, removals)) in by_key {
             let set = self.entry(key);
-            if inserts.len() + removals.len() > 64 {
+            let changes = inserts.len() + removals.len();
+            if changes > 64 && changes > set.len() / 16 {
                 set.merge(inserts, &removals, ids);
             } else {
                 for slot in removals {
@@ -264,15 +328,15 @@ impl Indexes {
                 let slot = slot as GroupSlot;
                 roots[slot as usize] = state.root(slot);
                 offers[slot as usize] = state.chain(slot).fold(RoleMask::default(), |mask, g| {
-                    mask.union(state.group(g).inherited)
+                    mask.union(state.inherited(g))
                 });
             }
         }
-        let mut lists: HashMap<Key, Vec<UserSlot>> = HashMap::new();
-        let mut sink = |key: Key, slot: UserSlot| lists.entry(key).or_default().push(slot);
+        let mut indexes = Indexes::default();
+        let mut sink = |key: Key, slot: UserSlot| indexes.entry(key).push_last(slot);
         for slot in order {
             let user = state.user(slot);
-            for role in user.roles.iter() {
+            for role in user.roles.and(tenant_wide_roles()).iter() {
                 sink(Key::Direct(role), slot);
             }
             for membership in user.memberships.iter() {
@@ -282,19 +346,34 @@ impl Indexes {
                     continue;
                 }
                 for granting in state.chain(membership.group) {
-                    for role in state.group(granting).inherited.iter() {
-                        sink(Key::Offered(role), slot);
-                        sink(Key::TreeOffered(root, role), slot);
+                    for key in offer_keys(state.inherited(granting), root) {
+                        sink(key, slot);
                     }
                 }
             }
         }
-        let mut indexes = Indexes::default();
-        for (key, list) in lists {
-            *indexes.entry(key) = OrderedUsers::from_sorted(&list);
+        for set in indexes
+            .direct
+            .values_mut()
+            .chain(indexes.offered.values_mut())
+            .chain(indexes.tree.values_mut())
+            .chain(indexes.tree_offered.values_mut())
+        {
+            set.trim();
         }
         indexes
     }
+}
+
+/// The index entries of one membership under a group of the tree of `root` whose
+/// setting offers `roles`.
+fn offer_keys(roles: RoleMask, root: GroupSlot) -> impl Iterator<Item = Key> {
+    let tenant_wide = roles.and(tenant_wide_roles()).iter().map(Key::Offered);
+    let administered = roles
+        .and(administered_roles())
+        .iter()
+        .map(move |role| Key::TreeOffered(root, role));
+    tenant_wide.chain(administered)
 }
 
 /// Index changes collected while the state changes, applied at once.
@@ -314,15 +393,15 @@ impl Deltas {
         let root = state.root(group);
         self.0.push((Key::Tree(root), user, insert));
         for granting in state.chain(group) {
-            for role in state.group(granting).inherited.iter() {
-                self.0.push((Key::Offered(role), user, insert));
-                self.0.push((Key::TreeOffered(root, role), user, insert));
+            for key in offer_keys(state.inherited(granting), root) {
+                self.0.push((key, user, insert));
             }
         }
     }
 
     /// A user's direct roles changed from `old` to `new`.
     pub fn direct_roles(&mut self, user: UserSlot, old: RoleMask, new: RoleMask) {
+        let (old, new) = (old.and(tenant_wide_roles()), new.and(tenant_wide_roles()));
         for role in old.iter().filter(|r| !new.contains(*r)) {
             self.0.push((Key::Direct(role), user, false));
         }

@@ -188,7 +188,7 @@ fn offers(state: &TenantState, slot: UserSlot, found: &mut SmallVec<[Offer; 4]>)
     for membership in state.user(slot).memberships.iter() {
         let joined = state.joined(slot, *membership);
         for granting in state.chain(membership.group) {
-            for role in state.group(granting).inherited.iter() {
+            for role in state.inherited(granting).iter() {
                 let offer = Offer {
                     joined,
                     granting,

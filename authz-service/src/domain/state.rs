@@ -131,13 +131,25 @@ impl RoleMask {
         self.0 == 0
     }
 
+    pub fn and(self, other: RoleMask) -> RoleMask {
+        RoleMask(self.0 & other.0)
+    }
+
     pub fn union(self, other: RoleMask) -> RoleMask {
         RoleMask(self.0 | other.0)
     }
 
-    /// The roles, in catalog order.
+    /// The roles, in catalog order (one step per role held, not per role).
     pub fn iter(self) -> impl Iterator<Item = Role> + Clone {
-        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(Role::ALL[i])
+        })
     }
 
     pub fn to_vec(self) -> Vec<Role> {
@@ -167,31 +179,40 @@ pub(crate) struct UserEntry {
     pub memberships: Box<[Joined]>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct GroupEntry {
-    pub parent: Option<GroupSlot>,
-    pub is_organization: bool,
+/// What every check reads of a group, in 8 bytes: walking up a tree touches
+/// only these (the lists of [`GroupEntry`] live apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupNode {
+    /// The parent's slot, or [`NO_GROUP`] for a top-level group.
+    parent: GroupSlot,
     /// The roles members inherit, at most one per tool.
     pub inherited: RoleMask,
+    pub is_organization: bool,
+}
+
+/// No group: the parent of a top-level group.
+const NO_GROUP: GroupSlot = GroupSlot::MAX;
+
+impl GroupNode {
+    const PLACEHOLDER: GroupNode = GroupNode {
+        parent: NO_GROUP,
+        inherited: RoleMask(0),
+        is_organization: false,
+    };
+
+    pub fn parent(self) -> Option<GroupSlot> {
+        (self.parent != NO_GROUP).then_some(self.parent)
+    }
+}
+
+/// A group's relations.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupEntry {
     pub children: Vec<GroupSlot>,
     /// Direct members, in no particular order.
     pub members: Vec<UserSlot>,
     pub administrators: Vec<UserSlot>,
     pub catalogs: Vec<String>,
-}
-
-impl GroupEntry {
-    fn placeholder() -> Self {
-        GroupEntry {
-            parent: None,
-            is_organization: false,
-            inherited: RoleMask::default(),
-            children: Vec::new(),
-            members: Vec::new(),
-            administrators: Vec::new(),
-            catalogs: Vec::new(),
-        }
-    }
 }
 
 /// One tenant's state at `revision`.
@@ -208,7 +229,11 @@ pub struct TenantState {
     free_users: Vec<UserSlot>,
     /// Per group slot: its id (nil for a free slot).
     pub(crate) group_ids: Vec<Uuid>,
+    /// Per group slot: what checks read (a placeholder for a free slot).
+    nodes: Vec<GroupNode>,
     pub(crate) groups: Vec<Option<GroupEntry>>,
+    /// Live group slots, found by id (as `user_table`).
+    group_table: HashTable<GroupSlot>,
     /// Live groups by id, in id order (lookups page through groups in that order).
     pub(crate) group_slots: BTreeMap<Uuid, GroupSlot>,
     free_groups: Vec<GroupSlot>,
@@ -221,6 +246,9 @@ pub struct TenantState {
     pub(crate) index: Indexes,
     /// True while changes apply in bulk: the indexes are rebuilt at the end.
     bulk: bool,
+    /// In bulk mode, memberships added but not yet given to their users: gathered
+    /// and handed out at once rather than growing each user's list change by change.
+    pending: Vec<(UserSlot, Joined)>,
 }
 
 impl std::fmt::Debug for TenantState {
@@ -262,6 +290,7 @@ impl TenantState {
 
     /// Ends bulk mode: builds the reverse indexes and trims spare capacity.
     pub fn finish_bulk(&mut self) {
+        self.flush_pending();
         self.bulk = false;
         self.index = Indexes::build(self);
         self.users.shrink_to_fit();
@@ -292,6 +321,10 @@ impl TenantState {
     }
 
     pub fn size(&self) -> Size {
+        debug_assert!(
+            self.pending.is_empty(),
+            "asked for the size of a state in bulk"
+        );
         Size {
             users: self.user_table.len(),
             groups: self.group_slots.len(),
@@ -316,7 +349,20 @@ impl TenantState {
     }
 
     pub(crate) fn group_slot(&self, id: GroupId) -> Option<GroupSlot> {
-        self.group_slots.get(&id.0).copied()
+        let ids = &self.group_ids;
+        self.group_table
+            .find(self.hash(&id.0), |slot| ids[*slot as usize] == id.0)
+            .copied()
+    }
+
+    /// What checks read of a group.
+    pub(crate) fn node(&self, slot: GroupSlot) -> GroupNode {
+        self.nodes[slot as usize]
+    }
+
+    /// The roles a group passes on to its members.
+    pub(crate) fn inherited(&self, slot: GroupSlot) -> RoleMask {
+        self.nodes[slot as usize].inherited
     }
 
     pub(crate) fn user(&self, slot: UserSlot) -> &UserEntry {
@@ -376,9 +422,7 @@ impl TenantState {
         std::iter::from_fn(move || {
             let current = next?;
             left = left.checked_sub(1)?;
-            next = self.groups[current as usize]
-                .as_ref()
-                .and_then(|g| g.parent);
+            next = self.nodes[current as usize].parent();
             Some(current)
         })
     }
@@ -401,8 +445,8 @@ impl TenantState {
 
     /// Whether the group is an organization with its flag on.
     pub(crate) fn is_active_organization(&self, slot: GroupSlot) -> bool {
-        let group = self.group(slot);
-        group.parent.is_none() && group.is_organization
+        let node = self.node(slot);
+        node.parent == NO_GROUP && node.is_organization
     }
 
     /// Whether a user administers a group.
@@ -453,15 +497,22 @@ impl TenantState {
         let slot = match self.free_groups.pop() {
             Some(slot) => {
                 self.group_ids[slot as usize] = id.0;
-                self.groups[slot as usize] = Some(GroupEntry::placeholder());
+                self.nodes[slot as usize] = GroupNode::PLACEHOLDER;
+                self.groups[slot as usize] = Some(GroupEntry::default());
                 slot
             }
             None => {
                 self.group_ids.push(id.0);
-                self.groups.push(Some(GroupEntry::placeholder()));
+                self.nodes.push(GroupNode::PLACEHOLDER);
+                self.groups.push(Some(GroupEntry::default()));
                 (self.groups.len() - 1) as GroupSlot
             }
         };
+        let (ids, hasher) = (&self.group_ids, &self.hasher);
+        self.group_table
+            .insert_unique(hasher.hash_one(id.0), slot, |s| {
+                hasher.hash_one(ids[*s as usize])
+            });
         self.group_slots.insert(id.0, slot);
         slot
     }
@@ -479,7 +530,17 @@ impl TenantState {
     }
 
     fn release_group(&mut self, slot: GroupSlot) {
-        self.group_slots.remove(&self.group_ids[slot as usize]);
+        let id = self.group_ids[slot as usize];
+        let hash = self.hash(&id);
+        let ids = &self.group_ids;
+        if let Ok(entry) = self
+            .group_table
+            .find_entry(hash, |s| ids[*s as usize] == id)
+        {
+            entry.remove();
+        }
+        self.nodes[slot as usize] = GroupNode::PLACEHOLDER;
+        self.group_slots.remove(&id);
         self.groups[slot as usize] = None;
         self.group_ids[slot as usize] = Uuid::nil();
         self.free_groups.push(slot);
@@ -529,7 +590,7 @@ impl TenantState {
     }
 
     fn set_parent(&mut self, slot: GroupSlot, parent: Option<GroupSlot>) {
-        let old_parent = self.group(slot).parent;
+        let old_parent = self.node(slot).parent();
         if old_parent == parent {
             return;
         }
@@ -548,19 +609,30 @@ impl TenantState {
             if let Some(new) = parent {
                 add_value(&mut state.group_mut(new).children, slot);
             }
-            state.group_mut(slot).parent = parent;
+            state.nodes[slot as usize].parent = parent.unwrap_or(NO_GROUP);
         });
     }
 
     fn set_inherited(&mut self, slot: GroupSlot, inherited: RoleMask) {
-        if self.group(slot).inherited == inherited {
+        if self.inherited(slot) == inherited {
             return;
         }
-        self.restructure(slot, |state| state.group_mut(slot).inherited = inherited);
+        self.restructure(slot, |state| {
+            state.nodes[slot as usize].inherited = inherited
+        });
     }
 
     /// Applies one change.
     pub fn apply(&mut self, change: Change) {
+        if !matches!(
+            change,
+            Change::MembershipAdded { .. }
+                | Change::UserUpserted { .. }
+                | Change::GroupUpserted { .. }
+        ) {
+            // Every other change may read or remove memberships.
+            self.flush_pending();
+        }
         match change {
             Change::UserUpserted {
                 id,
@@ -606,7 +678,7 @@ impl TenantState {
                 let parent = parent.map(|p| self.intern_group(p));
                 self.set_parent(slot, parent);
                 self.set_inherited(slot, RoleMask::of(&inherited));
-                self.group_mut(slot).is_organization = is_organization;
+                self.nodes[slot as usize].is_organization = is_organization;
             }
             Change::GroupDeleted { id } => {
                 let Some(slot) = self.group_slot(id) else {
@@ -634,16 +706,23 @@ impl TenantState {
                 join_revision,
             } => {
                 let (group, user) = (self.intern_group(group), self.intern_user(user));
-                if self.user(user).memberships.iter().any(|m| m.group == group) {
+                if !self.bulk && self.user(user).memberships.iter().any(|m| m.group == group) {
                     return;
                 }
                 let revision = match u32::try_from(join_revision) {
                     Ok(r) if r != Joined::LATE => r,
                     _ => {
-                        self.late_joins.insert((user, group), join_revision);
+                        // The first join counts (a repeated add changes nothing).
+                        self.late_joins
+                            .entry((user, group))
+                            .or_insert(join_revision);
                         Joined::LATE
                     }
                 };
+                if self.bulk {
+                    self.pending.push((user, Joined { group, revision }));
+                    return;
+                }
                 let entry = self.user_mut(user);
                 let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
                 memberships.push(Joined { group, revision });
@@ -676,7 +755,7 @@ impl TenantState {
             }
             Change::InheritedRoleChanged { group, tool, role } => {
                 let group = self.intern_group(group);
-                let mut inherited = self.group(group).inherited;
+                let mut inherited = self.inherited(group);
                 for r in tool.roles() {
                     inherited.remove(*r);
                 }
@@ -697,6 +776,35 @@ impl TenantState {
                 remove_value(&mut self.group_mut(group).catalogs, &catalog);
                 self.unassign(&catalog, group);
             }
+        }
+    }
+
+    /// Hands the memberships gathered in bulk mode to their users and groups, in
+    /// the order they came, a repeated one once.
+    fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|(user, _)| *user);
+        for run in pending.chunk_by(|a, b| a.0 == b.0) {
+            let user = run[0].0;
+            let entry = self.users[user as usize]
+                .as_mut()
+                .expect("a live user slot");
+            let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
+            memberships.reserve_exact(run.len());
+            for (_, joined) in run {
+                if !memberships.iter().any(|m| m.group == joined.group) {
+                    memberships.push(*joined);
+                    self.groups[joined.group as usize]
+                        .as_mut()
+                        .expect("a live group slot")
+                        .members
+                        .push(user);
+                }
+            }
+            entry.memberships = memberships.into_boxed_slice();
         }
     }
 
@@ -738,6 +846,10 @@ impl TenantState {
     /// The state as the changes that rebuild it (for storing a base of the
     /// projection): users, groups, memberships, administrators, catalogs.
     pub fn changes(&self) -> impl Iterator<Item = Change> + '_ {
+        debug_assert!(
+            self.pending.is_empty(),
+            "asked for the changes of a state in bulk"
+        );
         let users = self.user_table.iter().map(|slot| {
             let user = self.user(*slot);
             Change::UserUpserted {
@@ -747,12 +859,12 @@ impl TenantState {
             }
         });
         let groups = self.group_slots.iter().map(|(id, slot)| {
-            let group = self.group(*slot);
+            let node = self.node(*slot);
             Change::GroupUpserted {
                 id: GroupId(*id),
-                parent: group.parent.map(|p| self.group_id(p)),
-                is_organization: group.is_organization,
-                inherited: group.inherited.to_vec(),
+                parent: node.parent().map(|p| self.group_id(p)),
+                is_organization: node.is_organization,
+                inherited: node.inherited.to_vec(),
             }
         });
         let memberships = self.user_table.iter().flat_map(move |slot| {
