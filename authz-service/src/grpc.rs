@@ -251,39 +251,37 @@ fn parse_resource(field: &str, resource: Option<pb::Resource>) -> Result<Resourc
     }
 }
 
-/// One page of ids, resuming after the token's id.
-fn paginate<T: Copy + Ord>(
-    all: Vec<T>,
-    id: impl Fn(T) -> Uuid,
-    page_size: i32,
-    token: &str,
-) -> Result<(Vec<T>, String), ApiError> {
-    let size = match page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
-        n => (n as usize).min(MAX_PAGE_SIZE),
-    };
-    let after =
-        if token.is_empty() {
+/// A lookup's page request: how many ids, and the id to resume after (the page
+/// token is the last id of the page before).
+struct PageRequest {
+    size: usize,
+    after: Option<Uuid>,
+}
+
+impl PageRequest {
+    fn parse(page_size: i32, token: &str) -> Result<Self, ApiError> {
+        let size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let after = if token.is_empty() {
             None
         } else {
             Some(Uuid::try_parse(token).map_err(|_| {
                 ApiError::invalid("page_token", "is not a token this service issued")
             })?)
         };
-    let mut rest: Vec<T> = all
-        .into_iter()
-        .filter(|x| after.is_none_or(|a| id(*x) > a))
-        .collect();
-    let next = if rest.len() > size {
-        rest.truncate(size);
-        rest.last()
-            .map(|x| id(*x).simple().to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    Ok((rest, next))
+        Ok(PageRequest { size, after })
+    }
+
+    /// The token of the page after `page`: its last id, when more follow.
+    fn next_token<T: Copy>(page: &domain::Page<T>, id: impl Fn(T) -> Uuid) -> String {
+        match page.items.last() {
+            Some(last) if page.more => id(*last).simple().to_string(),
+            _ => String::new(),
+        }
+    }
 }
 
 fn via(v: &domain::Via) -> pb::InheritedVia {
@@ -449,9 +447,12 @@ impl AuthzService for AuthzApi {
                     .read(&principal, &metadata, tenant, req.consistency)
                     .await?;
                 let state = state.read().expect("not poisoned");
+                // Checks of the same user share the work of resolving their roles.
+                let mut checker = domain::Checker::new(&state);
                 let mut results = Vec::with_capacity(items.len());
                 for (i, user, permission, resource) in items {
-                    let decision = domain::check(&state, user, &permission, &resource, req.explain)
+                    let decision = checker
+                        .check(user, &permission, &resource, req.explain)
                         .map_err(|e| match e {
                             CheckError::UnknownPermission(_) => {
                                 ApiError::invalid(format!("items[{i}].permission"), e.to_string())
@@ -493,12 +494,18 @@ impl AuthzService for AuthzApi {
                 let state = self
                     .read(&principal, &metadata, tenant, req.consistency)
                     .await?;
+                let page_request = PageRequest::parse(req.page_size, &req.page_token)?;
                 let state = state.read().expect("not poisoned");
-                let users = domain::lookup_subjects(&state, group, &holding)?;
-                let (page, next) = paginate(users, |u| u.0, req.page_size, &req.page_token)?;
+                let page = domain::lookup_subjects_page(
+                    &state,
+                    group,
+                    &holding,
+                    page_request.after.map(UserId),
+                    page_request.size,
+                )?;
                 Ok(pb::LookupSubjectsResponse {
-                    user_ids: page.iter().map(ToString::to_string).collect(),
-                    next_page_token: next,
+                    next_page_token: PageRequest::next_token(&page, |u: UserId| u.0),
+                    user_ids: page.items.iter().map(ToString::to_string).collect(),
                     revision: state.revision,
                 })
             }
@@ -560,12 +567,18 @@ impl AuthzService for AuthzApi {
                 let state = self
                     .read(&principal, &metadata, tenant, req.consistency)
                     .await?;
+                let page_request = PageRequest::parse(req.page_size, &req.page_token)?;
                 let state = state.read().expect("not poisoned");
-                let groups = domain::lookup_groups(&state, user, &req.permission)?;
-                let (page, next) = paginate(groups, |g| g.0, req.page_size, &req.page_token)?;
+                let page = domain::lookup_groups_page(
+                    &state,
+                    user,
+                    &req.permission,
+                    page_request.after.map(GroupId),
+                    page_request.size,
+                )?;
                 Ok(pb::LookupGroupsResponse {
-                    group_ids: page.iter().map(ToString::to_string).collect(),
-                    next_page_token: next,
+                    next_page_token: PageRequest::next_token(&page, |g: GroupId| g.0),
+                    group_ids: page.items.iter().map(ToString::to_string).collect(),
                     revision: state.revision,
                 })
             }
@@ -589,12 +602,22 @@ mod tests {
     }
 
     #[test]
-    fn pages_resume_after_their_token() {
-        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
-        let (first, token) = paginate(ids.clone(), |u| u, 2, "").unwrap();
-        assert_eq!(first, ids[..2]);
-        let (second, _) = paginate(ids.clone(), |u| u, 2, &token).unwrap();
-        assert_eq!(second, ids[2..4]);
-        assert!(paginate(ids, |u| u, 2, "nope").is_err());
+    fn page_tokens_name_the_last_id_when_more_follow() {
+        let id = Uuid::now_v7();
+        let page = domain::Page {
+            items: vec![id],
+            more: true,
+        };
+        let token = PageRequest::next_token(&page, |u: Uuid| u);
+        assert_eq!(PageRequest::parse(1, &token).unwrap().after, Some(id));
+        let last = domain::Page {
+            more: false,
+            ..page
+        };
+        assert_eq!(PageRequest::next_token(&last, |u: Uuid| u), "");
+        assert_eq!(PageRequest::parse(0, "").unwrap().size, DEFAULT_PAGE_SIZE);
+        assert_eq!(PageRequest::parse(5000, "").unwrap().size, MAX_PAGE_SIZE);
+        assert!(PageRequest::parse(-1, "").is_err());
+        assert!(PageRequest::parse(1, "nope").is_err());
     }
 }

@@ -57,7 +57,7 @@ fn store_status(err: StoreError) -> Status {
             Status::with_error_details(Code::NotFound, format!("{kind} {id} not found"), details)
         }
         StoreError::AlreadyExists { field, message } => {
-            bad_request(Code::AlreadyExists, field.to_owned(), message)
+            bad_request(Code::AlreadyExists, field, message)
         }
         StoreError::InvalidArgument { field, message } => {
             bad_request(Code::InvalidArgument, field, message)

@@ -60,6 +60,7 @@ macro_rules! tenant_scoped {
 tenant_scoped!(
     pb::GetTenantRequest,
     pb::CreateUserRequest,
+    pb::BatchCreateUsersRequest,
     pb::GetUserRequest,
     pb::ListUsersRequest,
     pb::UpdateUserRequest,
@@ -153,6 +154,8 @@ route_rpcs! {
     writes {
         create_tenant => tenants::create : pb::CreateTenantRequest => pb::CreateTenantResponse,
         create_user => users::create : pb::CreateUserRequest => pb::CreateUserResponse,
+        batch_create_users => users::batch_create
+            : pb::BatchCreateUsersRequest => pb::BatchCreateUsersResponse,
         update_user => users::update : pb::UpdateUserRequest => pb::UpdateUserResponse,
         suspend_user => users::suspend : pb::SuspendUserRequest => pb::SuspendUserResponse,
         reactivate_user => users::reactivate : pb::ReactivateUserRequest => pb::ReactivateUserResponse,

@@ -36,6 +36,66 @@ pub async fn create(
     })
 }
 
+/// Most users one `BatchCreateUsers` call creates.
+pub const MAX_BATCH_USERS: usize = 1000;
+
+pub async fn batch_create(
+    store: &dyn DirectoryStore,
+    ctx: &WriteContext,
+    req: pb::BatchCreateUsersRequest,
+) -> Result<pb::BatchCreateUsersResponse, ApiError> {
+    let tenant = super::tenant_id(&req.tenant_id)?;
+    if req.users.is_empty() || req.users.len() > MAX_BATCH_USERS {
+        return Err(ValidationError::new(
+            "users",
+            format!(
+                "give between 1 and {MAX_BATCH_USERS} users (got {})",
+                req.users.len()
+            ),
+        )
+        .into());
+    }
+    let mut users = Vec::with_capacity(req.users.len());
+    for (i, user) in req.users.into_iter().enumerate() {
+        let field = |name: &str| format!("users[{i}].{name}");
+        users.push(NewUser {
+            display_name: DisplayName::parse(&field("display_name"), &user.display_name)?,
+            email: Email::parse(&field("email"), &user.email)?,
+            roles: convert::parse_role_set(&field("roles"), &user.roles)?,
+            request_id: RequestId::parse(&field("request_id"), &user.request_id)?,
+        });
+    }
+    refuse_repeats(&users)?;
+    let written = store.create_users(ctx, tenant, users).await?;
+    Ok(pb::BatchCreateUsersResponse {
+        users: written.value.iter().map(convert::user).collect(),
+        revision: written.revision,
+    })
+}
+
+/// A batch may not hold the same email, or the same request id, twice.
+fn refuse_repeats(users: &[NewUser]) -> Result<(), ValidationError> {
+    let mut emails: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut request_ids: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, user) in users.iter().enumerate() {
+        if let Some(first) = emails.insert(user.email.key(), i) {
+            return Err(ValidationError::new(
+                format!("users[{i}].email"),
+                format!("is the email of users[{first}] (emails are unique per tenant, whatever their case)"),
+            ));
+        }
+        if let Some(request_id) = &user.request_id {
+            if let Some(first) = request_ids.insert(request_id.as_str(), i) {
+                return Err(ValidationError::new(
+                    format!("users[{i}].request_id"),
+                    format!("is the request id of users[{first}]"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn get(
     store: &dyn DirectoryStore,
     req: pb::GetUserRequest,

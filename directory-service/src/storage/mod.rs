@@ -45,10 +45,7 @@ pub enum StoreError {
     NotFound { kind: &'static str, id: String },
 
     #[error("{message}")]
-    AlreadyExists {
-        field: &'static str,
-        message: String,
-    },
+    AlreadyExists { field: String, message: String },
 
     #[error("{message}")]
     FailedPrecondition {
@@ -117,6 +114,15 @@ pub trait DirectoryStore: Send + Sync + 'static {
         tenant: TenantId,
         new: NewUser,
     ) -> StoreResult<Written<User>>;
+    /// Creates every user or none, at one revision. A user whose request id was
+    /// used before for the same user is not created again: the first result stands
+    /// in its place. Errors name the user by its index (`users[3].email`).
+    async fn create_users(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        new: Vec<NewUser>,
+    ) -> StoreResult<Written<Vec<User>>>;
     async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<User>;
     async fn list_users(
         &self,

@@ -61,7 +61,7 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 fn unique_as(field: &'static str, message: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| {
         if is_unique_violation(&err) {
-            StoreError::AlreadyExists { field, message: message() }
+            StoreError::AlreadyExists { field: field.to_owned(), message: message() }
         } else {
             StoreError::Database(err)
         }
@@ -92,6 +92,13 @@ fn after_id(page: &PageRequest) -> StoreResult<Option<Uuid>> {
 fn contains_pattern(needle: &str) -> String {
     let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// The time a write records: to the microsecond, as PostgreSQL keeps it, so that
+/// what a write returns is what a later read returns.
+fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
 }
 
 fn search_text(user_name: &str, email: &str) -> String {
@@ -125,7 +132,7 @@ impl Store {
         )
         .bind(w.tenant.0)
         .bind(w.revision)
-        .bind(Utc::now())
+        .bind(now())
         .bind(&ctx.actor)
         .bind(sqlx::types::Json(&w.changes))
         .execute(&mut *w.tx)
@@ -178,10 +185,79 @@ impl Store {
         .bind(fingerprint)
         .bind(resource)
         .bind(revision)
-        .bind(Utc::now())
+        .bind(now())
         .execute(conn)
         .await?;
         Ok(())
+    }
+
+    /// Per user of a batch, the earlier result of its request id, if it was used
+    /// before for the same user; an error naming the user if it was used for
+    /// another.
+    async fn replayed_batch(
+        conn: &mut DbConn,
+        scope: Uuid,
+        new: &[NewUser],
+        fingerprints: &[String],
+    ) -> StoreResult<Vec<Option<(Uuid, Revision)>>> {
+        let asked: Vec<&str> = new.iter().filter_map(|n| n.request_id.as_ref().map(|r| r.as_str())).collect();
+        let mut stored: std::collections::HashMap<String, (String, Uuid, i64)> = std::collections::HashMap::new();
+        for chunk in asked.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT request_id, fingerprint, resource_id, revision FROM idempotency_keys WHERE scope = ",
+            );
+            q.push_bind(scope).push(" AND request_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            let rows: Vec<(String, String, Uuid, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
+            stored.extend(rows.into_iter().map(|(r, f, id, rev)| (r, (f, id, rev))));
+        }
+        new.iter()
+            .zip(fingerprints)
+            .enumerate()
+            .map(|(i, (n, fingerprint))| {
+                let Some(request_id) = &n.request_id else { return Ok(None) };
+                match stored.get(request_id.as_str()) {
+                    None => Ok(None),
+                    Some((first, id, revision)) if first == fingerprint => Ok(Some((*id, *revision))),
+                    Some(_) => Err(StoreError::InvalidArgument {
+                        field: format!("users[{i}].request_id"),
+                        message: "was already used for a different request".into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// ALREADY_EXISTS naming the first of the batch's users (at `indexes`) whose
+    /// email a user of the tenant already has.
+    async fn refuse_taken_emails(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        new: &[NewUser],
+        indexes: &[usize],
+    ) -> StoreResult<()> {
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in indexes.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new("SELECT email_key FROM users WHERE tenant_id = ");
+            q.push_bind(tenant.0).push(" AND email_key IN (");
+            let mut keys = q.separated(", ");
+            for i in chunk {
+                keys.push_bind(new[*i].email.key());
+            }
+            q.push(")");
+            taken.extend(q.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
+        }
+        match indexes.iter().find(|i| taken.contains(&new[**i].email.key())) {
+            None => Ok(()),
+            Some(i) => Err(StoreError::AlreadyExists {
+                field: format!("users[{i}].email"),
+                message: format!("a user with email {} already exists in this tenant", new[*i].email.as_str()),
+            }),
+        }
     }
 
     async fn fetch_user(conn: &mut DbConn, tenant: TenantId, id: UserId) -> StoreResult<User> {
@@ -262,7 +338,7 @@ impl Store {
     }
 
     async fn insert_user(w: &mut WriteTx, id: UserId, new: &NewUser) -> StoreResult<User> {
-        let now = Utc::now();
+        let now = now();
         let email_taken = || format!("a user with email {} already exists in this tenant", new.email.as_str());
         sqlx::query(
             "INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, suspended, \
@@ -313,7 +389,7 @@ impl Store {
 
     /// Writes a user's changed fields and records the change.
     async fn save_user(w: &mut WriteTx, user: &mut User) -> StoreResult<()> {
-        user.update_time = Utc::now();
+        user.update_time = now();
         user.revision = w.revision;
         let email_taken = || format!("a user with email {} already exists in this tenant", user.email.as_str());
         sqlx::query(
@@ -339,7 +415,7 @@ impl Store {
 
     /// Writes a group's own fields and records the change.
     async fn save_group(w: &mut WriteTx, group: &mut Group) -> StoreResult<()> {
-        group.update_time = Utc::now();
+        group.update_time = now();
         group.revision = w.revision;
         let name_taken = || format!("a sibling group named {} already exists", group.display_name.as_str());
         sqlx::query(
@@ -570,7 +646,7 @@ impl DirectoryStore for Store {
                 id: TenantId::generate(),
                 display_name: new.display_name.clone(),
                 revision: 1,
-                create_time: Utc::now(),
+                create_time: now(),
             };
             let mut tx = self.pool.begin().await?;
             sqlx::query("INSERT INTO tenants (id, display_name, revision, create_time) VALUES ($1, $2, $3, $4)")
@@ -633,6 +709,116 @@ impl DirectoryStore for Store {
         let revision = w.revision;
         Self::remember_request(w.conn(), tenant.0, &new.request_id, &fingerprint, user.id.0, revision).await?;
         self.finish(ctx, w, user).await
+    }
+
+    #[tracing::instrument(skip(self, ctx, new), fields(users = new.len()), err(level = "debug"))]
+    async fn create_users(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        new: Vec<NewUser>,
+    ) -> StoreResult<Written<Vec<User>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let fingerprints: Vec<String> = new.iter().map(fingerprint).collect();
+        let replays = Self::replayed_batch(w.conn(), tenant.0, &new, &fingerprints).await?;
+        let fresh: Vec<usize> = (0..new.len()).filter(|i| replays[*i].is_none()).collect();
+        Self::refuse_taken_emails(w.conn(), tenant, &new, &fresh).await?;
+
+        let now = now();
+        let created: Vec<(usize, User)> = fresh
+            .iter()
+            .map(|i| {
+                let n = &new[*i];
+                let user = User {
+                    id: UserId::generate(),
+                    tenant_id: tenant,
+                    display_name: n.display_name.clone(),
+                    email: n.email.clone(),
+                    roles: n.roles.clone(),
+                    state: UserState::Active,
+                    create_time: now,
+                    update_time: now,
+                    revision: w.revision,
+                };
+                (*i, user)
+            })
+            .collect();
+        for chunk in created.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, suspended, \
+                 create_time, update_time, revision) ",
+            );
+            q.push_values(chunk, |mut row, (_, u)| {
+                row.push_bind(tenant.0)
+                    .push_bind(u.id.0)
+                    .push_bind(u.display_name.as_str())
+                    .push_bind(u.email.as_str())
+                    .push_bind(u.email.key())
+                    .push_bind(search_text(u.display_name.as_str(), u.email.as_str()))
+                    .push_bind(encode_roles(u.roles.roles().iter().copied()))
+                    .push_bind(false)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(w.revision);
+            });
+            q.build().execute(w.conn()).await.map_err(unique_as("users", || {
+                "a user of the batch already exists in this tenant".to_owned()
+            }))?;
+        }
+        let roles: Vec<(Uuid, Role)> = created
+            .iter()
+            .flat_map(|(_, u)| u.roles.roles().iter().map(move |r| (u.id.0, *r)))
+            .collect();
+        for chunk in roles.chunks(ID_CHUNK * 2) {
+            let mut q = QueryBuilder::<Db>::new("INSERT INTO user_roles (tenant_id, user_id, role) ");
+            q.push_values(chunk, |mut row, (user, role)| {
+                row.push_bind(tenant.0).push_bind(*user).push_bind(role.as_str());
+            });
+            q.build().execute(w.conn()).await?;
+        }
+        let keys: Vec<(&RequestId, &str, Uuid)> = created
+            .iter()
+            .filter_map(|(i, u)| new[*i].request_id.as_ref().map(|r| (r, fingerprints[*i].as_str(), u.id.0)))
+            .collect();
+        for chunk in keys.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, create_time) ",
+            );
+            q.push_values(chunk, |mut row, (request_id, fingerprint, id)| {
+                row.push_bind(tenant.0)
+                    .push_bind(request_id.as_str())
+                    .push_bind(*fingerprint)
+                    .push_bind(*id)
+                    .push_bind(w.revision)
+                    .push_bind(now);
+            });
+            q.build().execute(w.conn()).await?;
+        }
+        w.changes.extend(created.iter().map(|(_, user)| Change::UserUpserted { user: user.clone() }));
+
+        // The users in request order: the new ones, and the first results of replays.
+        let replayed_ids: Vec<UserId> = replays.iter().flatten().map(|(id, _)| UserId(*id)).collect();
+        let replayed_users = Self::require_users(w.conn(), tenant, &replayed_ids).await?;
+        let mut created = created.into_iter().peekable();
+        let users: Vec<User> = replays
+            .iter()
+            .enumerate()
+            .map(|(i, replay)| match replay {
+                Some((id, _)) => replayed_users
+                    .iter()
+                    .find(|u| u.id.0 == *id)
+                    .cloned()
+                    .expect("require_users found every replayed user"),
+                None => created.next_if(|(j, _)| *j == i).expect("every fresh user was created").1,
+            })
+            .collect();
+        if w.changes.is_empty() {
+            // Every user was a replay: nothing new to commit.
+            w.tx.rollback().await?;
+            let revision = replays.iter().flatten().map(|(_, r)| *r).max().unwrap_or(0);
+            return Ok(Written { value: users, revision });
+        }
+        self.finish(ctx, w, users).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -782,7 +968,7 @@ impl DirectoryStore for Store {
         if let Some(parent) = new.parent_id {
             Self::fetch_group(w.conn(), tenant, parent).await?;
         }
-        let now = Utc::now();
+        let now = now();
         let mut group = Group {
             id: GroupId::generate(),
             tenant_id: tenant,
@@ -1068,7 +1254,7 @@ impl DirectoryStore for Store {
         let mut users = users;
         users.sort();
         users.dedup();
-        let now = Utc::now();
+        let now = now();
         let revision = w.revision;
         let mut added: Vec<UserId> = Vec::new();
         if !users.is_empty() {
@@ -1223,7 +1409,7 @@ impl DirectoryStore for Store {
                 format!("group {group} is not an organization; catalogs are assigned to organizations"),
             ));
         }
-        let now = Utc::now();
+        let now = now();
         let inserted = sqlx::query(
             "INSERT INTO catalog_assignments (tenant_id, group_id, catalog_id, assign_time) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
@@ -1423,9 +1609,13 @@ impl SnapshotReader for Snapshot {
                 (groups.into_iter().map(|group| Change::GroupUpserted { group }).collect(), next)
             }
             SnapshotStage::Memberships(after_group, after_user) => {
+                // A row comparison, which both databases answer with one range of
+                // the primary key; spelled as `group_id > $2 OR (...)`, PostgreSQL
+                // filters every row before the cursor, and a snapshot slows down
+                // quadratically with the tenant.
                 let rows: Vec<MembershipRow> = sqlx::query_as(
                     "SELECT group_id, user_id, join_revision, join_time FROM memberships \
-                     WHERE tenant_id = $1 AND (group_id > $2 OR (group_id = $2 AND user_id > $3)) \
+                     WHERE tenant_id = $1 AND (group_id, user_id) > ($2, $3) \
                      ORDER BY group_id, user_id LIMIT $4",
                 )
                 .bind(tenant)
@@ -1468,7 +1658,7 @@ impl SnapshotReader for Snapshot {
             SnapshotStage::Catalogs(after_group, after_catalog) => {
                 let rows: Vec<CatalogRow> = sqlx::query_as(
                     "SELECT group_id, catalog_id, assign_time FROM catalog_assignments \
-                     WHERE tenant_id = $1 AND (group_id > $2 OR (group_id = $2 AND catalog_id > $3)) \
+                     WHERE tenant_id = $1 AND (group_id, catalog_id) > ($2, $3) \
                      ORDER BY group_id, catalog_id LIMIT $4",
                 )
                 .bind(tenant)

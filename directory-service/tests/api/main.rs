@@ -4,6 +4,7 @@
 mod helpers;
 
 mod administrators;
+mod batch_users;
 mod concurrency;
 mod feed;
 mod groups;
