@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .await;
         std::process::exit(if healthy { 0 } else { 1 });
     }
-    cohort_shared::serving::init_tracing(settings.log_format);
+    let _log = cohort_shared::serving::init_tracing(settings.log_format);
     let app = Application::build(&settings).await?;
     app.run_until_stopped().await
 }

@@ -6,6 +6,10 @@
 //! line says method, tenant, status and duration. The request id goes back in the
 //! response headers, and a service calling another forwards it
 //! ([`REQUEST_ID_HEADER`]).
+//!
+//! Health checks and reflection are logged at DEBUG: orchestrators probe every
+//! few seconds and grpcurl asks reflection before every call, and neither is
+//! what an operator reads the call log for.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +53,20 @@ pub struct CallLog<S> {
     inner: S,
 }
 
+/// Calls logged at DEBUG: health checks and reflection.
+fn is_quiet(method: &str) -> bool {
+    method.starts_with("/grpc.health.v1.Health/") || method.starts_with("/grpc.reflection.")
+}
+
+/// Milliseconds, printed to the microsecond.
+struct Millis(f64);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3}", self.0)
+    }
+}
+
 /// A usable request id: printable ASCII, at most 128 characters.
 fn valid_request_id(value: &HeaderValue) -> Option<String> {
     let id = value.to_str().ok()?;
@@ -83,8 +101,12 @@ where
         request
             .headers_mut()
             .insert(REQUEST_ID_HEADER, header.clone());
-        let span =
-            tracing::info_span!("grpc", %method, %request_id, tenant = tracing::field::Empty);
+        let quiet = is_quiet(&method);
+        let span = if quiet {
+            tracing::debug_span!("grpc", %method, %request_id, tenant = tracing::field::Empty)
+        } else {
+            tracing::info_span!("grpc", %method, %request_id, tenant = tracing::field::Empty)
+        };
         // Take the service that was polled ready, leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -92,7 +114,8 @@ where
         Box::pin(
             async move {
                 let result = inner.call(request).await;
-                let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let elapsed_ms =
+                    tracing::field::display(Millis(started.elapsed().as_secs_f64() * 1000.0));
                 match result {
                     Ok(mut response) => {
                         // Errors come "trailers-only", with the status in the headers;
@@ -110,6 +133,8 @@ where
                             tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss
                         ) {
                             tracing::warn!(status = ?status, elapsed_ms, "call");
+                        } else if quiet {
+                            tracing::debug!(status = ?status, elapsed_ms, "call");
                         } else {
                             tracing::info!(status = ?status, elapsed_ms, "call");
                         }

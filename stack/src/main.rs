@@ -42,7 +42,7 @@ struct Settings {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    serving::init_tracing(settings.log_format);
+    let _log = serving::init_tracing(settings.log_format);
 
     // One development credential for both services (and for the authorization
     // service's calls to the directory), unless COHORT_AUTH_TOKENS names others.

@@ -1,0 +1,70 @@
+//! Connections to the services under test: one HTTP/2 connection per channel,
+//! every call carrying the bearer credential.
+
+use std::time::Duration;
+
+use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+/// Adds `authorization: Bearer <secret>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(secret: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Bearer(match secret {
+            Some(secret) => Some(format!("Bearer {secret}").parse()?),
+            None => None,
+        }))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// The clients of one connection.
+#[derive(Clone)]
+pub struct Clients {
+    pub directory: DirectoryServiceClient<Authed>,
+    pub authz: AuthzServiceClient<Authed>,
+    pub health: HealthClient<Channel>,
+}
+
+/// Opens one connection to `target` (an `http://host:port` address).
+pub async fn connect(target: &str, bearer: &Bearer) -> anyhow::Result<Clients> {
+    let channel = Endpoint::from_shared(target.to_owned())?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {target}: {e}"))?;
+    let authed = InterceptedService::new(channel.clone(), bearer.clone());
+    let limit = 64 * 1024 * 1024;
+    Ok(Clients {
+        directory: DirectoryServiceClient::new(authed.clone())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        authz: AuthzServiceClient::new(authed)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        health: HealthClient::new(channel),
+    })
+}
