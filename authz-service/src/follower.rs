@@ -1,12 +1,20 @@
-//! Follows the directory's change feed: every change set is written to the stored
+//! Follows the directory's change feed: every change set is appended to the stored
 //! projection with its checkpoint in one transaction, and only then applied in
-//! memory, so a restart resumes exactly where the service stopped. A snapshot
-//! replaces the tenant's state as a whole at its end. The stream is reopened with
-//! backoff when it or the directory goes away, from the revisions held.
+//! memory, so a restart resumes exactly where the service stopped. The stream is
+//! reopened with backoff when it or the directory goes away, from the revisions
+//! held.
+//!
+//! A snapshot streams: each part is applied to a fresh state (in bulk) and
+//! written as pages of a new stored base as it arrives, with no whole-tenant
+//! buffer; at the snapshot's end the indexes are built, the new base is made live
+//! in one transaction, and the new state replaces the old one, which served
+//! until then. A snapshot cut off midway leaves the old projection serving, and
+//! its pages are removed by the next one.
 //!
 //! This is where the directory's proto types stop: changes are converted into
 //! [`crate::domain::Change`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,31 +24,85 @@ use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedS
 use pb::change::Change as C;
 use pb::watch_response::Event;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::compaction::{Compactor, PAGE_CHANGES};
 use crate::domain::{Change, GroupId, Revision, TenantState, UserId};
 use crate::projection::Projection;
-use crate::storage::{Apply, ProjectionStore};
+use crate::storage::{format, Base, Generation, ProjectionStore, StoreResult};
 use crate::upstream::Upstream;
 
+/// Page writes a snapshot keeps in flight while it reads on.
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// What the follower works with.
+#[derive(Clone)]
+pub struct Follower {
+    pub directory: Upstream,
+    pub store: Arc<dyn ProjectionStore>,
+    pub projection: Arc<Projection>,
+    pub compactor: Arc<Compactor>,
+}
+
 /// A tenant snapshot being received.
-struct Snapshot {
+struct Resync {
     tenant: Uuid,
     revision: Revision,
+    /// The new state, in bulk mode until the end.
     state: TenantState,
-    changes: Vec<Change>,
+    /// The new stored base.
+    generation: Generation,
+    /// Changes for the next page.
+    page: Vec<Change>,
+    seq: i64,
+    changes: u64,
+    writes: VecDeque<JoinHandle<StoreResult<()>>>,
+}
+
+impl Resync {
+    /// Hands the gathered changes to a page write, keeping at most
+    /// [`PAGES_IN_FLIGHT`] writes going.
+    async fn flush(&mut self, store: &Arc<dyn ProjectionStore>) -> anyhow::Result<()> {
+        if !self.page.is_empty() {
+            let page = std::mem::take(&mut self.page);
+            let (store, tenant, generation, seq) =
+                (store.clone(), self.tenant, self.generation, self.seq);
+            self.writes.push_back(tokio::spawn(async move {
+                store.write_page(tenant, generation, seq, &page).await
+            }));
+            self.seq += 1;
+        }
+        while self.writes.len() > PAGES_IN_FLIGHT {
+            let write = self.writes.pop_front().expect("more than none");
+            write.await??;
+        }
+        Ok(())
+    }
+
+    async fn finish_writes(&mut self) -> anyhow::Result<()> {
+        while let Some(write) = self.writes.pop_front() {
+            write.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Resync {
+    fn drop(&mut self) {
+        // A snapshot cut off: its writes stop; what they wrote is removed by the
+        // next base of the tenant.
+        for write in &self.writes {
+            write.abort();
+        }
+    }
 }
 
 /// Follows the feed until `closing` turns true.
-pub async fn follow(
-    directory: Upstream,
-    store: Arc<dyn ProjectionStore>,
-    projection: Arc<Projection>,
-    mut closing: watch::Receiver<bool>,
-) {
+pub async fn follow(follower: Follower, mut closing: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let run = follow_once(&directory, &*store, &projection, &mut backoff);
+        let run = follow_once(&follower, &mut backoff);
         let stopped = tokio::select! {
             result = run => {
                 if let Err(err) = result {
@@ -61,12 +123,9 @@ pub async fn follow(
     }
 }
 
-async fn follow_once(
-    directory: &Upstream,
-    store: &dyn ProjectionStore,
-    projection: &Projection,
-    backoff: &mut Duration,
-) -> anyhow::Result<()> {
+async fn follow_once(follower: &Follower, backoff: &mut Duration) -> anyhow::Result<()> {
+    let directory = &follower.directory;
+    let projection = &follower.projection;
     let channel = directory
         .endpoint()?
         .connect_timeout(Duration::from_secs(5))
@@ -92,7 +151,7 @@ async fn follow_once(
         .into_inner();
     tracing::info!(directory = %directory.url, "following the directory's feed");
     projection.set_connected(true);
-    let result = apply_stream(&mut stream, store, projection, backoff).await;
+    let result = apply_stream(&mut stream, follower, backoff).await;
     projection.set_connected(false);
     result
 }
@@ -100,22 +159,33 @@ async fn follow_once(
 /// Applies the feed's messages until it ends or fails.
 async fn apply_stream(
     stream: &mut tonic::Streaming<pb::WatchResponse>,
-    store: &dyn ProjectionStore,
-    projection: &Projection,
+    follower: &Follower,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
-    let mut snapshot: Option<Snapshot> = None;
+    let Follower {
+        store,
+        projection,
+        compactor,
+        ..
+    } = follower;
+    let mut resync: Option<Resync> = None;
     while let Some(message) = stream.message().await? {
         *backoff = Duration::from_millis(100);
         let Some(event) = message.event else { continue };
         match event {
             Event::SnapshotBegin(begin) => {
                 let tenant = Uuid::parse_str(&begin.tenant_id)?;
-                snapshot = Some(Snapshot {
+                compactor.stop(tenant).await;
+                let generation = store.begin_base(tenant).await?;
+                resync = Some(Resync {
                     tenant,
                     revision: begin.revision,
-                    state: TenantState::default(),
-                    changes: Vec::new(),
+                    state: TenantState::bulk(),
+                    generation,
+                    page: Vec::with_capacity(PAGE_CHANGES),
+                    seq: 0,
+                    changes: 0,
+                    writes: VecDeque::new(),
                 });
             }
             Event::Change(event) => {
@@ -128,37 +198,68 @@ async fn apply_stream(
                     .into_iter()
                     .flatten()
                     .collect();
-                match &mut snapshot {
-                    Some(s) if s.tenant == tenant => {
+                match &mut resync {
+                    Some(r) if r.tenant == tenant => {
+                        anyhow::ensure!(
+                            changes.iter().all(format::is_addition),
+                            "a snapshot holds only additions"
+                        );
                         for change in &changes {
-                            s.state.apply(change.clone());
+                            r.state.apply(change.clone());
                         }
-                        s.changes.extend(changes);
+                        r.changes += changes.len() as u64;
+                        r.page.extend(changes);
+                        if r.page.len() >= PAGE_CHANGES {
+                            r.flush(store).await?;
+                        }
                     }
                     Some(_) => anyhow::bail!("a change of another tenant inside a snapshot"),
                     None => {
-                        store
-                            .apply(tenant, event.revision, Apply::Incremental, &changes)
-                            .await?;
+                        store.append(tenant, event.revision, &changes).await?;
                         projection.apply(tenant, event.revision, changes);
                         projection.vouch(tenant, event.revision);
+                        compactor.appended(tenant);
                     }
                 }
             }
             Event::SnapshotEnd(end) => {
-                let Some(mut s) = snapshot.take() else {
+                let Some(mut r) = resync.take() else {
                     anyhow::bail!("a snapshot end without its beginning")
                 };
                 anyhow::ensure!(
-                    s.tenant.to_string() == end.tenant_id && s.revision == end.revision,
+                    r.tenant.to_string() == end.tenant_id && r.revision == end.revision,
                     "mismatched snapshot end"
                 );
+                r.flush(store).await?;
+                r.finish_writes().await?;
+                let mut state = std::mem::take(&mut r.state);
+                let state = tokio::task::spawn_blocking(move || {
+                    state.finish_bulk();
+                    state
+                })
+                .await?;
                 store
-                    .apply(s.tenant, s.revision, Apply::Replace, &s.changes)
+                    .commit_base(
+                        r.tenant,
+                        r.generation,
+                        Base::Snapshot {
+                            revision: r.revision,
+                        },
+                    )
                     .await?;
-                s.state.revision = s.revision;
-                projection.replace(s.tenant, s.state);
-                tracing::info!(tenant = %s.tenant, revision = s.revision, "applied a snapshot");
+                let mut state = state;
+                state.revision = r.revision;
+                let size = state.size();
+                projection.replace(r.tenant, state);
+                compactor.based(r.tenant, r.changes, 0);
+                tracing::info!(
+                    tenant = %r.tenant,
+                    revision = r.revision,
+                    users = size.users,
+                    groups = size.groups,
+                    memberships = size.memberships,
+                    "applied a snapshot"
+                );
             }
             Event::Checkpoint(checkpoint) => {
                 projection.vouch(Uuid::parse_str(&checkpoint.tenant_id)?, checkpoint.revision);

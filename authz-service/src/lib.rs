@@ -8,8 +8,10 @@
 //!   inherited-role rules), `check` and the lookups, which share one decision
 //!   procedure that also writes the explanation.
 //!
-//! - [`storage`]: the persisted projection (one trait; PostgreSQL and SQLite),
-//!   written with each change set's checkpoint in one transaction.
+//! - [`storage`]: the persisted projection (one trait; PostgreSQL and SQLite): a
+//!   base in pages and a log of change sets, each with its checkpoint.
+//! - [`compaction`]: rewrites a tenant's stored base from memory when its log
+//!   grows long, in the background.
 //! - [`projection`]: the in-memory state every answer comes from, with waits for
 //!   a revision (read-your-writes).
 //! - [`follower`]: follows the directory's feed (the directory's proto types stop
@@ -19,6 +21,7 @@
 //! - [`config`] and [`startup`]: settings and the application that binds its
 //!   listener and serves until stopped.
 
+pub mod compaction;
 pub mod config;
 pub mod domain;
 pub mod follower;

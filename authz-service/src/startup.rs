@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 
 use cohort_shared::auth::Auth;
 
+use crate::compaction::Compactor;
 use crate::config::Settings;
-use crate::follower;
+use crate::follower::{self, Follower};
 use crate::grpc::AuthzApi;
 use crate::projection::Projection;
 use crate::storage::postgres::PgProjection;
@@ -28,6 +29,7 @@ pub struct Application {
     listener: TcpListener,
     store: Arc<dyn ProjectionStore>,
     projection: Arc<Projection>,
+    compactor: Arc<Compactor>,
     directory: Upstream,
     max_wait: Duration,
     auth: Auth,
@@ -73,15 +75,31 @@ impl Application {
         settings: &Settings,
         store: Arc<dyn ProjectionStore>,
     ) -> anyhow::Result<Self> {
+        let started = std::time::Instant::now();
         let loaded = store.load().await.context("loading the projection")?;
-        tracing::info!(tenants = loaded.len(), "loaded the projection");
+        let tallies: Vec<(uuid::Uuid, u64, u64)> = loaded
+            .iter()
+            .map(|t| (t.tenant, t.base_changes, t.log_entries))
+            .collect();
+        let memberships: usize = loaded.iter().map(|t| t.state.size().memberships).sum();
+        tracing::info!(
+            tenants = loaded.len(),
+            memberships,
+            elapsed = ?started.elapsed(),
+            "loaded the projection"
+        );
+        let projection = Arc::new(Projection::new(
+            loaded.into_iter().map(|t| (t.tenant, t.state)).collect(),
+        ));
+        let compactor = Compactor::new(store.clone(), projection.clone(), tallies);
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding --listen {}", settings.listen))?;
         Ok(Application {
             listener,
             store,
-            projection: Arc::new(Projection::new(loaded)),
+            projection,
+            compactor,
             directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone())
                 .with_ca(settings.directory_ca.as_deref())?,
             max_wait: settings.max_wait,
@@ -107,9 +125,12 @@ impl Application {
 
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
         let follower = tokio::spawn(follower::follow(
-            self.directory.clone(),
-            self.store.clone(),
-            self.projection.clone(),
+            Follower {
+                directory: self.directory.clone(),
+                store: self.store.clone(),
+                projection: self.projection.clone(),
+                compactor: self.compactor.clone(),
+            },
             closing_signal,
         ));
         let mut synced = self.projection.synced();

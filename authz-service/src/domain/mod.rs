@@ -24,4 +24,4 @@ pub use lookup::{
 pub use resolve::{
     resolve, HeldRole, Resolution, Source, SuppressReason, SuppressedRole, ToolRoles, Via,
 };
-pub use state::{Change, GroupId, Revision, Size, TenantState, UserId};
+pub use state::{Change, ExportCursor, GroupId, Revision, Size, TenantState, UserId};

@@ -7,7 +7,6 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-type DbConn = sqlx::PgConnection;
 type Store = PgProjection;
 
 #[derive(Clone)]

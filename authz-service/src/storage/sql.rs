@@ -1,247 +1,252 @@
 // The projection's SQL, shared by both backends.
 //
 // Not a module of its own: `postgres.rs` and `sqlite.rs` each `include!` it after
-// defining `DbConn` and `Store` (with a `pool` field), so it compiles once
-// per backend with concrete sqlx types.
-
-use std::collections::BTreeMap;
+// defining `Store` (with a `pool` field), so it compiles once per backend with
+// concrete sqlx types.
 
 use async_trait::async_trait;
-use cohort_shared::catalog::Role;
+use futures::TryStreamExt;
 use uuid::Uuid;
 
-use crate::domain::{Change, GroupId, Revision, TenantState, UserId};
-use crate::storage::{Apply, ProjectionStore, StoreError, StoreResult};
+use crate::domain::{Change, Revision, TenantState};
+use crate::storage::format::{LogEntry, Page};
+use crate::storage::{Base, Generation, ProjectionStore, StoreError, StoreResult, StoredTenant};
 
-/// Every table of the projection but the checkpoints, each keyed by tenant.
-const TENANT_TABLES: [&str; 5] = ["users", "groups", "memberships", "administrators", "catalogs"];
-
-fn encode_roles(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
-}
-
-fn decode_roles(raw: &str) -> StoreResult<Vec<Role>> {
-    raw.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| Role::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .collect()
-}
-
-async fn apply_change(conn: &mut DbConn, tenant: Uuid, change: &Change) -> StoreResult<()> {
-    match change {
-        Change::UserUpserted { id, roles, suspended } => {
-            sqlx::query(
-                "INSERT INTO users (tenant_id, id, roles, suspended) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant_id, id) DO UPDATE SET roles = excluded.roles, suspended = excluded.suspended",
-            )
-            .bind(tenant)
-            .bind(id.0)
-            .bind(encode_roles(roles))
-            .bind(*suspended)
-            .execute(&mut *conn)
+impl Store {
+    /// Removes what unfinished bases left: pages and log rows of any generation
+    /// but the live one (and of tenants that have none).
+    async fn remove_leftovers(&self) -> StoreResult<()> {
+        for table in ["projection_pages", "projection_log"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM projection_tenants t \
+                 WHERE t.tenant_id = {table}.tenant_id AND t.generation = {table}.generation)"
+            ))
+            .execute(&self.pool)
             .await?;
         }
-        Change::UserDeleted { id } => {
-            for sql in [
-                "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
-                "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
-                "DELETE FROM administrators WHERE tenant_id = $1 AND user_id = $2",
-            ] {
-                sqlx::query(sql).bind(tenant).bind(id.0).execute(&mut *conn).await?;
-            }
-        }
-        Change::GroupUpserted { id, parent, is_organization, inherited } => {
-            sqlx::query(
-                "INSERT INTO groups (tenant_id, id, parent_id, is_organization, inherited_roles) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-                 parent_id = excluded.parent_id, is_organization = excluded.is_organization, \
-                 inherited_roles = excluded.inherited_roles",
-            )
-            .bind(tenant)
-            .bind(id.0)
-            .bind(parent.map(|p| p.0))
-            .bind(*is_organization)
-            .bind(encode_roles(inherited))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::GroupDeleted { id } => {
-            for sql in [
-                "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
-                "DELETE FROM memberships WHERE tenant_id = $1 AND group_id = $2",
-                "DELETE FROM administrators WHERE tenant_id = $1 AND group_id = $2",
-                "DELETE FROM catalogs WHERE tenant_id = $1 AND group_id = $2",
-            ] {
-                sqlx::query(sql).bind(tenant).bind(id.0).execute(&mut *conn).await?;
-            }
-        }
-        Change::MembershipAdded { group, user, join_revision } => {
-            sqlx::query(
-                "INSERT INTO memberships (tenant_id, group_id, user_id, join_revision) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(group.0)
-            .bind(user.0)
-            .bind(*join_revision)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::MembershipRemoved { group, user } => {
-            sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND group_id = $2 AND user_id = $3")
+        Ok(())
+    }
+
+    /// Removes everything stored for a tenant (its projection is then rebuilt from
+    /// the directory).
+    async fn forget(&self, tenant: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["projection_pages", "projection_log", "projection_tenants"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                 .bind(tenant)
-                .bind(group.0)
-                .bind(user.0)
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await?;
         }
-        Change::AdministratorsChanged { group, users } => {
-            sqlx::query("DELETE FROM administrators WHERE tenant_id = $1 AND group_id = $2")
-                .bind(tenant)
-                .bind(group.0)
-                .execute(&mut *conn)
-                .await?;
-            for user in users {
-                sqlx::query("INSERT INTO administrators (tenant_id, group_id, user_id) VALUES ($1, $2, $3)")
-                    .bind(tenant)
-                    .bind(group.0)
-                    .bind(user.0)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Change::InheritedRoleChanged { group, tool, role } => {
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT inherited_roles FROM groups WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant)
-                    .bind(group.0)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let mut roles = decode_roles(&current.unwrap_or_default())?;
-            roles.retain(|r| r.tool() != *tool);
-            roles.extend(role);
-            roles.sort();
-            sqlx::query(
-                "INSERT INTO groups (tenant_id, id, parent_id, is_organization, inherited_roles) \
-                 VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-                 inherited_roles = excluded.inherited_roles",
-            )
-            .bind(tenant)
-            .bind(group.0)
-            .bind(false)
-            .bind(encode_roles(&roles))
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::CatalogAssigned { group, catalog } => {
-            sqlx::query(
-                "INSERT INTO catalogs (tenant_id, group_id, catalog_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(group.0)
-            .bind(catalog)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Change::CatalogUnassigned { group, catalog } => {
-            sqlx::query("DELETE FROM catalogs WHERE tenant_id = $1 AND group_id = $2 AND catalog_id = $3")
-                .bind(tenant)
-                .bind(group.0)
-                .bind(catalog)
-                .execute(&mut *conn)
-                .await?;
-        }
+        tx.commit().await?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// One tenant's stored state, as the changes that rebuild it.
-async fn load_tenant(conn: &mut DbConn, tenant: Uuid) -> StoreResult<Vec<Change>> {
-    let mut changes = Vec::new();
-    let users: Vec<(Uuid, String, bool)> =
-        sqlx::query_as("SELECT id, roles, suspended FROM users WHERE tenant_id = $1").bind(tenant).fetch_all(&mut *conn).await?;
-    for (id, roles, suspended) in users {
-        changes.push(Change::UserUpserted { id: UserId(id), roles: decode_roles(&roles)?, suspended });
+    /// One tenant's base and log, applied in bulk, at `revision`.
+    async fn load_tenant(
+        &self,
+        tenant: Uuid,
+        generation: Generation,
+        revision: Revision,
+    ) -> StoreResult<StoredTenant> {
+        let mut state = TenantState::bulk();
+        let mut base_changes = 0u64;
+        let mut pages = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT body FROM projection_pages WHERE tenant_id = $1 AND generation = $2 ORDER BY seq",
+        )
+        .bind(tenant)
+        .bind(generation)
+        .fetch(&self.pool);
+        while let Some(body) = pages.try_next().await? {
+            Page::decode_into(&body, |change| {
+                base_changes += 1;
+                state.apply(change);
+            })?;
+        }
+        drop(pages);
+        let mut log_entries = 0u64;
+        let mut log = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT body FROM projection_log WHERE tenant_id = $1 AND generation = $2 ORDER BY revision",
+        )
+        .bind(tenant)
+        .bind(generation)
+        .fetch(&self.pool);
+        while let Some(body) = log.try_next().await? {
+            log_entries += 1;
+            LogEntry::decode_into(&body, |change| state.apply(change))?;
+        }
+        drop(log);
+        state = tokio::task::spawn_blocking(move || {
+            state.finish_bulk();
+            state
+        })
+        .await
+        .expect("building indexes does not panic");
+        state.revision = revision;
+        Ok(StoredTenant {
+            tenant,
+            state,
+            base_changes,
+            log_entries,
+        })
     }
-    let groups: Vec<(Uuid, Option<Uuid>, bool, String)> = sqlx::query_as(
-        "SELECT id, parent_id, is_organization, inherited_roles FROM groups WHERE tenant_id = $1",
-    )
-    .bind(tenant)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (id, parent, is_organization, inherited) in groups {
-        changes.push(Change::GroupUpserted {
-            id: GroupId(id),
-            parent: parent.map(GroupId),
-            is_organization,
-            inherited: decode_roles(&inherited)?,
-        });
-    }
-    let memberships: Vec<(Uuid, Uuid, i64)> =
-        sqlx::query_as("SELECT group_id, user_id, join_revision FROM memberships WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_all(&mut *conn)
-            .await?;
-    for (group, user, join_revision) in memberships {
-        changes.push(Change::MembershipAdded { group: GroupId(group), user: UserId(user), join_revision });
-    }
-    let admins: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT group_id, user_id FROM administrators WHERE tenant_id = $1 ORDER BY group_id, user_id")
-            .bind(tenant)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut by_group: BTreeMap<Uuid, Vec<UserId>> = BTreeMap::new();
-    for (group, user) in admins {
-        by_group.entry(group).or_default().push(UserId(user));
-    }
-    for (group, users) in by_group {
-        changes.push(Change::AdministratorsChanged { group: GroupId(group), users });
-    }
-    let catalogs: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT group_id, catalog_id FROM catalogs WHERE tenant_id = $1").bind(tenant).fetch_all(&mut *conn).await?;
-    for (group, catalog) in catalogs {
-        changes.push(Change::CatalogAssigned { group: GroupId(group), catalog });
-    }
-    Ok(changes)
 }
 
 #[async_trait]
 impl ProjectionStore for Store {
-    async fn load(&self) -> StoreResult<Vec<(Uuid, TenantState)>> {
-        let mut conn = self.pool.acquire().await?;
-        let tenants: Vec<(Uuid, i64)> =
-            sqlx::query_as("SELECT tenant_id, revision FROM checkpoints ORDER BY tenant_id").fetch_all(&mut *conn).await?;
+    async fn load(&self) -> StoreResult<Vec<StoredTenant>> {
+        self.remove_leftovers().await?;
+        let tenants: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+            "SELECT tenant_id, generation, revision FROM projection_tenants ORDER BY tenant_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(tenants.len());
-        for (tenant, revision) in tenants {
-            let mut state = TenantState::default();
-            for change in load_tenant(&mut conn, tenant).await? {
-                state.apply(change);
+        for (tenant, generation, revision) in tenants {
+            match self.load_tenant(tenant, generation, revision).await {
+                Ok(stored) => out.push(stored),
+                Err(err @ (StoreError::Format(_) | StoreError::Corrupt(_))) => {
+                    // The projection is a copy of the directory's state: rather
+                    // than refuse to start, rebuild this tenant from the feed.
+                    tracing::error!(%tenant, error = %err, "dropping the stored projection of a tenant; it will be rebuilt from the directory");
+                    self.forget(tenant).await?;
+                }
+                Err(err) => return Err(err),
             }
-            state.revision = revision;
-            out.push((tenant, state));
         }
         Ok(out)
     }
 
-    async fn apply(&self, tenant: Uuid, revision: Revision, mode: Apply, changes: &[Change]) -> StoreResult<()> {
+    async fn append(&self, tenant: Uuid, revision: Revision, changes: &[Change]) -> StoreResult<()> {
+        let body = LogEntry::encode(changes);
         let mut tx = self.pool.begin().await?;
-        if mode == Apply::Replace {
-            for table in TENANT_TABLES {
-                sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1")).bind(tenant).execute(&mut *tx).await?;
-            }
-        }
-        for change in changes {
-            apply_change(&mut tx, tenant, change).await?;
-        }
-        sqlx::query(
-            "INSERT INTO checkpoints (tenant_id, revision) VALUES ($1, $2) \
-             ON CONFLICT (tenant_id) DO UPDATE SET revision = excluded.revision",
+        // The checkpoint row first: it orders this append with a base being made
+        // live (which moves the log rows it finds committed).
+        let generation: Option<i64> = sqlx::query_scalar(
+            "UPDATE projection_tenants SET revision = $2 WHERE tenant_id = $1 RETURNING generation",
         )
         .bind(tenant)
         .bind(revision)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let generation = match generation {
+            Some(generation) => generation,
+            None => {
+                // A tenant first seen through a change set: an empty base.
+                sqlx::query(
+                    "INSERT INTO projection_tenants (tenant_id, generation, base_revision, revision) \
+                     VALUES ($1, 1, 0, $2)",
+                )
+                .bind(tenant)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?;
+                1
+            }
+        };
+        sqlx::query(
+            "INSERT INTO projection_log (tenant_id, generation, revision, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, generation, revision) DO UPDATE SET body = excluded.body",
+        )
+        .bind(tenant)
+        .bind(generation)
+        .bind(revision)
+        .bind(body)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn begin_base(&self, tenant: Uuid) -> StoreResult<Generation> {
+        let live: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM projection_tenants WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?;
+        let live = live.unwrap_or(0);
+        for table in ["projection_pages", "projection_log"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE tenant_id = $1 AND generation <> $2"
+            ))
+            .bind(tenant)
+            .bind(live)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(live + 1)
+    }
+
+    async fn write_page(
+        &self,
+        tenant: Uuid,
+        generation: Generation,
+        seq: i64,
+        changes: &[Change],
+    ) -> StoreResult<()> {
+        let body = Page::encode(changes);
+        sqlx::query(
+            "INSERT INTO projection_pages (tenant_id, generation, seq, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, generation, seq) DO UPDATE SET body = excluded.body",
+        )
+        .bind(tenant)
+        .bind(generation)
+        .bind(seq)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit_base(&self, tenant: Uuid, generation: Generation, base: Base) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let carried = match base {
+            Base::Snapshot { revision } => {
+                sqlx::query(
+                    "INSERT INTO projection_tenants (tenant_id, generation, base_revision, revision) \
+                     VALUES ($1, $2, $3, $3) ON CONFLICT (tenant_id) DO UPDATE SET \
+                     generation = excluded.generation, base_revision = excluded.base_revision, \
+                     revision = excluded.revision",
+                )
+                .bind(tenant)
+                .bind(generation)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?;
+                0
+            }
+            Base::Compaction { from } => {
+                // The checkpoint row first: an append in flight finishes before
+                // this goes on, and every later one writes to the new generation.
+                sqlx::query(
+                    "UPDATE projection_tenants SET generation = $2, base_revision = $3 WHERE tenant_id = $1",
+                )
+                .bind(tenant)
+                .bind(generation)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE projection_log SET generation = $2 \
+                     WHERE tenant_id = $1 AND generation <> $2 AND revision > $3",
+                )
+                .bind(tenant)
+                .bind(generation)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            }
+        };
+        for table in ["projection_pages", "projection_log"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE tenant_id = $1 AND generation <> $2"
+            ))
+            .bind(tenant)
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(carried)
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-type DbConn = sqlx::SqliteConnection;
 type Store = SqliteProjection;
 
 #[derive(Clone)]
