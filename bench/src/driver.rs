@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::SeedableRng as _;
 use tokio::time::Instant;
 
 use crate::calls::{self, Call, Context};
@@ -116,7 +116,9 @@ pub async fn drive(
                 .rate
                 .map(|rate| Duration::from_secs_f64(callers as f64 / rate.max(1e-3)));
             tasks.push(tokio::spawn(async move {
-                let mut rng = SmallRng::seed_from_u64(caller as u64);
+                // Seeded afresh each run: writes (new emails) must not repeat a
+                // run before them.
+                let mut rng = SmallRng::from_rng(&mut rand::rng());
                 let mut tally = Tally::default();
                 let mut due = match interval {
                     Some(interval) => start + interval.mul_f64(caller as f64 / callers as f64),

@@ -118,41 +118,25 @@ impl ProjectionStore for Store {
 
     async fn append(&self, tenant: Uuid, revision: Revision, changes: &[Change]) -> StoreResult<()> {
         let body = LogEntry::encode(changes);
+        let appended = self.append_entry(tenant, revision, &body).await?;
+        if appended.is_some() {
+            return Ok(());
+        }
+        // A tenant first seen through a change set: an empty base under it.
         let mut tx = self.pool.begin().await?;
-        // The checkpoint row first: it orders this append with a base being made
-        // live (which moves the log rows it finds committed).
-        let generation: Option<i64> = sqlx::query_scalar(
-            "UPDATE projection_tenants SET revision = $2 WHERE tenant_id = $1 RETURNING generation",
-        )
-        .bind(tenant)
-        .bind(revision)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let generation = match generation {
-            Some(generation) => generation,
-            None => {
-                // A tenant first seen through a change set: an empty base.
-                sqlx::query(
-                    "INSERT INTO projection_tenants (tenant_id, generation, base_revision, revision) \
-                     VALUES ($1, 1, 0, $2)",
-                )
-                .bind(tenant)
-                .bind(revision)
-                .execute(&mut *tx)
-                .await?;
-                1
-            }
-        };
         sqlx::query(
-            "INSERT INTO projection_log (tenant_id, generation, revision, body) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, generation, revision) DO UPDATE SET body = excluded.body",
+            "INSERT INTO projection_tenants (tenant_id, generation, base_revision, revision) VALUES ($1, 1, 0, $2)",
         )
         .bind(tenant)
-        .bind(generation)
         .bind(revision)
-        .bind(body)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO projection_log (tenant_id, generation, revision, body) VALUES ($1, 1, $2, $3)")
+            .bind(tenant)
+            .bind(revision)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

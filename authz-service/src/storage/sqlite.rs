@@ -38,3 +38,39 @@ impl SqliteProjection {
 }
 
 include!("sql.rs");
+
+impl SqliteProjection {
+    /// Appends a log entry and moves the checkpoint, in one transaction: the
+    /// checkpoint row first, then the log row in the generation it names. `None`
+    /// when the tenant has no checkpoint yet.
+    async fn append_entry(
+        &self,
+        tenant: Uuid,
+        revision: i64,
+        body: &[u8],
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let generation: Option<i64> = sqlx::query_scalar(
+            "UPDATE projection_tenants SET revision = $2 WHERE tenant_id = $1 RETURNING generation",
+        )
+        .bind(tenant)
+        .bind(revision)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(generation) = generation else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO projection_log (tenant_id, generation, revision, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, generation, revision) DO UPDATE SET body = excluded.body",
+        )
+        .bind(tenant)
+        .bind(generation)
+        .bind(revision)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(generation))
+    }
+}

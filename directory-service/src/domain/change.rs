@@ -62,6 +62,12 @@ pub enum Change {
 }
 
 /// Everything one transaction changed in one tenant, under one revision.
+///
+/// Every entity a change set carries is at the change set's revision: a tenant,
+/// user or group it upserts has that revision as its etag, and a membership it
+/// adds was joined at it. A write that stores its change set before it knows its
+/// revision (one statement bumps the revision and writes everything) leaves those
+/// fields at 0; [`ChangeSet::stamp`] fills them in on reading.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeSet {
     pub tenant_id: TenantId,
@@ -69,4 +75,33 @@ pub struct ChangeSet {
     pub commit_time: DateTime<Utc>,
     pub actor: String,
     pub changes: Vec<Change>,
+}
+
+impl ChangeSet {
+    /// Sets the revision of every entity the change set carries to its own.
+    pub fn stamp(&mut self) {
+        for change in &mut self.changes {
+            change.stamp(self.revision);
+        }
+    }
+}
+
+impl Change {
+    /// Sets the revision of the entity this change carries, if any.
+    pub fn stamp(&mut self, revision: Revision) {
+        match self {
+            Change::TenantCreated { tenant } => tenant.revision = revision,
+            Change::UserUpserted { user } => user.revision = revision,
+            Change::GroupUpserted { group } => group.revision = revision,
+            Change::MembershipAdded { membership } => membership.join_revision = revision,
+            Change::UserDeleted { .. }
+            | Change::GroupDeleted { .. }
+            | Change::MembershipRemoved { .. }
+            | Change::AdministratorsChanged { .. }
+            | Change::InheritedRoleSet { .. }
+            | Change::InheritedRoleCleared { .. }
+            | Change::CatalogAssigned { .. }
+            | Change::CatalogUnassigned { .. } => {}
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! One subscriber's feed: a task that catches each followed tenant up from its
 //! cursor (by snapshot when there is no cursor, or when the events after it were
 //! compacted), then tails the outbox on commit signals and a slow poll, and sends
-//! checkpoints.
+//! checkpoints. A commit of this process that is exactly the next revision of a
+//! tenant the stream is up to date with is sent from the signal itself; anything
+//! else (another replica's commit, a gap) is read from the outbox.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{FeedError, FeedEvent, FeedSettings, Subscription};
 use crate::domain::{Revision, TenantId};
-use crate::storage::DirectoryStore;
+use crate::storage::{Commit, DirectoryStore};
 
 /// Why a watcher stopped early.
 enum Stop {
@@ -26,7 +28,7 @@ enum Stop {
 /// What woke the watcher up.
 enum Wake {
     /// A commit was announced.
-    Commit(TenantId, Revision),
+    Commit(Commit),
     /// Time to re-read every followed tenant's head (safety poll, lost signals).
     Rescan,
     Checkpoint,
@@ -102,7 +104,7 @@ impl Watcher {
             }
             let wake = tokio::select! {
                 received = signal.recv() => match received {
-                    Ok((tenant, revision)) => Wake::Commit(tenant, revision),
+                    Ok(commit) => Wake::Commit(commit),
                     Err(broadcast::error::RecvError::Lagged(_)) => Wake::Rescan,
                     Err(broadcast::error::RecvError::Closed) => Wake::Stop,
                 },
@@ -112,11 +114,21 @@ impl Watcher {
                 _ = self.closing.wait_for(|closing| *closing) => Wake::Stop,
             };
             match wake {
-                Wake::Commit(tenant, revision) => match self.cursors.get(&tenant) {
-                    Some(cursor) if *cursor < revision => {
+                Wake::Commit(Commit {
+                    tenant,
+                    revision,
+                    changes,
+                }) => match (self.cursors.get(&tenant).copied(), changes) {
+                    (Some(cursor), Some(set))
+                        if cursor > 0 && cursor + 1 == revision && !dirty.contains(&tenant) =>
+                    {
+                        self.send(FeedEvent::Changes((*set).clone())).await?;
+                        self.cursors.insert(tenant, revision);
+                    }
+                    (Some(cursor), _) if cursor < revision => {
                         dirty.insert(tenant);
                     }
-                    None if self.all_tenants => rescan = true,
+                    (None, _) if self.all_tenants => rescan = true,
                     _ => {}
                 },
                 Wake::Rescan => rescan = true,

@@ -15,6 +15,9 @@
 
 mod rows;
 mod signal;
+mod turns;
+
+pub use signal::Commit;
 
 pub mod postgres;
 pub mod sqlite;
@@ -314,7 +317,7 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// A signal for every commit (`(tenant, revision)`), from this process and,
     /// where the database can tell (PostgreSQL), from other replicas. A receiver
     /// that lags is told so and should re-read the tenant heads.
-    fn commit_signal(&self) -> broadcast::Receiver<(TenantId, Revision)>;
+    fn commit_signal(&self) -> broadcast::Receiver<Commit>;
 }
 
 /// A consistent read of one tenant's state, as the changes that rebuild it.

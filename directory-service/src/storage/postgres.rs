@@ -25,9 +25,15 @@ pub struct PgStore {
     /// open (a cancelled call) only after rolling it back.
     pool: PgPool,
     /// Announces commits to this process's feed streams (see `signal`).
-    commits: broadcast::Sender<(TenantId, Revision)>,
-    /// Keeps the NOTIFY listener alive as long as a handle to the store is.
+    commits: broadcast::Sender<signal::Commit>,
+    /// Announces commits to other replicas, with NOTIFY.
+    notifier: tokio::sync::mpsc::UnboundedSender<(TenantId, Revision)>,
+    /// Keep the NOTIFY listener and notifier alive as long as a handle to the
+    /// store is.
     _listener: Arc<signal::ListenerGuard>,
+    _notifier: Arc<signal::ListenerGuard>,
+    /// Turns of each tenant's writers in this process (see `turns`).
+    turns: Arc<super::turns::Turns>,
 }
 
 impl PgStore {
@@ -36,6 +42,9 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?.application_name("cohort-directory");
         let pool = PgPoolOptions::new()
+            // No ping before each use: a round trip per transaction. A broken
+            // connection fails its statement, and sqlx discards it.
+            .test_before_acquire(false)
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
@@ -43,10 +52,14 @@ impl PgStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let commits = signal::channel();
         let listener = signal::spawn_listener(pool.clone(), commits.clone());
+        let (notifier, notifier_guard) = signal::spawn_notifier(pool.clone());
         Ok(PgStore {
             pool,
             commits,
+            notifier,
             _listener: listener,
+            _notifier: notifier_guard,
+            turns: Arc::default(),
         })
     }
 
@@ -54,21 +67,16 @@ impl PgStore {
         &self.pool
     }
 
-    /// Announces a commit: at once to this process, and with NOTIFY (after the
-    /// commit, off the caller's path) to every replica.
-    fn after_commit(&self, tenant: TenantId, revision: Revision) {
-        let _ = self.commits.send((tenant, revision));
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            let notified = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(signal::NOTIFY_CHANNEL)
-                .bind(signal::encode(tenant, revision))
-                .execute(&pool)
-                .await;
-            if let Err(err) = notified {
-                tracing::warn!(error = %err, "could not announce a commit; feeds will catch up on their next poll");
-            }
+    /// Announces a commit: at once to this process (with its change set), and
+    /// with NOTIFY (after the commit, off the caller's path) to every replica.
+    fn after_commit(&self, set: Arc<ChangeSet>) {
+        let (tenant, revision) = (set.tenant_id, set.revision);
+        let _ = self.commits.send(signal::Commit {
+            tenant,
+            revision,
+            changes: Some(set),
         });
+        let _ = self.notifier.send((tenant, revision));
     }
 
     /// A read-only transaction that sees one consistent state throughout.
@@ -82,3 +90,241 @@ impl PgStore {
 }
 
 include!("sql.rs");
+
+// What the two databases do differently, used by the shared SQL above.
+
+/// The outbox's change-set parameter: text, stored as `json` as it is.
+const CHANGES_PARAM: &str = "$5::json";
+
+/// The ids among `ids` of the tenant's users.
+async fn users_among(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($2)")
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// Whether the group exists, which of `users` exist, and which of them are its
+/// members already: one query.
+async fn membership_plan(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+) -> Result<(bool, Vec<Uuid>, Vec<Uuid>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM groups WHERE tenant_id = $1 AND id = $2), \
+         ARRAY(SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($3)), \
+         ARRAY(SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_id = $2 AND user_id = ANY($3))",
+    )
+    .bind(tenant)
+    .bind(group)
+    .bind(users)
+    .fetch_one(conn)
+    .await
+}
+
+/// Adds `users` (none a member yet) to `group` and counts them, in one statement.
+async fn insert_memberships(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+    revision: i64,
+    time: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH added AS (INSERT INTO memberships (tenant_id, group_id, user_id, join_revision, join_time) \
+         SELECT $1, $2, u, $3, $4 FROM UNNEST($5::uuid[]) AS u) \
+         UPDATE groups SET member_count = member_count + $6 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(group)
+    .bind(revision)
+    .bind(time)
+    .bind(users)
+    .bind(users.len() as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes `users` from `group`, in one statement; the users removed.
+async fn delete_memberships(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM memberships WHERE tenant_id = $1 AND group_id = $2 AND user_id = ANY($3) RETURNING user_id",
+    )
+    .bind(tenant)
+    .bind(group)
+    .bind(users)
+    .fetch_all(conn)
+    .await
+}
+
+/// Inserts a new user and its roles, in one statement.
+async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH u AS (INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, \
+         suspended, create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8, $8, $9) \
+         RETURNING id) \
+         INSERT INTO user_roles (tenant_id, user_id, role) SELECT $1, u.id, r FROM u, UNNEST($10::text[]) AS r",
+    )
+    .bind(row.tenant)
+    .bind(row.id)
+    .bind(row.display_name)
+    .bind(row.email)
+    .bind(row.email_key.as_str())
+    .bind(row.search_text.as_str())
+    .bind(row.roles.as_str())
+    .bind(row.time)
+    .bind(row.revision)
+    .bind(&row.role_names)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What PostgreSQL's one-statement creates write and announce.
+impl OneShot<'_> {
+    fn payload(&self) -> StoreResult<String> {
+        serde_json::to_string(&self.changes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The committed change set, for the commit signal.
+    fn committed(&self, revision: Revision) -> std::sync::Arc<ChangeSet> {
+        let mut set = ChangeSet {
+            tenant_id: self.tenant,
+            revision,
+            commit_time: self.time,
+            actor: self.ctx.actor.clone(),
+            changes: self.changes.clone(),
+        };
+        set.stamp();
+        std::sync::Arc::new(set)
+    }
+}
+
+/// The creates of the hot path, each one statement: the revision bump, the rows,
+/// the request id and the change set (see `OneShot`).
+impl PgStore {
+    async fn create_user_at_once(&self, shot: &OneShot<'_>, user: &User) -> StoreResult<Created> {
+        let row = Store::user_row(user);
+        let mut tx = self.pool.begin().await?;
+        let _turn = self.turns.take(shot.tenant).await;
+        let written = sqlx::query_scalar::<_, i64>(
+            "WITH bump AS (UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision), \
+             new_user AS (INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, \
+                 suspended, create_time, update_time, revision) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, FALSE, $8, $8, revision FROM bump RETURNING id, revision), \
+             new_roles AS (INSERT INTO user_roles (tenant_id, user_id, role) \
+                 SELECT $1, id, r FROM new_user, UNNEST($9::text[]) AS r), \
+             request AS (INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, \
+                 create_time) SELECT $1, $10, $11, id, revision, $8 FROM new_user WHERE $10::text IS NOT NULL), \
+             event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
+                 SELECT $1, revision, $8, $12, $13::json FROM bump) \
+             SELECT revision FROM bump",
+        )
+        .bind(row.tenant)
+        .bind(row.id)
+        .bind(row.display_name)
+        .bind(row.email)
+        .bind(row.email_key.as_str())
+        .bind(row.search_text.as_str())
+        .bind(row.roles.as_str())
+        .bind(shot.time)
+        .bind(&row.role_names)
+        .bind(shot.request.map(|(r, _)| r.as_str()))
+        .bind(shot.request.map(|(_, f)| f))
+        .bind(&shot.ctx.actor)
+        .bind(shot.payload()?)
+        .fetch_optional(&mut *tx)
+        .await;
+        self.created(
+            shot,
+            tx,
+            written,
+            unique_as("email", Store::email_taken(user)),
+        )
+        .await
+    }
+
+    async fn create_group_at_once(
+        &self,
+        shot: &OneShot<'_>,
+        group: &Group,
+    ) -> StoreResult<Created> {
+        let mut tx = self.pool.begin().await?;
+        let _turn = self.turns.take(shot.tenant).await;
+        let written = sqlx::query_scalar::<_, i64>(
+            "WITH bump AS (UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision), \
+             new_group AS (INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
+                 create_time, update_time, revision) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $7, revision FROM bump RETURNING id, revision), \
+             parent AS (UPDATE groups SET subgroup_count = subgroup_count + 1 \
+                 WHERE tenant_id = $1 AND id = $3 AND EXISTS (SELECT 1 FROM new_group)), \
+             request AS (INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, \
+                 create_time) SELECT $1, $8, $9, id, revision, $7 FROM new_group WHERE $8::text IS NOT NULL), \
+             event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
+                 SELECT $1, revision, $7, $10, $11::json FROM bump) \
+             SELECT revision FROM bump",
+        )
+        .bind(shot.tenant.0)
+        .bind(group.id.0)
+        .bind(group.parent_id.map(|p| p.0))
+        .bind(group.display_name.as_str())
+        .bind(group.display_name.key())
+        .bind(group.is_organization)
+        .bind(shot.time)
+        .bind(shot.request.map(|(r, _)| r.as_str()))
+        .bind(shot.request.map(|(_, f)| f))
+        .bind(&shot.ctx.actor)
+        .bind(shot.payload()?)
+        .fetch_optional(&mut *tx)
+        .await;
+        self.created(shot, tx, written, |err| match (&err, group.parent_id) {
+            // The parent (the only group referenced) is not in the tenant.
+            (sqlx::Error::Database(db), Some(parent)) if db.is_foreign_key_violation() => {
+                StoreError::not_found("group", parent)
+            }
+            _ => unique_as("display_name", Store::name_taken(group))(err),
+        })
+        .await
+    }
+
+    /// How a one-statement create ended: committed (and announced), the tenant not
+    /// found (nothing bumped), its request id taken by a concurrent twin, or `other`.
+    ///
+    /// The statement runs in a transaction of its own, committed here: a call
+    /// cancelled while its statement waits for the tenant's lock rolls back, rather
+    /// than taking effect after its caller gave up.
+    async fn created(
+        &self,
+        shot: &OneShot<'_>,
+        tx: Transaction<'static, Db>,
+        written: Result<Option<i64>, sqlx::Error>,
+        other: impl FnOnce(sqlx::Error) -> StoreError,
+    ) -> StoreResult<Created> {
+        match written {
+            Ok(Some(revision)) => {
+                tx.commit().await?;
+                self.after_commit(shot.committed(revision));
+                Ok(Created::At(revision))
+            }
+            Ok(None) => Err(StoreError::not_found("tenant", shot.tenant)),
+            Err(sqlx::Error::Database(db)) if db.constraint() == Some("idempotency_keys_pkey") => {
+                Ok(Created::RequestIdTaken)
+            }
+            Err(err) => Err(other(err)),
+        }
+    }
+}

@@ -199,13 +199,15 @@ impl TryFrom<CatalogRow> for CatalogAssignment {
 
 impl From<ChangeRow> for ChangeSet {
     fn from(row: ChangeRow) -> Self {
-        ChangeSet {
+        let mut set = ChangeSet {
             tenant_id: TenantId(row.tenant_id),
             revision: row.revision,
             commit_time: row.commit_time,
             actor: row.actor,
             changes: row.changes.0,
-        }
+        };
+        set.stamp();
+        set
     }
 }
 

@@ -39,12 +39,51 @@ const ID_CHUNK: usize = 500;
 /// The idempotency scope of tenant creation (tenant-scoped creates use the tenant id).
 const GLOBAL_SCOPE: Uuid = Uuid::nil();
 
+/// A create written at once (the backends' `create_*_at_once`): on PostgreSQL one
+/// statement bumps the revision, writes the rows, the request id and the change
+/// set, so the tenant's lock is held for that statement alone, not across round
+/// trips.
+struct OneShot<'a> {
+    ctx: &'a WriteContext,
+    tenant: TenantId,
+    /// The request id and the request's fingerprint, to remember.
+    request: Option<(&'a RequestId, &'a str)>,
+    time: DateTime<Utc>,
+    /// The change set, its entities' revisions left at 0 (see `ChangeSet::stamp`).
+    changes: Vec<Change>,
+}
+
+/// How a create written at once ended.
+enum Created {
+    /// Committed at this revision.
+    At(Revision),
+    /// A concurrent call with the same request id committed first: replay it.
+    RequestIdTaken,
+}
+
+/// A new user's row, as the backends' `insert_user_row` writes it.
+struct NewUserRow<'a> {
+    tenant: Uuid,
+    id: Uuid,
+    display_name: &'a str,
+    email: &'a str,
+    email_key: String,
+    search_text: String,
+    roles: String,
+    role_names: Vec<&'static str>,
+    time: DateTime<Utc>,
+    revision: Revision,
+}
+
 /// An open write transaction on one tenant, at the revision it will commit as.
 struct WriteTx {
     tx: Transaction<'static, Db>,
     tenant: TenantId,
     revision: Revision,
     changes: Vec<Change>,
+    /// This process's turn for the tenant, given back after the transaction ends
+    /// (fields drop in order).
+    _turn: crate::storage::turns::Turn,
 }
 
 impl WriteTx {
@@ -111,13 +150,14 @@ impl Store {
     /// Opens a write transaction on `tenant`, bumping its revision first.
     async fn begin_write(&self, tenant: TenantId) -> StoreResult<WriteTx> {
         let mut tx = self.pool.begin().await?;
+        let turn = self.turns.take(tenant).await;
         let revision: Option<i64> =
             sqlx::query_scalar("UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision")
                 .bind(tenant.0)
                 .fetch_optional(&mut *tx)
                 .await?;
         let revision = revision.ok_or_else(|| StoreError::not_found("tenant", tenant))?;
-        Ok(WriteTx { tx, tenant, revision, changes: Vec::new() })
+        Ok(WriteTx { tx, tenant, revision, changes: Vec::new(), _turn: turn })
     }
 
     /// Commits the transaction with its change set, or rolls it back when it
@@ -127,18 +167,27 @@ impl Store {
             w.tx.rollback().await?;
             return Ok(Written { value, revision: w.revision - 1 });
         }
-        sqlx::query(
-            "INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(w.tenant.0)
-        .bind(w.revision)
-        .bind(now())
-        .bind(&ctx.actor)
-        .bind(sqlx::types::Json(&w.changes))
+        let payload = serde_json::to_string(&w.changes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let set = ChangeSet {
+            tenant_id: w.tenant,
+            revision: w.revision,
+            commit_time: now(),
+            actor: ctx.actor.clone(),
+            changes: std::mem::take(&mut w.changes),
+        };
+        sqlx::query(&format!(
+            "INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
+             VALUES ($1, $2, $3, $4, {CHANGES_PARAM})"
+        ))
+        .bind(set.tenant_id.0)
+        .bind(set.revision)
+        .bind(set.commit_time)
+        .bind(&set.actor)
+        .bind(payload)
         .execute(&mut *w.tx)
         .await?;
         w.tx.commit().await?;
-        self.after_commit(w.tenant, w.revision);
+        self.after_commit(std::sync::Arc::new(set));
         Ok(Written { value, revision: w.revision })
     }
 
@@ -293,9 +342,21 @@ impl Store {
         }
         q.push(")");
         let found: Vec<User> = convert_all(q.build_query_as::<UserRow>().fetch_all(conn).await?)?;
-        match users.iter().find(|id| !found.iter().any(|u| u.id == **id)) {
+        let ids: std::collections::HashSet<UserId> = found.iter().map(|u| u.id).collect();
+        match users.iter().find(|id| !ids.contains(id)) {
             Some(missing) => Err(StoreError::not_found("user", missing)),
             None => Ok(found),
+        }
+    }
+
+    /// Fails with NOT_FOUND naming the first of `users` that is not in the tenant
+    /// (reading only ids).
+    async fn require_user_ids(conn: &mut DbConn, tenant: TenantId, users: &[UserId]) -> StoreResult<()> {
+        let asked: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+        let found: std::collections::HashSet<Uuid> = users_among(conn, tenant.0, &asked).await?.into_iter().collect();
+        match users.iter().find(|id| !found.contains(&id.0)) {
+            Some(missing) => Err(StoreError::not_found("user", missing)),
+            None => Ok(()),
         }
     }
 
@@ -337,40 +398,66 @@ impl Store {
         Ok(())
     }
 
-    async fn insert_user(w: &mut WriteTx, id: UserId, new: &NewUser) -> StoreResult<User> {
-        let now = now();
-        let email_taken = || format!("a user with email {} already exists in this tenant", new.email.as_str());
-        sqlx::query(
-            "INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, suspended, \
-             create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
-        )
-        .bind(w.tenant.0)
-        .bind(id.0)
-        .bind(new.display_name.as_str())
-        .bind(new.email.as_str())
-        .bind(new.email.key())
-        .bind(search_text(new.display_name.as_str(), new.email.as_str()))
-        .bind(encode_roles(new.roles.roles().iter().copied()))
-        .bind(false)
-        .bind(now)
-        .bind(w.revision)
-        .execute(w.conn())
-        .await
-        .map_err(unique_as("email", email_taken))?;
-        Self::write_user_roles(w, id, new.roles.roles()).await?;
-        let user = User {
-            id,
-            tenant_id: w.tenant,
+    /// A new user, as `new` describes it, at `revision`.
+    fn new_user(tenant: TenantId, new: &NewUser, time: DateTime<Utc>, revision: Revision) -> User {
+        User {
+            id: UserId::generate(),
+            tenant_id: tenant,
             display_name: new.display_name.clone(),
             email: new.email.clone(),
             roles: new.roles.clone(),
             state: UserState::Active,
-            create_time: now,
-            update_time: now,
-            revision: w.revision,
-        };
+            create_time: time,
+            update_time: time,
+            revision,
+        }
+    }
+
+    /// The row of a new user, as the backends' `insert_user_row` writes it.
+    fn user_row(user: &User) -> NewUserRow<'_> {
+        NewUserRow {
+            tenant: user.tenant_id.0,
+            id: user.id.0,
+            display_name: user.display_name.as_str(),
+            email: user.email.as_str(),
+            email_key: user.email.key(),
+            search_text: search_text(user.display_name.as_str(), user.email.as_str()),
+            roles: encode_roles(user.roles.roles().iter().copied()),
+            role_names: user.roles.roles().iter().map(|r| r.as_str()).collect(),
+            time: user.create_time,
+            revision: user.revision,
+        }
+    }
+
+    fn name_taken(group: &Group) -> impl FnOnce() -> String + '_ {
+        move || format!("a sibling group named {} already exists", group.display_name.as_str())
+    }
+
+    fn email_taken(user: &User) -> impl FnOnce() -> String + '_ {
+        move || format!("a user with email {} already exists in this tenant", user.email.as_str())
+    }
+
+    /// Inserts a new user (at the transaction's revision) and records the change.
+    async fn insert_user(w: &mut WriteTx, user: &User) -> StoreResult<()> {
+        debug_assert_eq!(user.revision, w.revision);
+        insert_user_row(w.conn(), &Self::user_row(user)).await.map_err(unique_as("email", Self::email_taken(user)))?;
         w.changes.push(Change::UserUpserted { user: user.clone() });
-        Ok(user)
+        Ok(())
+    }
+
+    /// The earlier result of a create with the same request id, read before the
+    /// write (a concurrent twin is caught by the request id's key at commit).
+    async fn replay_of(
+        &self,
+        tenant: TenantId,
+        request_id: &Option<RequestId>,
+        fingerprint: &str,
+    ) -> StoreResult<Option<(Uuid, Revision)>> {
+        if request_id.is_none() {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await?;
+        Self::replayed(&mut conn, tenant.0, request_id, fingerprint).await
     }
 
     async fn write_user_roles(w: &mut WriteTx, id: UserId, roles: &[Role]) -> StoreResult<()> {
@@ -656,7 +743,8 @@ impl DirectoryStore for Store {
                 .bind(tenant.create_time)
                 .execute(&mut *tx)
                 .await?;
-            let mut w = WriteTx { tx, tenant: tenant.id, revision: tenant.revision, changes: Vec::new() };
+            let turn = self.turns.take(tenant.id).await;
+            let mut w = WriteTx { tx, tenant: tenant.id, revision: tenant.revision, changes: Vec::new(), _turn: turn };
             w.changes.push(Change::TenantCreated { tenant: tenant.clone() });
             let admin = NewUser {
                 display_name: new.admin_display_name.clone(),
@@ -665,7 +753,8 @@ impl DirectoryStore for Store {
                     .expect("ADMIN alone is a valid role set"),
                 request_id: None,
             };
-            let admin = Self::insert_user(&mut w, UserId::generate(), &admin).await?;
+            let admin = Self::new_user(tenant.id, &admin, tenant.create_time, tenant.revision);
+            Self::insert_user(&mut w, &admin).await?;
             match Self::remember_request(w.conn(), GLOBAL_SCOPE, &new.request_id, &fingerprint, tenant.id.0, 1).await {
                 Ok(()) => return self.finish(ctx, w, (tenant, admin)).await,
                 Err(err) if is_unique_violation(&err) && attempt == 0 => continue,
@@ -698,17 +787,28 @@ impl DirectoryStore for Store {
 
     #[tracing::instrument(skip(self, ctx, new), err(level = "debug"))]
     async fn create_user(&self, ctx: &WriteContext, tenant: TenantId, new: NewUser) -> StoreResult<Written<User>> {
-        let mut w = self.begin_write(tenant).await?;
         let fingerprint = fingerprint(&new);
-        if let Some((id, revision)) = Self::replayed(w.conn(), tenant.0, &new.request_id, &fingerprint).await? {
-            let user = Self::fetch_user(w.conn(), tenant, UserId(id)).await?;
-            w.tx.rollback().await?;
-            return Ok(Written { value: user, revision });
+        // Two tries: a concurrent create with the same request id makes the first
+        // fail on the request id's key, and the second then replays its result.
+        for _ in 0..2 {
+            if let Some((id, revision)) = self.replay_of(tenant, &new.request_id, &fingerprint).await? {
+                return Ok(Written { value: self.get_user(tenant, UserId(id)).await?, revision });
+            }
+            let time = now();
+            let mut user = Self::new_user(tenant, &new, time, 0);
+            let shot = OneShot {
+                ctx,
+                tenant,
+                request: new.request_id.as_ref().map(|r| (r, fingerprint.as_str())),
+                time,
+                changes: vec![Change::UserUpserted { user: user.clone() }],
+            };
+            if let Created::At(revision) = self.create_user_at_once(&shot, &user).await? {
+                user.revision = revision;
+                return Ok(Written { value: user, revision });
+            }
         }
-        let user = Self::insert_user(&mut w, UserId::generate(), &new).await?;
-        let revision = w.revision;
-        Self::remember_request(w.conn(), tenant.0, &new.request_id, &fingerprint, user.id.0, revision).await?;
-        self.finish(ctx, w, user).await
+        Err(StoreError::Corrupt("a request id was taken, yet no result is stored for it".into()))
     }
 
     #[tracing::instrument(skip(self, ctx, new), fields(users = new.len()), err(level = "debug"))]
@@ -941,72 +1041,60 @@ impl DirectoryStore for Store {
         .bind(id.0)
         .execute(w.conn())
         .await?;
-        sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.0)
-            .bind(id.0)
-            .execute(w.conn())
-            .await?;
+        // Memberships have no foreign key to cascade on PostgreSQL (see migration
+        // 0003): they go explicitly.
+        for sql in [
+            "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+        ] {
+            sqlx::query(sql).bind(tenant.0).bind(id.0).execute(w.conn()).await?;
+        }
         w.changes.push(Change::UserDeleted { user_id: id });
         self.finish(ctx, w, ()).await
     }
 
     #[tracing::instrument(skip(self, ctx, new), err(level = "debug"))]
     async fn create_group(&self, ctx: &WriteContext, tenant: TenantId, new: NewGroup) -> StoreResult<Written<Group>> {
-        let mut w = self.begin_write(tenant).await?;
         let fingerprint = fingerprint(&new);
-        if let Some((id, revision)) = Self::replayed(w.conn(), tenant.0, &new.request_id, &fingerprint).await? {
-            let group = Self::fetch_group(w.conn(), tenant, GroupId(id)).await?;
-            w.tx.rollback().await?;
-            return Ok(Written { value: group, revision });
+        // Two tries, as for users.
+        for _ in 0..2 {
+            if let Some((id, revision)) = self.replay_of(tenant, &new.request_id, &fingerprint).await? {
+                return Ok(Written { value: self.get_group(tenant, GroupId(id)).await?, revision });
+            }
+            if new.is_organization && new.parent_id.is_some() {
+                return Err(StoreError::InvalidArgument {
+                    field: "is_organization".into(),
+                    message: "a subgroup cannot be an organization".into(),
+                });
+            }
+            let time = now();
+            let mut group = Group {
+                id: GroupId::generate(),
+                tenant_id: tenant,
+                display_name: new.display_name.clone(),
+                parent_id: new.parent_id,
+                is_organization: new.is_organization,
+                subgroup_count: 0,
+                member_count: 0,
+                administrator_count: 0,
+                inherited_roles: Vec::new(),
+                create_time: time,
+                update_time: time,
+                revision: 0,
+            };
+            let shot = OneShot {
+                ctx,
+                tenant,
+                request: new.request_id.as_ref().map(|r| (r, fingerprint.as_str())),
+                time,
+                changes: vec![Change::GroupUpserted { group: group.clone() }],
+            };
+            if let Created::At(revision) = self.create_group_at_once(&shot, &group).await? {
+                group.revision = revision;
+                return Ok(Written { value: group, revision });
+            }
         }
-        if new.is_organization && new.parent_id.is_some() {
-            return Err(StoreError::InvalidArgument {
-                field: "is_organization".into(),
-                message: "a subgroup cannot be an organization".into(),
-            });
-        }
-        if let Some(parent) = new.parent_id {
-            Self::fetch_group(w.conn(), tenant, parent).await?;
-        }
-        let now = now();
-        let mut group = Group {
-            id: GroupId::generate(),
-            tenant_id: tenant,
-            display_name: new.display_name.clone(),
-            parent_id: new.parent_id,
-            is_organization: new.is_organization,
-            subgroup_count: 0,
-            member_count: 0,
-            administrator_count: 0,
-            inherited_roles: Vec::new(),
-            create_time: now,
-            update_time: now,
-            revision: w.revision,
-        };
-        let name_taken = || format!("a sibling group named {} already exists", new.display_name.as_str());
-        sqlx::query(
-            "INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
-             create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
-        )
-        .bind(tenant.0)
-        .bind(group.id.0)
-        .bind(group.parent_id.map(|p| p.0))
-        .bind(group.display_name.as_str())
-        .bind(group.display_name.key())
-        .bind(group.is_organization)
-        .bind(now)
-        .bind(w.revision)
-        .execute(w.conn())
-        .await
-        .map_err(unique_as("display_name", name_taken))?;
-        if let Some(parent) = group.parent_id {
-            Self::adjust_count(&mut w, parent, Counter::Subgroups, 1).await?;
-        }
-        let revision = w.revision;
-        Self::remember_request(w.conn(), tenant.0, &new.request_id, &fingerprint, group.id.0, revision).await?;
-        group.revision = revision;
-        w.changes.push(Change::GroupUpserted { group: group.clone() });
-        self.finish(ctx, w, group).await
+        Err(StoreError::Corrupt("a request id was taken, yet no result is stored for it".into()))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -1152,14 +1240,28 @@ impl DirectoryStore for Store {
             ));
         }
         let subtree = Self::subtree(w.conn(), tenant, id).await?;
-        let mut q = QueryBuilder::<Db>::new("DELETE FROM groups WHERE tenant_id = ");
-        q.push_bind(tenant.0).push(" AND id IN (");
-        let mut ids = q.separated(", ");
-        for group in &subtree {
-            ids.push_bind(group.0);
+        // Memberships first (no foreign key cascades them on PostgreSQL), then the
+        // groups, deepest first so that no group outlives its parent.
+        for chunk in subtree.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new("DELETE FROM memberships WHERE tenant_id = ");
+            q.push_bind(tenant.0).push(" AND group_id IN (");
+            let mut ids = q.separated(", ");
+            for group in chunk {
+                ids.push_bind(group.0);
+            }
+            q.push(")");
+            q.build().execute(w.conn()).await?;
         }
-        q.push(")");
-        q.build().execute(w.conn()).await?;
+        for chunk in subtree.rchunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new("DELETE FROM groups WHERE tenant_id = ");
+            q.push_bind(tenant.0).push(" AND id IN (");
+            let mut ids = q.separated(", ");
+            for group in chunk {
+                ids.push_bind(group.0);
+            }
+            q.push(")");
+            q.build().execute(w.conn()).await?;
+        }
         if let Some(parent) = group.parent_id {
             Self::adjust_count(&mut w, parent, Counter::Subgroups, -1).await?;
         }
@@ -1249,27 +1351,27 @@ impl DirectoryStore for Store {
         users: Vec<UserId>,
     ) -> StoreResult<Written<Vec<UserId>>> {
         let mut w = self.begin_write(tenant).await?;
-        Self::fetch_group(w.conn(), tenant, group).await?;
-        Self::require_users(w.conn(), tenant, &users).await?;
-        let mut users = users;
-        users.sort();
-        users.dedup();
+        let mut asked: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+        asked.sort();
+        asked.dedup();
+        // What the write needs to know, in one query: the group, which users
+        // exist, which are members already.
+        let (group_found, found, present) = membership_plan(w.conn(), tenant.0, group.0, &asked).await?;
+        if !group_found {
+            return Err(StoreError::not_found("group", group));
+        }
+        let found: std::collections::HashSet<Uuid> = found.into_iter().collect();
+        if let Some(missing) = users.iter().find(|u| !found.contains(&u.0)) {
+            return Err(StoreError::not_found("user", missing));
+        }
+        let present: std::collections::HashSet<Uuid> = present.into_iter().collect();
+        let added: Vec<Uuid> = asked.into_iter().filter(|u| !present.contains(u)).collect();
         let now = now();
         let revision = w.revision;
-        let mut added: Vec<UserId> = Vec::new();
-        if !users.is_empty() {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO memberships (tenant_id, group_id, user_id, join_revision, join_time) ",
-            );
-            q.push_values(&users, |mut row, user| {
-                row.push_bind(tenant.0).push_bind(group.0).push_bind(user.0).push_bind(revision).push_bind(now);
-            });
-            q.push(" ON CONFLICT DO NOTHING RETURNING user_id");
-            let ids: Vec<Uuid> = q.build_query_scalar().fetch_all(w.conn()).await?;
-            added = ids.into_iter().map(UserId).collect();
-            added.sort();
+        if !added.is_empty() {
+            insert_memberships(w.conn(), tenant.0, group.0, &added, revision, now).await?;
         }
-        Self::adjust_count(&mut w, group, Counter::Members, added.len() as i64).await?;
+        let added: Vec<UserId> = added.into_iter().map(UserId).collect();
         w.changes.extend(added.iter().map(|user| Change::MembershipAdded {
             membership: Membership { group_id: group, user_id: *user, join_revision: revision, join_time: now },
         }));
@@ -1286,18 +1388,15 @@ impl DirectoryStore for Store {
     ) -> StoreResult<Written<Vec<UserId>>> {
         let mut w = self.begin_write(tenant).await?;
         Self::fetch_group(w.conn(), tenant, group).await?;
-        Self::require_users(w.conn(), tenant, &users).await?;
+        Self::require_user_ids(w.conn(), tenant, &users).await?;
         let mut removed: Vec<UserId> = Vec::new();
         if !users.is_empty() {
-            let mut q = QueryBuilder::<Db>::new("DELETE FROM memberships WHERE tenant_id = ");
-            q.push_bind(tenant.0).push(" AND group_id = ").push_bind(group.0).push(" AND user_id IN (");
-            let mut ids = q.separated(", ");
-            for user in &users {
-                ids.push_bind(user.0);
-            }
-            q.push(") RETURNING user_id");
-            let ids: Vec<Uuid> = q.build_query_scalar().fetch_all(w.conn()).await?;
-            removed = ids.into_iter().map(UserId).collect();
+            let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+            removed = delete_memberships(w.conn(), tenant.0, group.0, &ids)
+                .await?
+                .into_iter()
+                .map(UserId)
+                .collect();
             removed.sort();
         }
         Self::adjust_count(&mut w, group, Counter::Members, -(removed.len() as i64)).await?;
@@ -1538,7 +1637,7 @@ impl DirectoryStore for Store {
         Ok(deleted)
     }
 
-    fn commit_signal(&self) -> tokio::sync::broadcast::Receiver<(TenantId, Revision)> {
+    fn commit_signal(&self) -> tokio::sync::broadcast::Receiver<crate::storage::Commit> {
         self.commits.subscribe()
     }
 }

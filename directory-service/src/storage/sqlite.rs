@@ -27,7 +27,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Announces commits to this process's feed streams. Another process writing
     /// the same file is only seen by the feed's safety poll.
-    commits: broadcast::Sender<(TenantId, Revision)>,
+    commits: broadcast::Sender<super::signal::Commit>,
+    /// Turns of each tenant's writers in this process (see `turns`).
+    turns: std::sync::Arc<super::turns::Turns>,
 }
 
 impl SqliteStore {
@@ -49,6 +51,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             commits: super::signal::channel(),
+            turns: Default::default(),
         })
     }
 
@@ -63,9 +66,13 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Announces a commit to this process's feed streams.
-    fn after_commit(&self, tenant: TenantId, revision: Revision) {
-        let _ = self.commits.send((tenant, revision));
+    /// Announces a commit, with its change set, to this process's feed streams.
+    fn after_commit(&self, set: std::sync::Arc<ChangeSet>) {
+        let _ = self.commits.send(super::signal::Commit {
+            tenant: set.tenant_id,
+            revision: set.revision,
+            changes: Some(set),
+        });
     }
 
     /// A read transaction: in WAL mode it sees one consistent state from its first
@@ -76,3 +83,224 @@ impl SqliteStore {
 }
 
 include!("sql.rs");
+
+// What the two databases do differently, used by the shared SQL above.
+
+/// The outbox's change-set parameter: text, kept as it is.
+const CHANGES_PARAM: &str = "$5";
+
+/// The ids among `ids` of the tenant's users.
+async fn users_among(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new("SELECT id FROM users WHERE tenant_id = ");
+        q.push_bind(tenant).push(" AND id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        found.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
+/// Whether the group exists, which of `users` exist, and which of them are its
+/// members already.
+async fn membership_plan(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+) -> Result<(bool, Vec<Uuid>, Vec<Uuid>), sqlx::Error> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM groups WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(group)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let found = users_among(conn, tenant, users).await?;
+    let mut present = Vec::new();
+    for chunk in users.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new("SELECT user_id FROM memberships WHERE tenant_id = ");
+        q.push_bind(tenant)
+            .push(" AND group_id = ")
+            .push_bind(group)
+            .push(" AND user_id IN (");
+        let mut list = q.separated(", ");
+        for user in chunk {
+            list.push_bind(*user);
+        }
+        q.push(")");
+        present.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
+    }
+    Ok((exists.is_some(), found, present))
+}
+
+/// Adds `users` (none a member yet) to `group` and counts them.
+async fn insert_memberships(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+    revision: i64,
+    time: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in users.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT INTO memberships (tenant_id, group_id, user_id, join_revision, join_time) ",
+        );
+        q.push_values(chunk, |mut row, user| {
+            row.push_bind(tenant)
+                .push_bind(group)
+                .push_bind(*user)
+                .push_bind(revision)
+                .push_bind(time);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    sqlx::query(
+        "UPDATE groups SET member_count = member_count + $3 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(group)
+    .bind(users.len() as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes `users` from `group`; the users removed.
+async fn delete_memberships(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut removed = Vec::with_capacity(users.len());
+    for chunk in users.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new("DELETE FROM memberships WHERE tenant_id = ");
+        q.push_bind(tenant)
+            .push(" AND group_id = ")
+            .push_bind(group)
+            .push(" AND user_id IN (");
+        let mut list = q.separated(", ");
+        for user in chunk {
+            list.push_bind(*user);
+        }
+        q.push(") RETURNING user_id");
+        removed.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
+    }
+    Ok(removed)
+}
+
+/// Inserts a new user and its roles (two statements, in process).
+async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, suspended, \
+         create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8, $8, $9)",
+    )
+    .bind(row.tenant)
+    .bind(row.id)
+    .bind(row.display_name)
+    .bind(row.email)
+    .bind(row.email_key.as_str())
+    .bind(row.search_text.as_str())
+    .bind(row.roles.as_str())
+    .bind(row.time)
+    .bind(row.revision)
+    .execute(&mut *conn)
+    .await?;
+    let mut q = QueryBuilder::<Db>::new("INSERT INTO user_roles (tenant_id, user_id, role) ");
+    q.push_values(&row.role_names, |mut r, role| {
+        r.push_bind(row.tenant).push_bind(row.id).push_bind(*role);
+    });
+    q.build().execute(conn).await?;
+    Ok(())
+}
+
+/// The creates of the hot path, each a transaction of its own (SQLite runs its
+/// statements in process: there are no round trips to save).
+impl SqliteStore {
+    async fn create_user_at_once(&self, shot: &OneShot<'_>, user: &User) -> StoreResult<Created> {
+        let mut w = self.begin_write(shot.tenant).await?;
+        let user = User {
+            revision: w.revision,
+            ..user.clone()
+        };
+        insert_user_row(w.conn(), &Self::user_row(&user))
+            .await
+            .map_err(unique_as("email", Self::email_taken(&user)))?;
+        self.finish_created(shot, w, user.id.0).await
+    }
+
+    async fn create_group_at_once(
+        &self,
+        shot: &OneShot<'_>,
+        group: &Group,
+    ) -> StoreResult<Created> {
+        let mut w = self.begin_write(shot.tenant).await?;
+        if let Some(parent) = group.parent_id {
+            Self::fetch_group(w.conn(), shot.tenant, parent).await?;
+        }
+        let group = Group {
+            revision: w.revision,
+            ..group.clone()
+        };
+        sqlx::query(
+            "INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
+             create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+        )
+        .bind(shot.tenant.0)
+        .bind(group.id.0)
+        .bind(group.parent_id.map(|p| p.0))
+        .bind(group.display_name.as_str())
+        .bind(group.display_name.key())
+        .bind(group.is_organization)
+        .bind(shot.time)
+        .bind(w.revision)
+        .execute(w.conn())
+        .await
+        .map_err(unique_as("display_name", Self::name_taken(&group)))?;
+        if let Some(parent) = group.parent_id {
+            Self::adjust_count(&mut w, parent, Counter::Subgroups, 1).await?;
+        }
+        self.finish_created(shot, w, group.id.0).await
+    }
+
+    /// Remembers the request id (a concurrent twin's makes this one replay) and
+    /// commits the create's change set.
+    async fn finish_created(
+        &self,
+        shot: &OneShot<'_>,
+        mut w: WriteTx,
+        resource: Uuid,
+    ) -> StoreResult<Created> {
+        w.changes = shot.changes.clone();
+        for change in &mut w.changes {
+            change.stamp(w.revision);
+        }
+        if let Some((request_id, fingerprint)) = shot.request {
+            let revision = w.revision;
+            let remembered = Self::remember_request(
+                w.conn(),
+                shot.tenant.0,
+                &Some(request_id.clone()),
+                fingerprint,
+                resource,
+                revision,
+            )
+            .await;
+            match remembered {
+                Err(err) if is_unique_violation(&err) => return Ok(Created::RequestIdTaken),
+                other => other?,
+            }
+        }
+        let written = self.finish(shot.ctx, w, ()).await?;
+        Ok(Created::At(written.revision))
+    }
+}

@@ -373,6 +373,53 @@ impl TestApp {
     }
 
     /// Stops the server and removes the test's database.
+    /// Rows of `table` in the test database matching `condition` (raw SQL, for
+    /// checks the API cannot make, such as rows left behind).
+    pub async fn count_rows(&self, table: &str, condition: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {condition}");
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    /// The outbox rows of a tenant as stored: revision and change-set text.
+    pub async fn raw_change_sets(&self, tenant: &Tenant) -> Vec<(i64, String)> {
+        let id = uuid::Uuid::parse_str(&tenant.id).unwrap();
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                sqlx::query_as("SELECT revision, changes::text FROM change_events WHERE tenant_id = $1 ORDER BY revision")
+                    .bind(id)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                    .await
+                    .unwrap();
+                sqlx::query_as("SELECT revision, changes FROM change_events WHERE tenant_id = $1 ORDER BY revision")
+                    .bind(id)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     pub async fn cleanup(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

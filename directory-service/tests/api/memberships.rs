@@ -140,7 +140,59 @@ async fn members_are_listed_with_or_without_subgroups(app: &TestApp) {
     assert_error(unknown_user, Code::NotFound, None);
 }
 
+/// Deleting a user or a group deletes its memberships with it (on PostgreSQL no
+/// foreign key cascades them: the write does).
+async fn deleted_users_and_groups_leave_no_membership_behind(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let team = app.subgroup(&t, "Team", &org).await.id;
+    let squad = app.subgroup(&t, "Squad", &team).await.id;
+    let a = app.user(&t, "A").await;
+    let b = app.user(&t, "B").await;
+    for group in [&org, &team, &squad] {
+        app.add_members(&t, group, &[&a, &b]).await.unwrap();
+    }
+    let of = |column: &str, id: &str| match app.backend {
+        crate::helpers::Backend::Postgres => format!("{column} = '{id}'"),
+        crate::helpers::Backend::Sqlite => format!("{column} = x'{}'", id.replace('-', "")),
+    };
+    assert_eq!(app.count_rows("memberships", &of("user_id", &a)).await, 3);
+
+    app.client()
+        .delete_user(pb::DeleteUserRequest {
+            tenant_id: t.id.clone(),
+            user_id: a.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(app.count_rows("memberships", &of("user_id", &a)).await, 0);
+    assert_eq!(app.get_group(&t, &squad).await.member_count, 1);
+
+    app.client()
+        .delete_group(pb::DeleteGroupRequest {
+            tenant_id: t.id.clone(),
+            group_id: team.clone(),
+            cascade: true,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    for group in [&team, &squad] {
+        assert_eq!(
+            app.count_rows("memberships", &of("group_id", group)).await,
+            0
+        );
+    }
+    assert_eq!(
+        app.count_rows("memberships", &of("user_id", &b)).await,
+        1,
+        "the organization's membership stays"
+    );
+}
+
 crate::on_both_backends!(
+    deleted_users_and_groups_leave_no_membership_behind,
     members_are_added_and_removed_in_batches,
     a_batch_with_one_bad_id_adds_nobody,
     members_are_listed_with_or_without_subgroups,

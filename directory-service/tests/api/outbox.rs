@@ -67,4 +67,99 @@ async fn every_write_leaves_one_change_set_and_refusals_none(app: &TestApp) {
     assert_eq!(other_sets.len(), 1, "each tenant has its own revisions");
 }
 
-crate::on_both_backends!(every_write_leaves_one_change_set_and_refusals_none);
+/// Every entity a stored change set carries is at the change set's revision, or
+/// left at 0 for the reader to stamp (see `ChangeSet::stamp`), whatever the write.
+async fn entities_in_a_change_set_are_at_its_revision(app: &TestApp) {
+    let t = app.tenant().await;
+    let c = app.client();
+    let org = app.organization(&t, "Org").await.id;
+    let team = app.subgroup(&t, "Team", &org).await.id;
+    let other = app.create_top_level(&t, "Other").await.id;
+    let boss = app.group_admin(&t, "Boss").await;
+    let mo = app.user(&t, "Mo").await;
+    app.add_members(&t, &team, &[&mo, &boss]).await.unwrap();
+    app.set_admins(&t, &org, &[&boss]).await.unwrap();
+    c.clone()
+        .update_user(pb::UpdateUserRequest {
+            tenant_id: t.id.clone(),
+            user_id: mo.clone(),
+            display_name: Some("Mo Moved".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.clone()
+        .suspend_user(pb::SuspendUserRequest {
+            tenant_id: t.id.clone(),
+            user_id: mo.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    c.clone()
+        .update_group(pb::UpdateGroupRequest {
+            tenant_id: t.id.clone(),
+            group_id: org.clone(),
+            display_name: Some("Org 2".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.clone()
+        .move_group(pb::MoveGroupRequest {
+            tenant_id: t.id.clone(),
+            group_id: team.clone(),
+            new_parent_id: other.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    c.clone()
+        .set_inherited_role(pb::SetInheritedRoleRequest {
+            tenant_id: t.id.clone(),
+            group_id: team.clone(),
+            role: pb::Role::LmsValidator as i32,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    c.clone()
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            tenant_id: t.id.clone(),
+            users: vec![pb::batch_create_users_request::NewUser {
+                display_name: "Bea".into(),
+                email: "bea@acme.test".into(),
+                roles: vec![pb::Role::GlobalAdminUser as i32],
+                request_id: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
+
+    let sets = app.raw_change_sets(&t).await;
+    assert!(sets.len() >= 12, "every write kind above left a change set");
+    for (revision, raw) in sets {
+        let changes: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        for change in changes.as_array().unwrap() {
+            let carried = [
+                ("tenant", "revision"),
+                ("user", "revision"),
+                ("group", "revision"),
+                ("membership", "join_revision"),
+            ]
+            .iter()
+            .filter_map(|(entity, field)| change.get(entity).map(|e| e[field].as_i64().unwrap()));
+            for at in carried {
+                assert!(
+                    at == revision || at == 0,
+                    "change set {revision} carries an entity at revision {at}: {change}"
+                );
+            }
+        }
+    }
+}
+
+crate::on_both_backends!(
+    every_write_leaves_one_change_set_and_refusals_none,
+    entities_in_a_change_set_are_at_its_revision,
+);
