@@ -171,6 +171,98 @@ async fn delete_memberships(
     .await
 }
 
+/// The request ids among `ids` already used in `scope`, with what they stored.
+async fn stored_requests(
+    conn: &mut DbConn,
+    scope: Uuid,
+    ids: &[&str],
+) -> Result<Vec<(String, String, Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT request_id, fingerprint, resource_id, revision FROM idempotency_keys \
+         WHERE scope = $1 AND request_id = ANY($2)",
+    )
+    .bind(scope)
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// The email keys among `keys` that users of the tenant have.
+async fn emails_taken(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    keys: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT email_key FROM users WHERE tenant_id = $1 AND email_key = ANY($2)")
+        .bind(tenant)
+        .bind(keys)
+        .fetch_all(conn)
+        .await
+}
+
+/// Inserts new users (all of one tenant, at one revision) and their roles, in one
+/// statement of arrays.
+async fn insert_users(conn: &mut DbConn, users: &[User]) -> Result<(), sqlx::Error> {
+    let Some(first) = users.first() else {
+        return Ok(());
+    };
+    let rows: Vec<NewUserRow<'_>> = users.iter().map(Store::user_row).collect();
+    let column =
+        |f: &dyn Fn(&NewUserRow<'_>) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let (role_users, role_names): (Vec<Uuid>, Vec<&str>) = rows
+        .iter()
+        .flat_map(|r| r.role_names.iter().map(move |role| (r.id, *role)))
+        .unzip();
+    sqlx::query(
+        "WITH new_users AS (INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, \
+             suspended, create_time, update_time, revision) \
+             SELECT $1, * , FALSE, $8, $8, $9 FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[])) \
+         INSERT INTO user_roles (tenant_id, user_id, role) SELECT $1, * FROM UNNEST($10::uuid[], $11::text[])",
+    )
+    .bind(first.tenant_id.0)
+    .bind(&ids)
+    .bind(column(&|r| r.display_name.to_owned()))
+    .bind(column(&|r| r.email.to_owned()))
+    .bind(column(&|r| r.email_key.clone()))
+    .bind(column(&|r| r.search_text.clone()))
+    .bind(column(&|r| r.roles.clone()))
+    .bind(first.create_time)
+    .bind(first.revision)
+    .bind(&role_users)
+    .bind(&role_names)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Remembers the request ids of created resources, in one statement.
+async fn insert_request_ids(
+    conn: &mut DbConn,
+    scope: Uuid,
+    keys: &[(&str, &str, Uuid)],
+    revision: i64,
+    time: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let fingerprints: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let resources: Vec<Uuid> = keys.iter().map(|k| k.2).collect();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, create_time) \
+         SELECT $1, *, $5, $6 FROM UNNEST($2::text[], $3::text[], $4::uuid[])",
+    )
+    .bind(scope)
+    .bind(&ids)
+    .bind(&fingerprints)
+    .bind(&resources)
+    .bind(revision)
+    .bind(time)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Inserts a new user and its roles, in one statement.
 async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(

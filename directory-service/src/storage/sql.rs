@@ -250,20 +250,11 @@ impl Store {
         fingerprints: &[String],
     ) -> StoreResult<Vec<Option<(Uuid, Revision)>>> {
         let asked: Vec<&str> = new.iter().filter_map(|n| n.request_id.as_ref().map(|r| r.as_str())).collect();
-        let mut stored: std::collections::HashMap<String, (String, Uuid, i64)> = std::collections::HashMap::new();
-        for chunk in asked.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT request_id, fingerprint, resource_id, revision FROM idempotency_keys WHERE scope = ",
-            );
-            q.push_bind(scope).push(" AND request_id IN (");
-            let mut ids = q.separated(", ");
-            for id in chunk {
-                ids.push_bind(*id);
-            }
-            q.push(")");
-            let rows: Vec<(String, String, Uuid, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
-            stored.extend(rows.into_iter().map(|(r, f, id, rev)| (r, (f, id, rev))));
-        }
+        let stored: std::collections::HashMap<String, (String, Uuid, i64)> = if asked.is_empty() {
+            Default::default()
+        } else {
+            stored_requests(conn, scope, &asked).await?.into_iter().map(|(r, f, id, rev)| (r, (f, id, rev))).collect()
+        };
         new.iter()
             .zip(fingerprints)
             .enumerate()
@@ -289,17 +280,8 @@ impl Store {
         new: &[NewUser],
         indexes: &[usize],
     ) -> StoreResult<()> {
-        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for chunk in indexes.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new("SELECT email_key FROM users WHERE tenant_id = ");
-            q.push_bind(tenant.0).push(" AND email_key IN (");
-            let mut keys = q.separated(", ");
-            for i in chunk {
-                keys.push_bind(new[*i].email.key());
-            }
-            q.push(")");
-            taken.extend(q.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
-        }
+        let keys: Vec<String> = indexes.iter().map(|i| new[*i].email.key()).collect();
+        let taken: std::collections::HashSet<String> = emails_taken(conn, tenant.0, &keys).await?.into_iter().collect();
         match indexes.iter().find(|i| taken.contains(&new[**i].email.key())) {
             None => Ok(()),
             Some(i) => Err(StoreError::AlreadyExists {
@@ -843,56 +825,17 @@ impl DirectoryStore for Store {
                 (*i, user)
             })
             .collect();
-        for chunk in created.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO users (tenant_id, id, display_name, email, email_key, search_text, roles, suspended, \
-                 create_time, update_time, revision) ",
-            );
-            q.push_values(chunk, |mut row, (_, u)| {
-                row.push_bind(tenant.0)
-                    .push_bind(u.id.0)
-                    .push_bind(u.display_name.as_str())
-                    .push_bind(u.email.as_str())
-                    .push_bind(u.email.key())
-                    .push_bind(search_text(u.display_name.as_str(), u.email.as_str()))
-                    .push_bind(encode_roles(u.roles.roles().iter().copied()))
-                    .push_bind(false)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(w.revision);
-            });
-            q.build().execute(w.conn()).await.map_err(unique_as("users", || {
-                "a user of the batch already exists in this tenant".to_owned()
-            }))?;
-        }
-        let roles: Vec<(Uuid, Role)> = created
+        let users: Vec<User> = created.iter().map(|(_, u)| u.clone()).collect();
+        insert_users(w.conn(), &users).await.map_err(unique_as("users", || {
+            "a user of the batch already exists in this tenant".to_owned()
+        }))?;
+        let keys: Vec<(&str, &str, Uuid)> = created
             .iter()
-            .flat_map(|(_, u)| u.roles.roles().iter().map(move |r| (u.id.0, *r)))
+            .filter_map(|(i, u)| new[*i].request_id.as_ref().map(|r| (r.as_str(), fingerprints[*i].as_str(), u.id.0)))
             .collect();
-        for chunk in roles.chunks(ID_CHUNK * 2) {
-            let mut q = QueryBuilder::<Db>::new("INSERT INTO user_roles (tenant_id, user_id, role) ");
-            q.push_values(chunk, |mut row, (user, role)| {
-                row.push_bind(tenant.0).push_bind(*user).push_bind(role.as_str());
-            });
-            q.build().execute(w.conn()).await?;
-        }
-        let keys: Vec<(&RequestId, &str, Uuid)> = created
-            .iter()
-            .filter_map(|(i, u)| new[*i].request_id.as_ref().map(|r| (r, fingerprints[*i].as_str(), u.id.0)))
-            .collect();
-        for chunk in keys.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, create_time) ",
-            );
-            q.push_values(chunk, |mut row, (request_id, fingerprint, id)| {
-                row.push_bind(tenant.0)
-                    .push_bind(request_id.as_str())
-                    .push_bind(*fingerprint)
-                    .push_bind(*id)
-                    .push_bind(w.revision)
-                    .push_bind(now);
-            });
-            q.build().execute(w.conn()).await?;
+        if !keys.is_empty() {
+            let revision = w.revision;
+            insert_request_ids(w.conn(), tenant.0, &keys, revision, now).await?;
         }
         w.changes.extend(created.iter().map(|(_, user)| Change::UserUpserted { user: user.clone() }));
 
@@ -1041,10 +984,11 @@ impl DirectoryStore for Store {
         .bind(id.0)
         .execute(w.conn())
         .await?;
-        // Memberships have no foreign key to cascade on PostgreSQL (see migration
-        // 0003): they go explicitly.
+        // Memberships and roles have no foreign key to cascade on PostgreSQL (see
+        // migration 0003): they go explicitly.
         for sql in [
             "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM user_roles WHERE tenant_id = $1 AND user_id = $2",
             "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
         ] {
             sqlx::query(sql).bind(tenant.0).bind(id.0).execute(w.conn()).await?;

@@ -198,6 +198,85 @@ async fn delete_memberships(
     Ok(removed)
 }
 
+/// The request ids among `ids` already used in `scope`, with what they stored.
+async fn stored_requests(
+    conn: &mut DbConn,
+    scope: Uuid,
+    ids: &[&str],
+) -> Result<Vec<(String, String, Uuid, i64)>, sqlx::Error> {
+    let mut stored = Vec::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT request_id, fingerprint, resource_id, revision FROM idempotency_keys WHERE scope = ",
+        );
+        q.push_bind(scope).push(" AND request_id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        stored.extend(q.build_query_as().fetch_all(&mut *conn).await?);
+    }
+    Ok(stored)
+}
+
+/// The email keys among `keys` that users of the tenant have.
+async fn emails_taken(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    keys: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut taken = Vec::new();
+    for chunk in keys.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new("SELECT email_key FROM users WHERE tenant_id = ");
+        q.push_bind(tenant).push(" AND email_key IN (");
+        let mut list = q.separated(", ");
+        for key in chunk {
+            list.push_bind(key.as_str());
+        }
+        q.push(")");
+        taken.extend(
+            q.build_query_scalar::<String>()
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(taken)
+}
+
+/// Inserts new users (all of one tenant, at one revision) and their roles.
+async fn insert_users(conn: &mut DbConn, users: &[User]) -> Result<(), sqlx::Error> {
+    for user in users {
+        insert_user_row(&mut *conn, &Store::user_row(user)).await?;
+    }
+    Ok(())
+}
+
+/// Remembers the request ids of created resources.
+async fn insert_request_ids(
+    conn: &mut DbConn,
+    scope: Uuid,
+    keys: &[(&str, &str, Uuid)],
+    revision: i64,
+    time: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(ID_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new(
+            "INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, create_time) ",
+        );
+        q.push_values(chunk, |mut row, (request_id, fingerprint, id)| {
+            row.push_bind(scope)
+                .push_bind(*request_id)
+                .push_bind(*fingerprint)
+                .push_bind(*id)
+                .push_bind(revision)
+                .push_bind(time);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Inserts a new user and its roles (two statements, in process).
 async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
