@@ -332,26 +332,43 @@ impl Indexes {
                 });
             }
         }
-        let mut indexes = Indexes::default();
-        let mut sink = |key: Key, slot: UserSlot| indexes.entry(key).push_last(slot);
-        for slot in order {
-            let user = state.user(slot);
-            for role in user.roles.and(tenant_wide_roles()).iter() {
-                sink(Key::Direct(role), slot);
-            }
-            for membership in user.memberships.iter() {
-                let root = roots[membership.group as usize];
-                sink(Key::Tree(root), slot);
-                if offers[membership.group as usize].is_empty() {
-                    continue;
+        // Two passes over the users, on two threads: the trees' members (an entry
+        // per membership, the bulk of it), and the rest.
+        let (mut indexes, tree) = std::thread::scope(|scope| {
+            let tree = scope.spawn(|| {
+                let mut tree: HashMap<GroupSlot, OrderedUsers> = HashMap::new();
+                for slot in &order {
+                    for membership in state.user(*slot).memberships.iter() {
+                        let root = roots[membership.group as usize];
+                        tree.entry(root).or_default().push_last(*slot);
+                    }
                 }
-                for granting in state.chain(membership.group) {
-                    for key in offer_keys(state.inherited(granting), root) {
-                        sink(key, slot);
+                tree
+            });
+            let mut indexes = Indexes::default();
+            for slot in &order {
+                let user = state.user(*slot);
+                for role in user.roles.and(tenant_wide_roles()).iter() {
+                    indexes.entry(Key::Direct(role)).push_last(*slot);
+                }
+                for membership in user.memberships.iter() {
+                    if offers[membership.group as usize].is_empty() {
+                        continue;
+                    }
+                    let root = roots[membership.group as usize];
+                    for granting in state.chain(membership.group) {
+                        for key in offer_keys(state.inherited(granting), root) {
+                            indexes.entry(key).push_last(*slot);
+                        }
                     }
                 }
             }
-        }
+            (
+                indexes,
+                tree.join().expect("building an index does not panic"),
+            )
+        });
+        indexes.tree = tree;
         for set in indexes
             .direct
             .values_mut()

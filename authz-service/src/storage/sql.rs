@@ -41,46 +41,80 @@ impl Store {
         Ok(())
     }
 
-    /// One tenant's base and log, applied in bulk, at `revision`.
+    /// One tenant's base and log, applied in bulk, at `revision`. Three stages
+    /// run at once: this task reads rows, a thread decodes them, another applies
+    /// the changes (and builds the indexes at the end).
     async fn load_tenant(
         &self,
         tenant: Uuid,
         generation: Generation,
         revision: Revision,
     ) -> StoreResult<StoredTenant> {
-        let mut state = TenantState::bulk();
-        let mut base_changes = 0u64;
-        let mut pages = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT body FROM projection_pages WHERE tenant_id = $1 AND generation = $2 ORDER BY seq",
-        )
-        .bind(tenant)
-        .bind(generation)
-        .fetch(&self.pool);
-        while let Some(body) = pages.try_next().await? {
-            Page::decode_into(&body, |change| {
-                base_changes += 1;
-                state.apply(change);
-            })?;
-        }
-        drop(pages);
-        let mut log_entries = 0u64;
-        let mut log = sqlx::query_scalar::<_, Vec<u8>>(
-            "SELECT body FROM projection_log WHERE tenant_id = $1 AND generation = $2 ORDER BY revision",
-        )
-        .bind(tenant)
-        .bind(generation)
-        .fetch(&self.pool);
-        while let Some(body) = log.try_next().await? {
-            log_entries += 1;
-            LogEntry::decode_into(&body, |change| state.apply(change))?;
-        }
-        drop(log);
-        state = tokio::task::spawn_blocking(move || {
+        let (bodies, mut to_decode) = tokio::sync::mpsc::channel::<Stored>(4);
+        let (decoded, to_apply) = std::sync::mpsc::sync_channel::<(bool, Vec<Change>)>(4);
+        let decoder = tokio::task::spawn_blocking(move || -> StoreResult<()> {
+            while let Some(stored) = to_decode.blocking_recv() {
+                let mut changes = Vec::new();
+                let base = matches!(stored, Stored::Page(_));
+                match stored {
+                    Stored::Page(body) => Page::decode_into(&body, |c| changes.push(c))?,
+                    Stored::Log(body) => LogEntry::decode_into(&body, |c| changes.push(c))?,
+                }
+                if decoded.send((base, changes)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let applier = tokio::task::spawn_blocking(move || {
+            let mut state = TenantState::bulk();
+            let (mut base_changes, mut log_entries) = (0u64, 0u64);
+            for (base, changes) in to_apply {
+                if base {
+                    base_changes += changes.len() as u64;
+                } else {
+                    log_entries += 1;
+                }
+                for change in changes {
+                    state.apply(change);
+                }
+            }
             state.finish_bulk();
-            state
-        })
-        .await
-        .expect("building indexes does not panic");
+            (state, base_changes, log_entries)
+        });
+        let read = async {
+            let mut pages = sqlx::query_scalar::<_, Vec<u8>>(
+                "SELECT body FROM projection_pages WHERE tenant_id = $1 AND generation = $2 ORDER BY seq",
+            )
+            .bind(tenant)
+            .bind(generation)
+            .fetch(&self.pool);
+            while let Some(body) = pages.try_next().await? {
+                if bodies.send(Stored::Page(body)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            drop(pages);
+            let mut log = sqlx::query_scalar::<_, Vec<u8>>(
+                "SELECT body FROM projection_log WHERE tenant_id = $1 AND generation = $2 ORDER BY revision",
+            )
+            .bind(tenant)
+            .bind(generation)
+            .fetch(&self.pool);
+            while let Some(body) = log.try_next().await? {
+                if bodies.send(Stored::Log(body)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok::<(), StoreError>(())
+        };
+        let read = read.await;
+        drop(bodies);
+        // The decoder's error (a corrupt page) explains a stop better than the
+        // reader's; the applier always finishes once its input ends.
+        decoder.await.expect("decoding does not panic")?;
+        read?;
+        let (mut state, base_changes, log_entries) = applier.await.expect("applying does not panic");
         state.revision = revision;
         Ok(StoredTenant {
             tenant,
@@ -89,6 +123,12 @@ impl Store {
             log_entries,
         })
     }
+}
+
+/// A stored row of a tenant, as read for loading.
+enum Stored {
+    Page(Vec<u8>),
+    Log(Vec<u8>),
 }
 
 #[async_trait]

@@ -31,8 +31,10 @@ pub struct FeedSettings {
     pub checkpoint_interval: Duration,
     /// The safety poll behind the commit signal.
     pub poll_interval: Duration,
-    /// Change sets (or snapshot rows) read per query.
+    /// Change sets read per query.
     pub batch_size: i64,
+    /// Rows per snapshot page (one message of the feed).
+    pub snapshot_page_rows: i64,
     /// Messages a stream buffers for its subscriber.
     pub buffer: usize,
     /// How long a subscriber may take nothing before it is cut off.
@@ -49,6 +51,7 @@ impl Default for FeedSettings {
             checkpoint_interval: Duration::from_secs(5),
             poll_interval: Duration::from_secs(2),
             batch_size: 200,
+            snapshot_page_rows: 1000,
             buffer: 32,
             send_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),

@@ -228,7 +228,7 @@ impl Watcher {
         self.send(FeedEvent::SnapshotBegin { tenant, revision })
             .await?;
         while let Some(changes) = snapshot
-            .next_page(self.settings.batch_size)
+            .next_page(self.settings.snapshot_page_rows)
             .await
             .map_err(|e| Stop::Failed(e.into()))?
         {

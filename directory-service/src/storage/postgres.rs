@@ -85,6 +85,11 @@ impl PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
+        // A snapshot reads every row of its cursors: plan them for that, not for
+        // the first rows (a sequential scan, not an index walk).
+        sqlx::query("SET LOCAL cursor_tuple_fraction = 1.0")
+            .execute(&mut *tx)
+            .await?;
         Ok(tx)
     }
 }
@@ -92,6 +97,9 @@ impl PgStore {
 include!("sql.rs");
 
 // What the two databases do differently, used by the shared SQL above.
+
+/// Snapshots read users, groups and memberships through server-side cursors.
+const SNAPSHOT_BY_CURSOR: bool = true;
 
 /// The outbox's change-set parameter: text, stored as `json` as it is.
 const CHANGES_PARAM: &str = "$5::json";

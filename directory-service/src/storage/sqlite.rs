@@ -86,6 +86,9 @@ include!("sql.rs");
 
 // What the two databases do differently, used by the shared SQL above.
 
+/// SQLite has no server-side cursors: snapshots page by key.
+const SNAPSHOT_BY_CURSOR: bool = false;
+
 /// The outbox's change-set parameter: text, kept as it is.
 const CHANGES_PARAM: &str = "$5";
 

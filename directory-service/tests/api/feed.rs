@@ -846,6 +846,7 @@ pub(crate) fn fast_feed() -> FeedSettings {
         checkpoint_interval: Duration::from_millis(200),
         poll_interval: Duration::from_millis(500),
         batch_size: 7,
+        snapshot_page_rows: 7,
         buffer: 4,
         send_timeout: Duration::from_millis(500),
         ..Default::default()
