@@ -9,7 +9,13 @@
 #
 #   scripts/bench.sh                                  # 100k users, 10k groups, 300k memberships
 #   USERS=1000000 GROUP_COUNT=100000 ORGS=1000 scripts/bench.sh
+#   SEED=sql USERS=1000000 GROUP_COUNT=100000 ...     # seeded with SQL (scripts/seed-scale.sql)
 #   SKIP_SUITE=1 ...                                  # only load, memory, restart, resync
+#
+# With SEED=api (the default) the tenant is loaded through the directory's API
+# while the authorization service follows; with SEED=sql it is written straight
+# into the directory's database and the authorization service starts after, so
+# that its first sync (from an empty projection) is timed too.
 #
 # Settings (environment): USERS, GROUP_COUNT, ORGS, MEMBERSHIPS_PER_USER, DURATION
 # (per measured call, default 10s), CONNECTIONS, STREAMS, DATABASE_URL (a
@@ -26,6 +32,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-2}
 STREAMS=${STREAMS:-8}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432}
+SEED=${SEED:-api}
 
 log() { printf '\n== %s\n' "$*" >&2; }
 psql_admin() { psql "$DATABASE_URL/postgres" -v ON_ERROR_STOP=1 -qAt -c "$1"; }
@@ -87,27 +94,52 @@ loadavg() { cut -d' ' -f1 /proc/loadavg; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "shape: $USERS users, $GROUP_COUNT groups ($ORGS organizations), $MEMBERSHIPS_PER_USER memberships per user"
+echo "shape: $USERS users, $GROUP_COUNT groups ($ORGS organizations), $MEMBERSHIPS_PER_USER memberships per user, seeded by $SEED"
 
 start_directory
 "$bin/cohort-bench" wait-serving --target "$directory" >/dev/null
-start_authz "$db_authz"
-"$bin/cohort-bench" wait-serving --target "$authz" --service cohort.authz.v1.AuthzService >/dev/null
-
-log "seeding through the API"
-started=$(date +%s.%N)
-"$bin/cohort-bench" seed --directory "$directory" --users "$USERS" --groups "$GROUP_COUNT" \
-    --organizations "$ORGS" --memberships-per-user "$MEMBERSHIPS_PER_USER" --out "$work/tenant.json" >/dev/null
-seeded=$(since "$started")
 memberships=$((USERS * MEMBERSHIPS_PER_USER))
-echo "load through the API: $seeded s (load average $(loadavg))"
-caught=$("$bin/cohort-bench" wait-revision --authz "$authz" --manifest "$work/tenant.json")
-echo "authorization service caught up $caught s after the last write"
+
+if [ "$SEED" = sql ]; then
+    log "seeding with SQL"
+    started=$(date +%s.%N)
+    psql "$DATABASE_URL/$db_directory" -q -v users="$USERS" -v groups="$GROUP_COUNT" \
+        -v manifest="$work/tenant.json" -f scripts/seed-scale.sql >/dev/null
+    echo "seeded with SQL in $(since "$started") s"
+    memberships=$(psql "$DATABASE_URL/$db_directory" -qAt -c "SELECT count(*) FROM memberships")
+    log "first sync of the authorization service (from an empty projection)"
+    started=$(date +%s.%N)
+    start_authz "$db_authz"
+    "$bin/cohort-bench" wait-revision --authz "$authz" --manifest "$work/tenant.json" >/dev/null
+    echo "first sync: $(since "$started") s for $USERS users and $memberships memberships (load average $(loadavg))"
+else
+    start_authz "$db_authz"
+    "$bin/cohort-bench" wait-serving --target "$authz" --service cohort.authz.v1.AuthzService >/dev/null
+    log "seeding through the API"
+    started=$(date +%s.%N)
+    "$bin/cohort-bench" seed --directory "$directory" --users "$USERS" --groups "$GROUP_COUNT" \
+        --organizations "$ORGS" --memberships-per-user "$MEMBERSHIPS_PER_USER" --out "$work/tenant.json" >/dev/null
+    echo "load through the API: $(since "$started") s (load average $(loadavg))"
+    caught=$("$bin/cohort-bench" wait-revision --authz "$authz" --manifest "$work/tenant.json")
+    echo "authorization service caught up $caught s after the last write"
+fi
 
 if [ -z "${SKIP_SUITE:-}" ]; then
     log "suite"
     "$bin/cohort-bench" suite --directory "$directory" --authz "$authz" --manifest "$work/tenant.json" \
         --connections "$CONNECTIONS" --streams "$STREAMS" --duration "$DURATION"
+fi
+
+if [ -z "${SKIP_SUITE:-}" ] && command -v h2load >/dev/null; then
+    log "h2load cross-check (one repeated request per call)"
+    for call in health check effective-roles bulk-check lookup-subjects lookup-groups; do
+        command=$("$bin/cohort-bench" payload --call "$call" --manifest "$work/tenant.json" \
+            --out "$work/$call.bin" --target "$authz")
+        command=${command/-D 10/-D ${DURATION%s}}
+        command=${command/-c 2 -m 8/-c $CONNECTIONS -m $STREAMS}
+        rps=$(eval "$command" | awk '/^finished in/ {print $4}')
+        echo "h2load $call: $rps req/s (load average $(loadavg))"
+    done
 fi
 
 log "memory"
@@ -132,7 +164,7 @@ echo "after resync: $(rss_mib "$authz_pid") MiB resident (peak $(hwm_mib "$authz
 
 if [ -z "${SKIP_SUITE:-}" ]; then
     log "the default call log against RUST_LOG=warn"
-    for level in info warn; do
+    for level in info warn info warn; do
         stop_authz
         start_authz "$db_authz" RUST_LOG="$level"
         "$bin/cohort-bench" wait-revision --authz "$authz" --manifest "$work/tenant.json" >/dev/null

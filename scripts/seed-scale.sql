@@ -2,7 +2,10 @@
 -- database, with set-based SQL (far faster than through the API, for measuring
 -- the authorization service at a million users):
 --
---   psql "$DATABASE_URL" -v users=1000000 -v groups=100000 -f scripts/seed-scale.sql
+--   psql "$DATABASE_URL" -v users=1000000 -v groups=100000 -v manifest=tenant.json -f scripts/seed-scale.sql
+--
+-- It writes the load tool's manifest (`cohort-bench run --manifest`) to the file
+-- named by `manifest`.
 --
 -- The same shape as `cohort-bench seed`: organizations of 100 groups, each a tree
 -- four wide (group k's parent is group (k - 1) / 4 of its block); users with the
@@ -78,4 +81,23 @@ WHERE a.tenant_id = :'tenant' AND g.tenant_id = a.tenant_id AND g.id = a.group_i
 COMMIT;
 
 ANALYZE;
+
+-- The manifest: every user, the groups by level, the administrators.
+\pset tuples_only on
+\pset format unaligned
+SELECT json_build_object(
+    'tenant_id', :'tenant',
+    'shape', json_build_object('users', :users, 'groups', :groups, 'organizations', :groups / 100,
+                               'memberships_per_user', 3, 'inherited_every', 10),
+    'users', (SELECT json_agg(id ORDER BY n) FROM (
+                 SELECT id, substring(display_name FROM 6)::bigint AS n FROM users WHERE tenant_id = :'tenant') u),
+    'levels', (SELECT json_agg(ids ORDER BY level) FROM (
+                 SELECT level, json_agg(id) AS ids FROM (
+                     SELECT id, CASE WHEN k = 0 THEN 1 WHEN k <= 4 THEN 2 WHEN k <= 20 THEN 3 ELSE 4 END AS level
+                     FROM (SELECT id, substring(display_name FROM 7)::bigint % 100 AS k
+                           FROM groups WHERE tenant_id = :'tenant') g) l
+                 GROUP BY level) levels),
+    'administrators', (SELECT json_agg(DISTINCT user_id) FROM group_administrators WHERE tenant_id = :'tenant'),
+    'revision', 2)
+\g :manifest
 \echo :tenant

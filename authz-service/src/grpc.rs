@@ -135,9 +135,9 @@ impl AuthzApi {
         consistency: Option<pb::Consistency>,
     ) -> Result<SharedTenant, ApiError> {
         use pb::consistency::Requirement;
-        cohort_shared::call_log::record_tenant(&tenant.to_string());
+        cohort_shared::call_log::record_tenant(tenant);
         principal
-            .check_tenant(&tenant.to_string())
+            .check_tenant_id(tenant)
             .map_err(ApiError::Denied)?;
         // Give up a little before the caller's deadline, so that it hears why
         // rather than cancelling first.
@@ -284,10 +284,17 @@ impl PageRequest {
     }
 }
 
+/// An id as the contract writes it (hyphenated, lower case), without the
+/// formatting machinery: answers carry many.
+fn id_string(id: &Uuid) -> String {
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut buffer).to_owned()
+}
+
 fn via(v: &domain::Via) -> pb::InheritedVia {
     pb::InheritedVia {
-        group_id: v.group.to_string(),
-        path: v.path.iter().map(ToString::to_string).collect(),
+        group_id: id_string(&v.group.0),
+        path: v.path.iter().map(|g| id_string(&g.0)).collect(),
     }
 }
 
@@ -298,7 +305,7 @@ fn scope(reach: Reach) -> pb::Scope {
             Reach::Tenant => S::Tenant(true),
             Reach::Own => S::Own(true),
             Reach::Groups(groups) => S::Groups(pb::GroupIds {
-                group_ids: groups.iter().map(ToString::to_string).collect(),
+                group_ids: groups.iter().map(|g| id_string(&g.0)).collect(),
             }),
         }),
     }
@@ -505,7 +512,7 @@ impl AuthzService for AuthzApi {
                 )?;
                 Ok(pb::LookupSubjectsResponse {
                     next_page_token: PageRequest::next_token(&page, |u: UserId| u.0),
-                    user_ids: page.items.iter().map(ToString::to_string).collect(),
+                    user_ids: page.items.iter().map(|u| id_string(&u.0)).collect(),
                     revision: state.revision,
                 })
             }
@@ -578,7 +585,7 @@ impl AuthzService for AuthzApi {
                 )?;
                 Ok(pb::LookupGroupsResponse {
                     next_page_token: PageRequest::next_token(&page, |g: GroupId| g.0),
-                    group_ids: page.items.iter().map(ToString::to_string).collect(),
+                    group_ids: page.items.iter().map(|g| id_string(&g.0)).collect(),
                     revision: state.revision,
                 })
             }

@@ -60,6 +60,104 @@ fn consistency() -> Option<authz::Consistency> {
     })
 }
 
+/// One call's request with its method path, framed as gRPC sends it (a flag
+/// byte, a 4-byte length, the protobuf message), built from the manifest's first
+/// ids: for h2load, which repeats one body.
+pub fn framed(call: Call, m: &Manifest) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    use prost::Message;
+    let user = m.users.first().cloned().unwrap_or_default();
+    let group = m.level(3).first().cloned().unwrap_or_default();
+    let resource = || {
+        Some(authz::Resource {
+            resource: Some(authz::resource::Resource::GroupId(group.clone())),
+        })
+    };
+    let (path, message): (&str, Vec<u8>) = match call {
+        Call::Health => (
+            "/grpc.health.v1.Health/Check",
+            HealthCheckRequest {
+                service: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        Call::Check => (
+            "/cohort.authz.v1.AuthzService/Check",
+            authz::CheckRequest {
+                tenant_id: m.tenant_id.clone(),
+                user_id: user.clone(),
+                permission: PERMISSION.into(),
+                resource: resource(),
+                consistency: consistency(),
+                explain: false,
+            }
+            .encode_to_vec(),
+        ),
+        Call::EffectiveRoles => (
+            "/cohort.authz.v1.AuthzService/GetEffectiveRoles",
+            authz::GetEffectiveRolesRequest {
+                tenant_id: m.tenant_id.clone(),
+                user_id: user.clone(),
+                consistency: consistency(),
+            }
+            .encode_to_vec(),
+        ),
+        Call::BulkCheck => (
+            "/cohort.authz.v1.AuthzService/BulkCheck",
+            authz::BulkCheckRequest {
+                tenant_id: m.tenant_id.clone(),
+                items: (0..100)
+                    .map(|i| authz::BulkCheckItem {
+                        user_id: m.users.get(i / 10).cloned().unwrap_or_default(),
+                        permission: PERMISSION.into(),
+                        resource: Some(authz::Resource {
+                            resource: Some(authz::resource::Resource::GroupId(
+                                m.level(3).get(i % 10).cloned().unwrap_or_default(),
+                            )),
+                        }),
+                    })
+                    .collect(),
+                consistency: consistency(),
+                explain: false,
+            }
+            .encode_to_vec(),
+        ),
+        Call::LookupSubjects => (
+            "/cohort.authz.v1.AuthzService/LookupSubjects",
+            authz::LookupSubjectsRequest {
+                tenant_id: m.tenant_id.clone(),
+                group_id: group.clone(),
+                what: Some(authz::lookup_subjects_request::What::Permission(
+                    PERMISSION.into(),
+                )),
+                consistency: consistency(),
+                page_size: 100,
+                page_token: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        Call::LookupGroups => (
+            "/cohort.authz.v1.AuthzService/LookupGroups",
+            authz::LookupGroupsRequest {
+                tenant_id: m.tenant_id.clone(),
+                user_id: m.administrators.first().cloned().unwrap_or_default(),
+                permission: PERMISSION.into(),
+                consistency: consistency(),
+                page_size: 100,
+                page_token: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        Call::CreateUser | Call::AddMembers => {
+            anyhow::bail!("h2load repeats one body: a write would repeat itself")
+        }
+    };
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    Ok((path, framed))
+}
+
 /// Makes one call; the number of items it carried.
 pub async fn once(
     call: Call,

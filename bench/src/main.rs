@@ -104,6 +104,19 @@ enum Command {
         #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Writes one call's request as a gRPC-framed body for h2load (`-d`), and prints
+    /// the h2load command that sends it, for cross-checks with another client.
+    Payload {
+        #[arg(long, value_enum)]
+        call: Call,
+        #[arg(long, default_value = "tenant.json")]
+        manifest: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The server h2load should call.
+        #[arg(long, default_value = "http://127.0.0.1:50052")]
+        target: String,
+    },
     /// Waits until the authorization service reflects a tenant's revision (the
     /// manifest's, by default); prints how long it took.
     WaitRevision {
@@ -182,6 +195,24 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let took = suite::wait_serving(&target, &service, timeout).await?;
             println!("{:.2}", took.as_secs_f64());
+        }
+        Command::Payload {
+            call,
+            manifest,
+            out,
+            target,
+        } => {
+            let manifest = Manifest::load(&manifest)?;
+            let (path, body) = calls::framed(call, &manifest)?;
+            std::fs::write(&out, body)?;
+            let auth = match &cli.token {
+                Some(_) => " -H \"authorization: Bearer $COHORT_BENCH_TOKEN\"",
+                None => "",
+            };
+            println!(
+                "h2load -c 2 -m 8 -D 10 --warm-up-time=2 -H 'content-type: application/grpc' -H 'te: trailers'{auth} -d {} {target}{path}",
+                out.display()
+            );
         }
         Command::WaitRevision {
             authz,

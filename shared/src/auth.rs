@@ -138,7 +138,16 @@ impl Principal {
             return Ok(());
         };
         match Uuid::parse_str(tenant_id) {
-            Ok(tenant) if !allowed.contains(&tenant) => Err(tonic::Status::permission_denied(
+            Ok(tenant) if !allowed.contains(&tenant) => self.check_tenant_id(tenant),
+            _ => Ok(()),
+        }
+    }
+
+    /// PERMISSION_DENIED unless the credential covers the tenant (already parsed).
+    #[allow(clippy::result_large_err)]
+    pub fn check_tenant_id(&self, tenant: Uuid) -> Result<(), tonic::Status> {
+        match &self.tenants {
+            Some(allowed) if !allowed.contains(&tenant) => Err(tonic::Status::permission_denied(
                 format!("credential `{}` does not cover tenant {tenant}", self.name),
             )),
             _ => Ok(()),

@@ -692,7 +692,7 @@ fn fingerprint(input: &impl serde::Serialize) -> String {
 
 #[async_trait]
 impl DirectoryStore for Store {
-    #[tracing::instrument(skip_all, err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_tenant(&self, ctx: &WriteContext, new: NewTenant) -> StoreResult<Written<(Tenant, User)>> {
         let fingerprint = fingerprint(&new);
         // Two tries: a concurrent create with the same request id makes the first
@@ -746,7 +746,7 @@ impl DirectoryStore for Store {
         unreachable!("the second attempt either replays or returns")
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant> {
         let row: Option<TenantRow> =
             sqlx::query_as("SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1")
@@ -756,7 +756,7 @@ impl DirectoryStore for Store {
         row.ok_or_else(|| StoreError::not_found("tenant", id))?.try_into()
     }
 
-    #[tracing::instrument(skip_all, err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_tenants(&self, page: &PageRequest) -> StoreResult<Page<Tenant>> {
         let mut q = QueryBuilder::<Db>::new("SELECT id, display_name, revision, create_time FROM tenants WHERE TRUE");
         if let Some(after) = after_id(page)? {
@@ -767,7 +767,7 @@ impl DirectoryStore for Store {
         Ok(page.page(convert_all(rows)?, |t: &Tenant| t.id.to_string()))
     }
 
-    #[tracing::instrument(skip(self, ctx, new), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, new), err(level = "debug"))]
     async fn create_user(&self, ctx: &WriteContext, tenant: TenantId, new: NewUser) -> StoreResult<Written<User>> {
         let fingerprint = fingerprint(&new);
         // Two tries: a concurrent create with the same request id makes the first
@@ -793,7 +793,7 @@ impl DirectoryStore for Store {
         Err(StoreError::Corrupt("a request id was taken, yet no result is stored for it".into()))
     }
 
-    #[tracing::instrument(skip(self, ctx, new), fields(users = new.len()), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, new), fields(users = new.len()), err(level = "debug"))]
     async fn create_users(
         &self,
         ctx: &WriteContext,
@@ -864,12 +864,12 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, users).await
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<User> {
         Self::fetch_user(&mut *self.pool.acquire().await?, tenant, id).await
     }
 
-    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
     async fn list_users(&self, tenant: TenantId, filter: &UserFilter, page: &PageRequest) -> StoreResult<Page<User>> {
         let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
         q.push_bind(tenant.0);
@@ -897,7 +897,7 @@ impl DirectoryStore for Store {
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
 
-    #[tracing::instrument(skip(self, ctx, update), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, update), err(level = "debug"))]
     async fn update_user(
         &self,
         ctx: &WriteContext,
@@ -937,7 +937,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, user).await
     }
 
-    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
     async fn set_user_suspended(
         &self,
         ctx: &WriteContext,
@@ -960,7 +960,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, user).await
     }
 
-    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
     async fn delete_user(
         &self,
         ctx: &WriteContext,
@@ -997,7 +997,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, ()).await
     }
 
-    #[tracing::instrument(skip(self, ctx, new), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, new), err(level = "debug"))]
     async fn create_group(&self, ctx: &WriteContext, tenant: TenantId, new: NewGroup) -> StoreResult<Written<Group>> {
         let fingerprint = fingerprint(&new);
         // Two tries, as for users.
@@ -1041,12 +1041,12 @@ impl DirectoryStore for Store {
         Err(StoreError::Corrupt("a request id was taken, yet no result is stored for it".into()))
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_group(&self, tenant: TenantId, id: GroupId) -> StoreResult<Group> {
         Self::fetch_group(&mut *self.pool.acquire().await?, tenant, id).await
     }
 
-    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
     async fn list_groups(
         &self,
         tenant: TenantId,
@@ -1075,7 +1075,7 @@ impl DirectoryStore for Store {
         Ok(page.page(convert_all(rows)?, |g: &Group| g.id.to_string()))
     }
 
-    #[tracing::instrument(skip(self, ctx, update), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, update), err(level = "debug"))]
     async fn update_group(
         &self,
         ctx: &WriteContext,
@@ -1106,7 +1106,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, group).await
     }
 
-    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
     async fn move_group(
         &self,
         ctx: &WriteContext,
@@ -1162,7 +1162,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, group).await
     }
 
-    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
     async fn delete_group(
         &self,
         ctx: &WriteContext,
@@ -1213,7 +1213,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, subtree).await
     }
 
-    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
     async fn set_administrators(
         &self,
         ctx: &WriteContext,
@@ -1230,7 +1230,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, admins).await
     }
 
-    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
     async fn add_administrators(
         &self,
         ctx: &WriteContext,
@@ -1247,7 +1247,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, admins).await
     }
 
-    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
     async fn remove_administrators(
         &self,
         ctx: &WriteContext,
@@ -1264,7 +1264,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, admins).await
     }
 
-    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
     async fn list_administrators(
         &self,
         tenant: TenantId,
@@ -1286,7 +1286,7 @@ impl DirectoryStore for Store {
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
 
-    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
     async fn add_members(
         &self,
         ctx: &WriteContext,
@@ -1322,7 +1322,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, added).await
     }
 
-    #[tracing::instrument(skip(self, ctx, users), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
     async fn remove_members(
         &self,
         ctx: &WriteContext,
@@ -1348,7 +1348,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, removed).await
     }
 
-    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
     async fn list_members(
         &self,
         tenant: TenantId,
@@ -1390,7 +1390,7 @@ impl DirectoryStore for Store {
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
 
-    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
     async fn list_user_groups(
         &self,
         tenant: TenantId,
@@ -1436,7 +1436,7 @@ impl DirectoryStore for Store {
         self.set_inherited(ctx, tenant, group, tool, None, etag).await
     }
 
-    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
     async fn assign_catalog(
         &self,
         ctx: &WriteContext,
@@ -1479,7 +1479,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, row.try_into()?).await
     }
 
-    #[tracing::instrument(skip(self, ctx), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
     async fn unassign_catalog(
         &self,
         ctx: &WriteContext,
@@ -1505,7 +1505,7 @@ impl DirectoryStore for Store {
         self.finish(ctx, w, ()).await
     }
 
-    #[tracing::instrument(skip(self, page), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
     async fn list_catalogs(
         &self,
         tenant: TenantId,
@@ -1528,7 +1528,7 @@ impl DirectoryStore for Store {
         Ok((page, g.is_organization))
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn read_changes(&self, tenant: TenantId, after: Revision, limit: i64) -> StoreResult<Vec<ChangeSet>> {
         let rows: Vec<ChangeRow> = sqlx::query_as(
             "SELECT tenant_id, revision, commit_time, actor, changes FROM change_events \
@@ -1560,7 +1560,7 @@ impl DirectoryStore for Store {
         Ok(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)).collect())
     }
 
-    #[tracing::instrument(skip(self), err(level = "debug"))]
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn snapshot(&self, tenant: TenantId) -> StoreResult<Box<dyn SnapshotReader>> {
         let mut tx = self.begin_snapshot().await?;
         let row: Option<TenantRow> =
