@@ -13,6 +13,15 @@ use crate::domain::{
     Tenant, TenantId, User, UserId, UserState,
 };
 
+/// What adding users to a group found and did (one backend call).
+pub(crate) struct MembershipsAdded {
+    pub group_found: bool,
+    /// The asked users that exist in the tenant.
+    pub found: Vec<Uuid>,
+    /// The users that were not members and now are, in id order.
+    pub added: Vec<Uuid>,
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct TenantRow {
     id: Uuid,

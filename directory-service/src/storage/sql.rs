@@ -23,7 +23,7 @@ use crate::domain::{
     UserUpdate, WriteContext,
 };
 use crate::storage::rows::{
-    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, TenantRow, UserGroupRow, UserRow,
+    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, MembershipsAdded, TenantRow, UserGroupRow, UserRow,
 };
 use crate::storage::{DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
 
@@ -1298,22 +1298,18 @@ impl DirectoryStore for Store {
         let mut asked: Vec<Uuid> = users.iter().map(|u| u.0).collect();
         asked.sort();
         asked.dedup();
-        // What the write needs to know, in one query: the group, which users
-        // exist, which are members already.
-        let (group_found, found, present) = membership_plan(w.conn(), tenant.0, group.0, &asked).await?;
+        let now = now();
+        let revision = w.revision;
+        let MembershipsAdded { group_found, found, added } =
+            add_memberships(w.conn(), tenant.0, group.0, &asked, revision, now).await?;
         if !group_found {
             return Err(StoreError::not_found("group", group));
         }
-        let found: std::collections::HashSet<Uuid> = found.into_iter().collect();
-        if let Some(missing) = users.iter().find(|u| !found.contains(&u.0)) {
-            return Err(StoreError::not_found("user", missing));
-        }
-        let present: std::collections::HashSet<Uuid> = present.into_iter().collect();
-        let added: Vec<Uuid> = asked.into_iter().filter(|u| !present.contains(u)).collect();
-        let now = now();
-        let revision = w.revision;
-        if !added.is_empty() {
-            insert_memberships(w.conn(), tenant.0, group.0, &added, revision, now).await?;
+        if found.len() < asked.len() {
+            let found: std::collections::HashSet<Uuid> = found.into_iter().collect();
+            if let Some(missing) = users.iter().find(|u| !found.contains(&u.0)) {
+                return Err(StoreError::not_found("user", missing));
+            }
         }
         let added: Vec<UserId> = added.into_iter().map(UserId).collect();
         w.changes.extend(added.iter().map(|user| Change::MembershipAdded {

@@ -112,6 +112,41 @@ async fn users_among(
     Ok(found)
 }
 
+/// Adds the users of `users` (sorted, distinct) that exist and are not members
+/// yet to `group`, and counts them. A group or user that does not exist is the
+/// caller's to refuse, rolling back what was added.
+async fn add_memberships(
+    conn: &mut DbConn,
+    tenant: Uuid,
+    group: Uuid,
+    users: &[Uuid],
+    revision: i64,
+    time: DateTime<Utc>,
+) -> Result<MembershipsAdded, sqlx::Error> {
+    let (group_found, found, present) = membership_plan(conn, tenant, group, users).await?;
+    if !group_found || found.len() < users.len() {
+        return Ok(MembershipsAdded {
+            group_found,
+            found,
+            added: Vec::new(),
+        });
+    }
+    let present: std::collections::HashSet<Uuid> = present.into_iter().collect();
+    let added: Vec<Uuid> = users
+        .iter()
+        .copied()
+        .filter(|u| !present.contains(u))
+        .collect();
+    if !added.is_empty() {
+        insert_memberships(conn, tenant, group, &added, revision, time).await?;
+    }
+    Ok(MembershipsAdded {
+        group_found,
+        found,
+        added,
+    })
+}
+
 /// Whether the group exists, which of `users` exist, and which of them are its
 /// members already.
 async fn membership_plan(
