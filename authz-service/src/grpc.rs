@@ -223,28 +223,38 @@ fn deadline_of(metadata: &MetadataMap) -> Option<Duration> {
 }
 
 fn parse_id(field: &str, raw: &str) -> Result<Uuid, ApiError> {
-    if raw.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
-    }
-    Uuid::parse_str(raw)
-        .map_err(|_| ApiError::invalid(field, format!("`{raw}` is not a valid id (a UUID)")))
+    parse_id_named(|| field.to_owned(), raw)
 }
 
-fn parse_resource(field: &str, resource: Option<pb::Resource>) -> Result<Resource, ApiError> {
+/// [`parse_id`] for a field whose name is built (`items[17].user_id`): built only
+/// when an error names it, not for every item of every bulk call.
+fn parse_id_named(field: impl FnOnce() -> String, raw: &str) -> Result<Uuid, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::invalid(field(), "is required"));
+    }
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::invalid(field(), format!("`{raw}` is not a valid id (a UUID)")))
+}
+
+/// A resource; `field` names it in errors (built only then).
+fn parse_resource(
+    field: impl Fn() -> String,
+    resource: Option<pb::Resource>,
+) -> Result<Resource, ApiError> {
     use pb::resource::Resource as R;
     match resource.and_then(|r| r.resource) {
-        None => Err(ApiError::invalid(field, "is required")),
+        None => Err(ApiError::invalid(field(), "is required")),
         Some(R::Tenant(_)) => Ok(Resource::Tenant),
-        Some(R::GroupId(g)) => Ok(Resource::Group(GroupId(parse_id(
-            &format!("{field}.group_id"),
+        Some(R::GroupId(g)) => Ok(Resource::Group(GroupId(parse_id_named(
+            || format!("{}.group_id", field()),
             &g,
         )?))),
-        Some(R::UserId(u)) => Ok(Resource::User(UserId(parse_id(
-            &format!("{field}.user_id"),
+        Some(R::UserId(u)) => Ok(Resource::User(UserId(parse_id_named(
+            || format!("{}.user_id", field()),
             &u,
         )?))),
         Some(R::CatalogId(c)) if c.is_empty() => Err(ApiError::invalid(
-            format!("{field}.catalog_id"),
+            format!("{}.catalog_id", field()),
             "is required",
         )),
         Some(R::CatalogId(c)) => Ok(Resource::Catalog(c)),
@@ -412,7 +422,7 @@ impl AuthzService for AuthzApi {
             async {
                 let tenant = parse_id("tenant_id", &req.tenant_id)?;
                 let user = UserId(parse_id("user_id", &req.user_id)?);
-                let resource = parse_resource("resource", req.resource)?;
+                let resource = parse_resource(|| "resource".to_owned(), req.resource)?;
                 let state = self
                     .read(&principal, &metadata, tenant, req.consistency)
                     .await?;
@@ -446,8 +456,12 @@ impl AuthzService for AuthzApi {
                 }
                 let mut items = Vec::with_capacity(req.items.len());
                 for (i, item) in req.items.into_iter().enumerate() {
-                    let user = UserId(parse_id(&format!("items[{i}].user_id"), &item.user_id)?);
-                    let resource = parse_resource(&format!("items[{i}].resource"), item.resource)?;
+                    let user = UserId(parse_id_named(
+                        || format!("items[{i}].user_id"),
+                        &item.user_id,
+                    )?);
+                    let resource =
+                        parse_resource(|| format!("items[{i}].resource"), item.resource)?;
                     items.push((i, user, item.permission, resource));
                 }
                 let state = self

@@ -230,6 +230,10 @@ fn decision(
 pub struct Checker<'s> {
     state: &'s TenantState,
     resolved: hashbrown::HashMap<UserSlot, Resolved>,
+    /// The last user looked up, and the last permission found in the catalog:
+    /// a bulk check's items usually come a user at a time and ask one thing.
+    last_user: Option<(UserId, UserSlot)>,
+    last_permission: Option<String>,
 }
 
 impl<'s> Checker<'s> {
@@ -237,6 +241,8 @@ impl<'s> Checker<'s> {
         Checker {
             state,
             resolved: hashbrown::HashMap::new(),
+            last_user: None,
+            last_permission: None,
         }
     }
 
@@ -248,7 +254,21 @@ impl<'s> Checker<'s> {
         explain: bool,
     ) -> Result<Decision, CheckError> {
         let state = self.state;
-        let (slot, target) = parse(state, user, permission, resource)?;
+        let slot = match self.last_user {
+            Some((last, slot)) if last == user => slot,
+            _ => {
+                let slot = state
+                    .user_slot(user)
+                    .ok_or(CheckError::UserNotFound(user))?;
+                self.last_user = Some((user, slot));
+                slot
+            }
+        };
+        if self.last_permission.as_deref() != Some(permission) {
+            require_permission(permission)?;
+            self.last_permission = Some(permission.to_owned());
+        }
+        let target = target(state, resource)?;
         let resolved = self
             .resolved
             .entry(slot)
