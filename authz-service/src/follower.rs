@@ -40,6 +40,10 @@ const PAGES_IN_FLIGHT: usize = 2;
 #[derive(Clone)]
 pub struct Follower {
     pub directory: Upstream,
+    /// The largest feed message taken (`--max-message-bytes`, the setting the
+    /// directory's side reads too): tonic's client default is 4 MiB whatever the
+    /// directory was told.
+    pub max_message_bytes: usize,
     pub store: Arc<dyn ProjectionStore>,
     pub projection: Arc<Projection>,
     pub compactor: Arc<Compactor>,
@@ -146,6 +150,8 @@ async fn follow_once(follower: &Follower, backoff: &mut Duration) -> anyhow::Res
     });
     directory.authorize(&mut request);
     let mut stream = ChangeFeedServiceClient::new(channel)
+        .max_decoding_message_size(follower.max_message_bytes)
+        .max_encoding_message_size(follower.max_message_bytes)
         .watch(request)
         .await?
         .into_inner();

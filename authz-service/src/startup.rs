@@ -127,6 +127,7 @@ impl Application {
         let follower = tokio::spawn(follower::follow(
             Follower {
                 directory: self.directory.clone(),
+                max_message_bytes: self.limits.max_message_bytes,
                 store: self.store.clone(),
                 projection: self.projection.clone(),
                 compactor: self.compactor.clone(),

@@ -215,6 +215,8 @@ pub struct DirectoryProcess {
     auth: Auth,
     /// Its TLS material, if it serves TLS (kept for a restart).
     tls: Option<TlsFiles>,
+    /// Its limits (kept for a restart).
+    limits: cohort_shared::serving::Limits,
     pub database: cohort_directory::config::Database,
     running: Option<Running>,
     data_dir: Option<PathBuf>,
@@ -247,13 +249,43 @@ impl DirectoryProcess {
         auth: Auth,
         tls: Option<TlsFiles>,
     ) -> anyhow::Result<Self> {
+        Self::start_limited(database, listen, auth, tls, Default::default()).await
+    }
+
+    /// Starts a directory on the embedded SQLite default in a new folder, with
+    /// other limits than the defaults.
+    pub async fn start_with_limits(limits: cohort_shared::serving::Limits) -> anyhow::Result<Self> {
+        let data_dir =
+            std::env::temp_dir().join(format!("cohort-it-{}", uuid::Uuid::new_v4().simple()));
+        let database = cohort_directory::config::Database::SqliteDir(data_dir.clone());
+        let mut process = Self::start_limited(
+            database,
+            "127.0.0.1:0".parse()?,
+            test_auth(Vec::new()),
+            None,
+            limits,
+        )
+        .await?;
+        process.data_dir = Some(data_dir);
+        Ok(process)
+    }
+
+    async fn start_limited(
+        database: cohort_directory::config::Database,
+        listen: SocketAddr,
+        auth: Auth,
+        tls: Option<TlsFiles>,
+        limits: cohort_shared::serving::Limits,
+    ) -> anyhow::Result<Self> {
         let db = database.clone();
         let kept_auth = auth.clone();
         let kept_tls = tls.clone();
+        let kept_limits = limits;
         let (addr, running) = spawn_server(move |addr, stop| async move {
             let store = open_store(&db, 8).await?;
             let app = Application::with_store(listen, store, Default::default(), auth)
                 .await?
+                .with_limits(limits)
                 .with_tls(tls);
             let _ = addr.send(app.local_addr());
             app.run_until(async {
@@ -265,6 +297,7 @@ impl DirectoryProcess {
         Ok(DirectoryProcess {
             auth: kept_auth,
             tls: kept_tls,
+            limits: kept_limits,
             addr,
             database,
             running: Some(running),
@@ -321,11 +354,12 @@ impl DirectoryProcess {
     /// Starts it again on the same address and database.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop().await?;
-        let again = Self::start_with(
+        let again = Self::start_limited(
             self.database.clone(),
             self.addr,
             self.auth.clone(),
             self.tls.clone(),
+            self.limits,
         )
         .await?;
         self.running = again.running;
@@ -416,6 +450,19 @@ impl AuthzProcess {
         Ok(process)
     }
 
+    /// Starts the authorization service with another message limit
+    /// (`--max-message-bytes`), for its API and its feed client alike.
+    pub async fn start_with_message_limit(
+        directory: &str,
+        database_url: &str,
+        max_message_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let mut process = AuthzProcess::start_lazily(directory, database_url)?;
+        process.settings.serving.max_message_bytes = max_message_bytes;
+        process.launch().await?;
+        Ok(process)
+    }
+
     /// Replaces the credentials it accepts (takes effect at the next start).
     pub fn set_auth_tokens(&mut self, tokens: String) {
         self.settings.serving.auth_tokens = Some(tokens);
@@ -482,6 +529,7 @@ impl Cluster {
                 addr: external.directory,
                 auth: Auth::Open,
                 tls: None,
+                limits: Default::default(),
                 database: cohort_directory::config::Database::SqliteDir(PathBuf::new()),
                 running: None,
                 data_dir: None,

@@ -136,8 +136,13 @@ pub async fn watch(
     closing: tokio::sync::watch::Receiver<bool>,
 ) -> Result<impl Stream<Item = Result<FeedEvent, FeedError>>, FeedError> {
     let named: Vec<TenantId> = subscription.cursors.keys().copied().collect();
-    let found = store.tenant_heads(Some(&named)).await?;
-    if let Some(missing) = named.iter().find(|t| !found.iter().any(|(f, _)| f == *t)) {
+    let found: std::collections::HashSet<TenantId> = store
+        .tenant_heads(Some(&named))
+        .await?
+        .into_iter()
+        .map(|(tenant, _)| tenant)
+        .collect();
+    if let Some(missing) = named.iter().find(|t| !found.contains(*t)) {
         return Err(StoreError::not_found("tenant", missing).into());
     }
     Ok(watcher::Watcher::spawn(

@@ -148,5 +148,12 @@ pub fn parse_query(field: &str, raw: &str) -> Result<Option<String>, ValidationE
     if query.chars().count() > 200 {
         return Err(ValidationError::new(field, "is longer than 200 characters"));
     }
+    // No name or email holds one, and PostgreSQL refuses a NUL in text outright.
+    if query.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
     Ok((!query.is_empty()).then(|| query.to_lowercase()))
 }

@@ -84,11 +84,26 @@ impl ChangeFeedService for FeedApi {
     }
 }
 
+/// The most tenants a stream may name without `all_tenants`: a subscriber of more
+/// is better served by `all_tenants`, whose cursors (resume points, one per tenant
+/// the subscriber holds, as many as the directory has) only the message size
+/// bounds. Every named tenant is checked against the database when a stream opens.
+pub const MAX_CURSORS: usize = 10_000;
+
 fn parse_subscription(req: pb::WatchRequest) -> Result<Subscription, ValidationError> {
     if req.cursors.is_empty() && !req.all_tenants {
         return Err(ValidationError::new(
             "cursors",
             "name at least one tenant, or set all_tenants",
+        ));
+    }
+    if !req.all_tenants && req.cursors.len() > MAX_CURSORS {
+        return Err(ValidationError::new(
+            "cursors",
+            format!(
+                "names {} tenants; at most {MAX_CURSORS} per stream (set all_tenants to follow every tenant)",
+                req.cursors.len()
+            ),
         ));
     }
     let mut cursors = BTreeMap::new();

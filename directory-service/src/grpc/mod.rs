@@ -20,7 +20,7 @@ use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServ
 use tonic::{Request, Response};
 
 pub use error::{ApiError, ApiResult};
-pub use feed::FeedApi;
+pub use feed::{FeedApi, MAX_CURSORS};
 
 use crate::domain::WriteContext;
 use crate::storage::DirectoryStore;

@@ -1539,21 +1539,25 @@ impl DirectoryStore for Store {
     }
 
     async fn tenant_heads(&self, tenants: Option<&[TenantId]>) -> StoreResult<Vec<(TenantId, Revision)>> {
-        let mut q = QueryBuilder::<Db>::new("SELECT id, revision FROM tenants");
-        if let Some(tenants) = tenants {
-            if tenants.is_empty() {
-                return Ok(Vec::new());
-            }
-            q.push(" WHERE id IN (");
+        let Some(tenants) = tenants else {
+            let rows: Vec<(Uuid, i64)> =
+                sqlx::query_as("SELECT id, revision FROM tenants ORDER BY id").fetch_all(&self.pool).await?;
+            return Ok(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)).collect());
+        };
+        // In chunks: both databases cap the parameters of one statement.
+        let mut heads = Vec::with_capacity(tenants.len());
+        for chunk in tenants.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new("SELECT id, revision FROM tenants WHERE id IN (");
             let mut ids = q.separated(", ");
-            for tenant in tenants {
+            for tenant in chunk {
                 ids.push_bind(tenant.0);
             }
             q.push(")");
+            let rows: Vec<(Uuid, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
+            heads.extend(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)));
         }
-        q.push(" ORDER BY id");
-        let rows: Vec<(Uuid, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)).collect())
+        heads.sort_unstable();
+        Ok(heads)
     }
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]

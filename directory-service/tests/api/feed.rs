@@ -810,6 +810,30 @@ async fn bad_watch_requests_are_refused(app: &TestApp) {
         all_tenants: false,
     };
     assert_error(feed.watch(unknown).await, Code::NotFound, None);
+
+    // More tenants than one stream may name: refused up front, naming the field,
+    // not a database error.
+    let many = |count: usize| pb::WatchRequest {
+        cursors: (0..count)
+            .map(|_| pb::TenantCursor {
+                tenant_id: uuid::Uuid::now_v7().to_string(),
+                revision: 0,
+            })
+            .collect(),
+        all_tenants: false,
+    };
+    assert_error(
+        feed.watch(many(cohort_directory::grpc::MAX_CURSORS + 1))
+            .await,
+        Code::InvalidArgument,
+        Some("cursors"),
+    );
+    // With all_tenants the cursors are resume points, as many as the subscriber
+    // holds: checked against the database in chunks (both databases cap a
+    // statement's parameters; PostgreSQL at 65,535) and found missing.
+    let mut resume_points = many(70_000);
+    resume_points.all_tenants = true;
+    assert_error(feed.watch(resume_points).await, Code::NotFound, None);
 }
 
 async fn replicas_on_one_database_each_serve_the_feed(app: &TestApp) {

@@ -446,6 +446,15 @@ async fn groups_are_listed_with_their_counts(app: &TestApp) {
         .unwrap()),
         vec![team.clone(), team2]
     );
+    assert_error(
+        list(pb::ListGroupsRequest {
+            query: "te\0am".into(),
+            ..base.clone()
+        })
+        .await,
+        Code::InvalidArgument,
+        Some("query"),
+    );
     let both = list(pb::ListGroupsRequest {
         parent_id: org,
         top_level_only: true,

@@ -292,6 +292,19 @@ async fn users_are_filtered_and_paged(app: &TestApp) {
         .unwrap()),
         vec![cat.clone()]
     );
+    // A NUL (which PostgreSQL refuses in text) or any control character is bad
+    // input, named, not a database error.
+    for query in ["a\0b", "tab\there"] {
+        assert_error(
+            list(pb::ListUsersRequest {
+                query: query.into(),
+                ..base.clone()
+            })
+            .await,
+            Code::InvalidArgument,
+            Some("query"),
+        );
+    }
     assert!(
         ids(list(pb::ListUsersRequest {
             query: "_".into(),
