@@ -61,6 +61,12 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_MAX_STREAMS", default_value_t = 64)]
     pub feed_max_streams: usize,
 
+    /// More feed streams, beyond --feed-max-streams, kept for streams that follow
+    /// every tenant (the authorization services), so that no other caller can
+    /// lock them out.
+    #[arg(long, env = "COHORT_FEED_RESERVED_STREAMS", default_value_t = 8)]
+    pub feed_reserved_streams: usize,
+
     /// Instead of serving, ask the service listening on `--listen` whether it is
     /// healthy, and exit 0 (serving) or 1: for container health checks.
     #[arg(long)]
@@ -93,6 +99,7 @@ impl Settings {
             send_timeout: self.feed_send_timeout,
             retention: self.feed_retention,
             max_streams: self.feed_max_streams,
+            reserved_streams: self.feed_reserved_streams,
             ..Default::default()
         }
     }

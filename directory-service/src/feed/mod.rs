@@ -43,6 +43,10 @@ pub struct FeedSettings {
     pub retention: Duration,
     /// Streams open at once; one more is refused.
     pub max_streams: usize,
+    /// More streams, beyond `max_streams`, that only streams following every
+    /// tenant may take (the authorization services): no other caller, however
+    /// many streams it opens, can lock the followers out of the feed.
+    pub reserved_streams: usize,
 }
 
 impl Default for FeedSettings {
@@ -56,6 +60,7 @@ impl Default for FeedSettings {
             send_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_streams: 64,
+            reserved_streams: 8,
         }
     }
 }
@@ -134,6 +139,7 @@ pub async fn watch(
     settings: FeedSettings,
     subscription: Subscription,
     closing: tokio::sync::watch::Receiver<bool>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<impl Stream<Item = Result<FeedEvent, FeedError>>, FeedError> {
     let named: Vec<TenantId> = subscription.cursors.keys().copied().collect();
     let found: std::collections::HashSet<TenantId> = store
@@ -150,5 +156,6 @@ pub async fn watch(
         settings,
         subscription,
         closing,
+        slot,
     ))
 }

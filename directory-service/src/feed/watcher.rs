@@ -46,6 +46,11 @@ pub(super) struct Watcher {
     out: Out,
     /// Turns true when the server shuts down.
     closing: watch::Receiver<bool>,
+    /// The stream's place among the open streams, held by the task rather than
+    /// by the response: a subscriber cut off for reading nothing frees it as the
+    /// task ends, even while its connection is alive and its last messages wait
+    /// in the buffer.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Watcher {
@@ -56,6 +61,7 @@ impl Watcher {
         settings: FeedSettings,
         subscription: Subscription,
         closing: watch::Receiver<bool>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> impl Stream<Item = Result<FeedEvent, FeedError>> {
         let (out, receiver) = mpsc::channel(settings.buffer.max(1));
         let last_error: Arc<Mutex<Option<FeedError>>> = Arc::default();
@@ -66,6 +72,7 @@ impl Watcher {
             all_tenants: subscription.all_tenants,
             out,
             closing,
+            _slot: slot,
         };
         let report = last_error.clone();
         tokio::spawn(async move {

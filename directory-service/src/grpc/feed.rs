@@ -23,8 +23,11 @@ pub struct FeedApi {
     settings: FeedSettings,
     /// Turns true at shutdown; open streams then end.
     closing: tokio::sync::watch::Receiver<bool>,
-    /// One permit per open stream, held by the stream.
+    /// One permit per open stream (`max_streams`), held by its watcher task.
     streams: Arc<tokio::sync::Semaphore>,
+    /// The places only streams following every tenant may take
+    /// (`reserved_streams`); they take these first.
+    reserved: Arc<tokio::sync::Semaphore>,
 }
 
 impl FeedApi {
@@ -34,11 +37,13 @@ impl FeedApi {
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let streams = Arc::new(tokio::sync::Semaphore::new(settings.max_streams.max(1)));
+        let reserved = Arc::new(tokio::sync::Semaphore::new(settings.reserved_streams));
         FeedApi {
             store,
             settings,
             closing,
             streams,
+            reserved,
         }
     }
 }
@@ -62,24 +67,29 @@ impl ChangeFeedService for FeedApi {
             principal.check_tenant(&cursor.tenant_id)?;
         }
         let subscription = parse_subscription(request.into_inner()).map_err(ApiError::from)?;
-        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(
-                "the server is at its limit of open feed streams; retry with backoff",
-            )
-        })?;
+        let reserved = if subscription.all_tenants {
+            self.reserved.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let slot = match reserved {
+            Some(slot) => slot,
+            None => self.streams.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted(
+                    "the server is at its limit of open feed streams; retry with backoff",
+                )
+            })?,
+        };
         let events = feed::watch(
             self.store.clone(),
             self.settings.clone(),
             subscription,
             self.closing.clone(),
+            Some(slot),
         )
         .await
         .map_err(feed_status)?;
-        // The permit lives as long as the stream.
-        let stream = events.map(move |event| {
-            let _open = &permit;
-            event.map(watch_response).map_err(feed_status)
-        });
+        let stream = events.map(|event| event.map(watch_response).map_err(feed_status));
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -706,17 +706,24 @@ async fn a_subscriber_that_stops_reading_is_cut_off_after_its_buffer(app: &TestA
         all_tenants: false,
     };
     let (_closing, closing_signal) = tokio::sync::watch::channel(false);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
     let stream = feed::watch(
         app.store.clone(),
         settings.clone(),
         subscription,
         closing_signal,
+        Some(slots.clone().try_acquire_owned().unwrap()),
     )
     .await
     .unwrap();
     tokio::pin!(stream);
     // Read nothing for longer than the send timeout.
     tokio::time::sleep(settings.send_timeout * 3).await;
+    assert_eq!(
+        slots.available_permits(),
+        1,
+        "the stream's place is free once it is cut off, while its subscriber still holds it"
+    );
     let mut received = Vec::new();
     while let Some(item) = tokio::time::timeout(WAIT, stream.next())
         .await

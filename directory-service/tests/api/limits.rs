@@ -93,6 +93,28 @@ async fn open_feed_streams_are_bounded(app: &TestApp) {
         .into_inner();
     let second = app.feed.clone().watch(request()).await;
     assert_eq!(second.unwrap_err().code(), Code::ResourceExhausted);
+    // Streams that follow every tenant (the authorization services) have places of
+    // their own: however many streams others hold, they get in.
+    let follower = || pb::WatchRequest {
+        cursors: Vec::new(),
+        all_tenants: true,
+    };
+    let reserved = FeedSettings::default().reserved_streams;
+    let mut followers = Vec::new();
+    for _ in 0..reserved {
+        followers.push(
+            app.feed
+                .clone()
+                .watch(follower())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    // Past those, they share the general places like everyone.
+    let one_more = app.feed.clone().watch(follower()).await;
+    assert_eq!(one_more.unwrap_err().code(), Code::ResourceExhausted);
+    drop(followers);
     drop(first);
     // The server notices the closed stream and frees its place.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
