@@ -142,10 +142,6 @@ impl Application {
                     .await;
             }
         });
-        let shutdown = async move {
-            shutdown.await;
-            let _ = closing.send(true);
-        };
 
         let addr = self.local_addr();
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
@@ -161,7 +157,12 @@ impl Application {
             )
             .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
             .await;
+        // The follower stops only now, after the calls in flight: a read waiting
+        // for a revision the directory is about to commit still gets it, instead
+        // of waiting out its deadline on a feed that was cut first. Those waits end
+        // by themselves (the call's deadline, or --max-wait), so this is bounded.
         ready.abort();
+        let _ = closing.send(true);
         let _ = follower.await;
         served?;
         tracing::info!("authorization service stopped");

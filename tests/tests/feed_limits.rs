@@ -16,7 +16,7 @@ async fn the_follower_takes_feed_messages_up_to_the_configured_limit() {
     ) {
         return;
     }
-    let mut directory = DirectoryProcess::start_with_limits(cohort_shared::serving::Limits {
+    let directory = DirectoryProcess::start_with_limits(cohort_shared::serving::Limits {
         max_message_bytes: LIMIT,
         ..Default::default()
     })
