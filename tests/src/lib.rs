@@ -215,8 +215,9 @@ pub struct DirectoryProcess {
     auth: Auth,
     /// Its TLS material, if it serves TLS (kept for a restart).
     tls: Option<TlsFiles>,
-    /// Its limits (kept for a restart).
+    /// Its limits and feed settings (kept for a restart).
     limits: cohort_shared::serving::Limits,
+    feed: cohort_directory::feed::FeedSettings,
     pub database: cohort_directory::config::Database,
     running: Option<Running>,
     data_dir: Option<PathBuf>,
@@ -249,12 +250,23 @@ impl DirectoryProcess {
         auth: Auth,
         tls: Option<TlsFiles>,
     ) -> anyhow::Result<Self> {
-        Self::start_limited(database, listen, auth, tls, Default::default()).await
+        Self::start_limited(
+            database,
+            listen,
+            auth,
+            tls,
+            Default::default(),
+            Default::default(),
+        )
+        .await
     }
 
     /// Starts a directory on the embedded SQLite default in a new folder, with
-    /// other limits than the defaults.
-    pub async fn start_with_limits(limits: cohort_shared::serving::Limits) -> anyhow::Result<Self> {
+    /// other limits and feed settings than the defaults.
+    pub async fn start_with_limits(
+        limits: cohort_shared::serving::Limits,
+        feed: cohort_directory::feed::FeedSettings,
+    ) -> anyhow::Result<Self> {
         let data_dir =
             std::env::temp_dir().join(format!("cohort-it-{}", uuid::Uuid::new_v4().simple()));
         let database = cohort_directory::config::Database::SqliteDir(data_dir.clone());
@@ -264,6 +276,7 @@ impl DirectoryProcess {
             test_auth(Vec::new()),
             None,
             limits,
+            feed,
         )
         .await?;
         process.data_dir = Some(data_dir);
@@ -276,14 +289,16 @@ impl DirectoryProcess {
         auth: Auth,
         tls: Option<TlsFiles>,
         limits: cohort_shared::serving::Limits,
+        feed: cohort_directory::feed::FeedSettings,
     ) -> anyhow::Result<Self> {
         let db = database.clone();
+        let kept_feed = feed.clone();
         let kept_auth = auth.clone();
         let kept_tls = tls.clone();
         let kept_limits = limits;
         let (addr, running) = spawn_server(move |addr, stop| async move {
             let store = open_store(&db, 8).await?;
-            let app = Application::with_store(listen, store, Default::default(), auth)
+            let app = Application::with_store(listen, store, feed, auth)
                 .await?
                 .with_limits(limits)
                 .with_tls(tls);
@@ -298,6 +313,7 @@ impl DirectoryProcess {
             auth: kept_auth,
             tls: kept_tls,
             limits: kept_limits,
+            feed: kept_feed,
             addr,
             database,
             running: Some(running),
@@ -360,6 +376,7 @@ impl DirectoryProcess {
             self.auth.clone(),
             self.tls.clone(),
             self.limits,
+            self.feed.clone(),
         )
         .await?;
         self.running = again.running;
@@ -530,6 +547,7 @@ impl Cluster {
                 auth: Auth::Open,
                 tls: None,
                 limits: Default::default(),
+                feed: Default::default(),
                 database: cohort_directory::config::Database::SqliteDir(PathBuf::new()),
                 running: None,
                 data_dir: None,

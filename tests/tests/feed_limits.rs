@@ -1,6 +1,7 @@
 //! The feed's message limit, on both sides: a directory and an authorization
-//! service configured with a larger `--max-message-bytes` carry a state whose
-//! snapshot holds messages over the 4 MiB default.
+//! service configured with a larger `--max-message-bytes` carry messages over
+//! the 4 MiB default (here a snapshot page, from a directory told to make pages
+//! of up to 200,000 administrator ids).
 
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_tests::{fresh_database, AuthzProcess, DirectoryProcess};
@@ -16,10 +17,16 @@ async fn the_follower_takes_feed_messages_up_to_the_configured_limit() {
     ) {
         return;
     }
-    let directory = DirectoryProcess::start_with_limits(cohort_shared::serving::Limits {
-        max_message_bytes: LIMIT,
-        ..Default::default()
-    })
+    let directory = DirectoryProcess::start_with_limits(
+        cohort_shared::serving::Limits {
+            max_message_bytes: LIMIT,
+            ..Default::default()
+        },
+        cohort_directory::feed::FeedSettings {
+            snapshot_page_administrators: 200_000,
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
     let mut client = directory.client().await.unwrap();
@@ -36,8 +43,8 @@ async fn the_follower_takes_feed_messages_up_to_the_configured_limit() {
         .tenant
         .expect("a tenant")
         .id;
-    // 600 eligible administrators of each of 200 groups: the snapshot's
-    // administrator page is about 4.5 MB, over tonic's 4 MiB default.
+    // 600 eligible administrators of each of 200 groups, all in one snapshot page
+    // of about 4.5 MB, over tonic's 4 MiB default.
     let admins: Vec<String> = client
         .batch_create_users(pb::BatchCreateUsersRequest {
             tenant_id: tenant.clone(),

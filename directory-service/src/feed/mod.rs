@@ -35,6 +35,13 @@ pub struct FeedSettings {
     pub batch_size: i64,
     /// Rows per snapshot page (one message of the feed).
     pub snapshot_page_rows: i64,
+    /// Administrator ids per snapshot page, summed over its groups (a group's
+    /// whole set always goes in one page). At about 40 bytes an id on the wire,
+    /// the default keeps a page near 400 kB, well under the default 4 MiB message
+    /// limit: cut at 200 groups instead, 600 administrators of each made a 4.5 MB
+    /// page that no subscriber could take. A single set over about 100,000
+    /// administrators still needs a larger `--max-message-bytes` on both sides.
+    pub snapshot_page_administrators: i64,
     /// Messages a stream buffers for its subscriber.
     pub buffer: usize,
     /// How long a subscriber may take nothing before it is cut off.
@@ -56,6 +63,7 @@ impl Default for FeedSettings {
             poll_interval: Duration::from_secs(2),
             batch_size: 200,
             snapshot_page_rows: 1000,
+            snapshot_page_administrators: 10_000,
             buffer: 32,
             send_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),

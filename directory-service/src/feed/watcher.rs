@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{FeedError, FeedEvent, FeedSettings, Subscription};
 use crate::domain::{Revision, TenantId};
-use crate::storage::{Commit, DirectoryStore};
+use crate::storage::{Commit, DirectoryStore, PageSize};
 
 /// Why a watcher stopped early.
 enum Stop {
@@ -235,7 +235,10 @@ impl Watcher {
         self.send(FeedEvent::SnapshotBegin { tenant, revision })
             .await?;
         while let Some(changes) = snapshot
-            .next_page(self.settings.snapshot_page_rows)
+            .next_page(PageSize {
+                rows: self.settings.snapshot_page_rows,
+                administrators: self.settings.snapshot_page_administrators,
+            })
             .await
             .map_err(|e| Stop::Failed(e.into()))?
         {

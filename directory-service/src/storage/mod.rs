@@ -325,8 +325,18 @@ pub trait DirectoryStore: Send + Sync + 'static {
 pub trait SnapshotReader: Send {
     /// The tenant revision the snapshot shows.
     fn revision(&self) -> Revision;
-    /// The next changes of the snapshot (at most about `limit`), or `None` when it
+    /// The next changes of the snapshot (at most about `size`), or `None` when it
     /// is complete. Within a snapshot, order carries no meaning: the state is whole
     /// at its end.
-    async fn next_page(&mut self, limit: i64) -> StoreResult<Option<Vec<Change>>>;
+    async fn next_page(&mut self, size: PageSize) -> StoreResult<Option<Vec<Change>>>;
+}
+
+/// How much one snapshot page holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    /// Rows (users, groups, memberships, catalog assignments).
+    pub rows: i64,
+    /// Administrator ids, summed over the page's groups; a group's whole set
+    /// always goes in one page, so a page holds at least one group.
+    pub administrators: i64,
 }

@@ -25,7 +25,7 @@ use crate::domain::{
 use crate::storage::rows::{
     convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, MembershipsAdded, TenantRow, UserGroupRow, UserRow,
 };
-use crate::storage::{DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
+use crate::storage::{DirectoryStore, PageSize, SnapshotReader, StoreError, StoreResult, Written};
 
 const USER_COLUMNS: &str =
     "u.id, u.tenant_id, u.display_name, u.email, u.roles, u.suspended, u.create_time, u.update_time, u.revision";
@@ -1628,7 +1628,8 @@ impl SnapshotReader for Snapshot {
         self.revision
     }
 
-    async fn next_page(&mut self, limit: i64) -> StoreResult<Option<Vec<Change>>> {
+    async fn next_page(&mut self, size: PageSize) -> StoreResult<Option<Vec<Change>>> {
+        let limit = size.rows;
         let tenant = self.tenant.0;
         let nil = Uuid::nil();
         let stage = std::mem::replace(&mut self.stage, SnapshotStage::Done);
@@ -1711,25 +1712,37 @@ impl SnapshotReader for Snapshot {
                 (memberships.into_iter().map(|membership| Change::MembershipAdded { membership }).collect(), next)
             }
             SnapshotStage::Administrators(after) => {
-                // A page of groups that have administrators, each with its whole set
-                // (at most 200 groups: a set may be large).
+                // A page of groups that have administrators, each with its whole set,
+                // cut by the number of administrators (a set may be large): at most
+                // `size.administrators` of them, but always one group.
                 let limit = limit.min(200);
-                let groups: Vec<Uuid> = sqlx::query_scalar(
-                    "SELECT DISTINCT group_id FROM group_administrators WHERE tenant_id = $1 AND group_id > $2 \
-                     ORDER BY group_id LIMIT $3",
+                let counted: Vec<(Uuid, i64)> = sqlx::query_as(
+                    "SELECT group_id, count(*) FROM group_administrators WHERE tenant_id = $1 AND group_id > $2 \
+                     GROUP BY group_id ORDER BY group_id LIMIT $3",
                 )
                 .bind(tenant)
                 .bind(after)
                 .bind(limit)
                 .fetch_all(&mut *self.tx)
                 .await?;
+                let more = counted.len() as i64 == limit;
+                let mut groups: Vec<Uuid> = Vec::with_capacity(counted.len());
+                let mut administrators = 0;
+                for (group, count) in &counted {
+                    if !groups.is_empty() && administrators + count > size.administrators {
+                        break;
+                    }
+                    administrators += count;
+                    groups.push(*group);
+                }
+                let more = more || groups.len() < counted.len();
                 let mut changes = Vec::with_capacity(groups.len());
                 for group in &groups {
                     let administrator_ids = Store::administrator_ids(&mut self.tx, self.tenant, GroupId(*group)).await?;
                     changes.push(Change::AdministratorsChanged { group_id: GroupId(*group), administrator_ids });
                 }
                 let next = match groups.last() {
-                    Some(last) if groups.len() as i64 == limit => SnapshotStage::Administrators(*last),
+                    Some(last) if more => SnapshotStage::Administrators(*last),
                     _ => SnapshotStage::Catalogs(nil, String::new()),
                 };
                 (changes, next)

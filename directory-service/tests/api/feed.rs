@@ -843,6 +843,85 @@ async fn bad_watch_requests_are_refused(app: &TestApp) {
     assert_error(feed.watch(resume_points).await, Code::NotFound, None);
 }
 
+async fn snapshot_pages_are_cut_by_the_number_of_administrators(app: &TestApp) {
+    // 4,000 eligible administrators of each of 3 groups: 12,000 ids in all, more
+    // than one snapshot page takes (10,000), so the groups span two pages. (600
+    // administrators of each of 200 groups made one 4.5 MB page, over the 4 MiB
+    // message limit: no new subscriber could sync.)
+    let t = app.tenant().await;
+    let mut admins = Vec::new();
+    for batch in 0..4 {
+        let users = app
+            .client()
+            .batch_create_users(pb::BatchCreateUsersRequest {
+                tenant_id: t.id.clone(),
+                users: (0..1000)
+                    .map(|i| pb::batch_create_users_request::NewUser {
+                        display_name: format!("Administrator {batch}-{i}"),
+                        email: format!("a{batch}-{i}@admins.test"),
+                        roles: vec![crate::helpers::GA_GROUP_ADMIN as i32],
+                        request_id: String::new(),
+                    })
+                    .collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .users;
+        admins.extend(users.into_iter().map(|u| u.id));
+    }
+    let mut groups = Vec::new();
+    for i in 0..3 {
+        let group = app
+            .create_top_level(&t, &format!("Administered {i}"))
+            .await
+            .id;
+        for chunk in admins.chunks(1000) {
+            app.client()
+                .add_group_administrators(pb::AddGroupAdministratorsRequest {
+                    tenant_id: t.id.clone(),
+                    group_id: group.clone(),
+                    user_ids: chunk.to_vec(),
+                })
+                .await
+                .unwrap();
+        }
+        groups.push(group);
+    }
+
+    let mut subscriber = Subscriber::default();
+    subscriber.follow(&t.id);
+    let mut stream = open(app, subscriber.request(false)).await;
+    let mut largest_page = 0;
+    loop {
+        let message = next(&mut stream).await;
+        let end = matches!(message.event, Some(Event::SnapshotEnd(_)));
+        if let Some(Event::Change(page)) = &message.event {
+            let ids: usize = page
+                .changes
+                .iter()
+                .filter_map(|c| match &c.change {
+                    Some(C::AdministratorsChanged(a)) => Some(a.user_ids.len()),
+                    _ => None,
+                })
+                .sum();
+            largest_page = largest_page.max(ids);
+        }
+        subscriber.apply(message);
+        if end {
+            break;
+        }
+    }
+    assert_eq!(
+        largest_page, 8_000,
+        "two whole sets in the first page, the third in the next"
+    );
+    let state = &subscriber.states[&t.id];
+    for group in &groups {
+        assert_eq!(state.admins[group].len(), 4_000, "every set arrives whole");
+    }
+}
+
 async fn replicas_on_one_database_each_serve_the_feed(app: &TestApp) {
     // The replica's safety poll is far away: delivery must come from the commit signal.
     let settings = FeedSettings {
@@ -891,6 +970,7 @@ crate::on_both_backends!(
     concurrent_writers_across_tenants_reach_a_subscriber_exactly,
     a_subscriber_that_reconnects_at_random_points_ends_in_the_same_state,
     a_cursor_older_than_the_retention_gets_a_snapshot,
+    snapshot_pages_are_cut_by_the_number_of_administrators,
     idle_streams_receive_checkpoints,
     a_subscriber_that_stops_reading_is_cut_off_after_its_buffer,
     bad_watch_requests_are_refused,
