@@ -251,12 +251,6 @@ pub struct TenantState {
     /// In bulk mode, memberships added but not yet given to their users: gathered
     /// and handed out at once rather than growing each user's list change by change.
     pending: Vec<(UserSlot, Joined)>,
-    /// The slots interned last: a snapshot or a base lists a group's (or a
-    /// user's) memberships together, and then skips the hash probe. Checked
-    /// against `user_ids`/`group_ids`, so a slot freed or reused since is never
-    /// mistaken for the id (a freed slot's id is nil, which never hits).
-    last_user: UserSlot,
-    last_group: GroupSlot,
 }
 
 impl std::fmt::Debug for TenantState {
@@ -467,11 +461,7 @@ impl TenantState {
     }
 
     fn intern_user(&mut self, id: UserId) -> UserSlot {
-        if !id.0.is_nil() && self.user_ids.get(self.last_user as usize) == Some(&id.0) {
-            return self.last_user;
-        }
         if let Some(slot) = self.user_slot(id) {
-            self.last_user = slot;
             return slot;
         }
         let entry = UserEntry {
@@ -496,16 +486,11 @@ impl TenantState {
             .insert_unique(hasher.hash_one(id.0), slot, |s| {
                 hasher.hash_one(ids[*s as usize])
             });
-        self.last_user = slot;
         slot
     }
 
     fn intern_group(&mut self, id: GroupId) -> GroupSlot {
-        if !id.0.is_nil() && self.group_ids.get(self.last_group as usize) == Some(&id.0) {
-            return self.last_group;
-        }
         if let Some(slot) = self.group_slot(id) {
-            self.last_group = slot;
             return slot;
         }
         let slot = match self.free_groups.pop() {
@@ -524,7 +509,6 @@ impl TenantState {
         };
         self.group_table.insert(id.0, slot);
         self.group_slots.insert(id.0, slot);
-        self.last_group = slot;
         slot
     }
 
