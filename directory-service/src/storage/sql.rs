@@ -36,6 +36,19 @@ const GROUP_COLUMNS: &str = "g.id, g.tenant_id, g.parent_id, g.display_name, g.i
 /// statement).
 const ID_CHUNK: usize = 500;
 
+/// Binds `values` one parameter each and closes the `IN (` list the query ends
+/// with. Callers chunk the values by [`ID_CHUNK`].
+fn push_in_list<'a, T>(q: &mut QueryBuilder<'a, Db>, values: impl IntoIterator<Item = T>)
+where
+    T: 'a + sqlx::Encode<'a, Db> + sqlx::Type<Db>,
+{
+    let mut list = q.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    q.push(")");
+}
+
 /// The idempotency scope of tenant creation (tenant-scoped creates use the tenant id).
 const GLOBAL_SCOPE: Uuid = Uuid::nil();
 
@@ -318,11 +331,7 @@ impl Store {
         }
         let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
         q.push_bind(tenant.0).push(" AND u.id IN (");
-        let mut ids = q.separated(", ");
-        for user in users {
-            ids.push_bind(user.0);
-        }
-        q.push(")");
+        push_in_list(&mut q, users.iter().map(|user| user.0));
         let found: Vec<User> = convert_all(q.build_query_as::<UserRow>().fetch_all(conn).await?)?;
         let ids: std::collections::HashSet<UserId> = found.iter().map(|u| u.id).collect();
         match users.iter().find(|id| !ids.contains(id)) {
@@ -535,11 +544,8 @@ impl Store {
             for chunk in level.chunks(ID_CHUNK) {
                 let mut q = QueryBuilder::<Db>::new("SELECT id FROM groups WHERE tenant_id = ");
                 q.push_bind(tenant.0).push(" AND parent_id IN (");
-                let mut ids = q.separated(", ");
-                for id in chunk {
-                    ids.push_bind(*id);
-                }
-                q.push(") ORDER BY id");
+                push_in_list(&mut q, chunk.iter().copied());
+                q.push(" ORDER BY id");
                 next.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
             }
             all.extend(next.iter().copied().map(GroupId));
@@ -1189,21 +1195,13 @@ impl DirectoryStore for Store {
         for chunk in subtree.chunks(ID_CHUNK) {
             let mut q = QueryBuilder::<Db>::new("DELETE FROM memberships WHERE tenant_id = ");
             q.push_bind(tenant.0).push(" AND group_id IN (");
-            let mut ids = q.separated(", ");
-            for group in chunk {
-                ids.push_bind(group.0);
-            }
-            q.push(")");
+            push_in_list(&mut q, chunk.iter().map(|group| group.0));
             q.build().execute(w.conn()).await?;
         }
         for chunk in subtree.rchunks(ID_CHUNK) {
             let mut q = QueryBuilder::<Db>::new("DELETE FROM groups WHERE tenant_id = ");
             q.push_bind(tenant.0).push(" AND id IN (");
-            let mut ids = q.separated(", ");
-            for group in chunk {
-                ids.push_bind(group.0);
-            }
-            q.push(")");
+            push_in_list(&mut q, chunk.iter().map(|group| group.0));
             q.build().execute(w.conn()).await?;
         }
         if let Some(parent) = group.parent_id {
@@ -1362,11 +1360,8 @@ impl DirectoryStore for Store {
         for chunk in groups.chunks(ID_CHUNK) {
             let mut q = QueryBuilder::<Db>::new("SELECT DISTINCT user_id FROM memberships WHERE tenant_id = ");
             q.push_bind(tenant.0).push(" AND user_id > ").push_bind(after).push(" AND group_id IN (");
-            let mut ids = q.separated(", ");
-            for id in chunk {
-                ids.push_bind(id.0);
-            }
-            q.push(") ORDER BY user_id LIMIT ").push_bind(page.fetch_limit());
+            push_in_list(&mut q, chunk.iter().map(|id| id.0));
+            q.push(" ORDER BY user_id LIMIT ").push_bind(page.fetch_limit());
             member_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
         }
         member_ids.sort();
@@ -1376,11 +1371,8 @@ impl DirectoryStore for Store {
         if !member_ids.is_empty() {
             let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
             q.push_bind(tenant.0).push(" AND u.id IN (");
-            let mut ids = q.separated(", ");
-            for id in &member_ids {
-                ids.push_bind(*id);
-            }
-            q.push(") ORDER BY u.id");
+            push_in_list(&mut q, member_ids.iter().copied());
+            q.push(" ORDER BY u.id");
             rows = q.build_query_as().fetch_all(&mut *conn).await?;
         }
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
@@ -1548,11 +1540,7 @@ impl DirectoryStore for Store {
         let mut heads = Vec::with_capacity(tenants.len());
         for chunk in tenants.chunks(ID_CHUNK) {
             let mut q = QueryBuilder::<Db>::new("SELECT id, revision FROM tenants WHERE id IN (");
-            let mut ids = q.separated(", ");
-            for tenant in chunk {
-                ids.push_bind(tenant.0);
-            }
-            q.push(")");
+            push_in_list(&mut q, chunk.iter().map(|tenant| tenant.0));
             let rows: Vec<(Uuid, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
             heads.extend(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)));
         }

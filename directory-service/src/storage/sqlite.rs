@@ -102,11 +102,7 @@ async fn users_among(
     for chunk in ids.chunks(ID_CHUNK) {
         let mut q = QueryBuilder::<Db>::new("SELECT id FROM users WHERE tenant_id = ");
         q.push_bind(tenant).push(" AND id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
+        push_in_list(&mut q, chunk.iter().copied());
         found.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
     }
     Ok(found)
@@ -169,11 +165,7 @@ async fn membership_plan(
             .push(" AND group_id = ")
             .push_bind(group)
             .push(" AND user_id IN (");
-        let mut list = q.separated(", ");
-        for user in chunk {
-            list.push_bind(*user);
-        }
-        q.push(")");
+        push_in_list(&mut q, chunk.iter().copied());
         present.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
     }
     Ok((exists.is_some(), found, present))
@@ -226,11 +218,8 @@ async fn delete_memberships(
             .push(" AND group_id = ")
             .push_bind(group)
             .push(" AND user_id IN (");
-        let mut list = q.separated(", ");
-        for user in chunk {
-            list.push_bind(*user);
-        }
-        q.push(") RETURNING user_id");
+        push_in_list(&mut q, chunk.iter().copied());
+        q.push(" RETURNING user_id");
         removed.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
     }
     Ok(removed)
@@ -248,11 +237,7 @@ async fn stored_requests(
             "SELECT request_id, fingerprint, resource_id, revision FROM idempotency_keys WHERE scope = ",
         );
         q.push_bind(scope).push(" AND request_id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
+        push_in_list(&mut q, chunk.iter().copied());
         stored.extend(q.build_query_as().fetch_all(&mut *conn).await?);
     }
     Ok(stored)
@@ -268,11 +253,7 @@ async fn emails_taken(
     for chunk in keys.chunks(ID_CHUNK) {
         let mut q = QueryBuilder::<Db>::new("SELECT email_key FROM users WHERE tenant_id = ");
         q.push_bind(tenant).push(" AND email_key IN (");
-        let mut list = q.separated(", ");
-        for key in chunk {
-            list.push_bind(key.as_str());
-        }
-        q.push(")");
+        push_in_list(&mut q, chunk.iter().map(|key| key.as_str()));
         taken.extend(
             q.build_query_scalar::<String>()
                 .fetch_all(&mut *conn)
