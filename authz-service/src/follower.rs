@@ -102,6 +102,13 @@ impl Drop for Resync {
     }
 }
 
+/// The first parts of a change set sent in several.
+struct Gathering {
+    tenant: Uuid,
+    revision: Revision,
+    changes: Vec<Change>,
+}
+
 /// Follows the feed until `closing` turns true.
 pub async fn follow(follower: Follower, mut closing: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
@@ -175,9 +182,16 @@ async fn apply_stream(
         ..
     } = follower;
     let mut resync: Option<Resync> = None;
+    // The parts of a change set received so far: it is stored and applied only
+    // whole, so no answer ever comes from half of one. A stream cut between
+    // parts drops them; the directory sends the change set again, whole.
+    let mut gathering: Option<Gathering> = None;
     while let Some(message) = stream.message().await? {
         *backoff = Duration::from_millis(100);
         let Some(event) = message.event else { continue };
+        if gathering.is_some() && !matches!(event, Event::Change(_)) {
+            anyhow::bail!("a change set's parts were interrupted by another message");
+        }
         match event {
             Event::SnapshotBegin(begin) => {
                 let tenant = Uuid::parse_str(&begin.tenant_id)?;
@@ -221,6 +235,26 @@ async fn apply_stream(
                     }
                     Some(_) => anyhow::bail!("a change of another tenant inside a snapshot"),
                     None => {
+                        let changes = match gathering.take() {
+                            Some(mut gathered) => {
+                                anyhow::ensure!(
+                                    gathered.tenant == tenant
+                                        && gathered.revision == event.revision,
+                                    "a change set's parts were interrupted by another change set"
+                                );
+                                gathered.changes.extend(changes);
+                                gathered.changes
+                            }
+                            None => changes,
+                        };
+                        if event.continued {
+                            gathering = Some(Gathering {
+                                tenant,
+                                revision: event.revision,
+                                changes,
+                            });
+                            continue;
+                        }
                         store.append(tenant, event.revision, &changes).await?;
                         projection.apply(tenant, event.revision, changes);
                         projection.vouch(tenant, event.revision);
@@ -283,6 +317,12 @@ fn uuid(field: &str, raw: &str) -> anyhow::Result<Uuid> {
     Uuid::parse_str(raw).map_err(|_| anyhow::anyhow!("{field}: `{raw}` is not an id"))
 }
 
+fn administrator_ids(raw: &[String]) -> anyhow::Result<Vec<UserId>> {
+    raw.iter()
+        .map(|u| uuid("administrators.user_ids", u).map(UserId))
+        .collect()
+}
+
 /// A feed change in this service's terms (`None` for what it does not keep: the
 /// tenant's own record, as every event names its tenant).
 fn convert(change: pb::Change) -> anyhow::Result<Option<Change>> {
@@ -336,11 +376,15 @@ fn convert(change: pb::Change) -> anyhow::Result<Option<Change>> {
             },
             C::AdministratorsChanged(a) => Change::AdministratorsChanged {
                 group: GroupId(uuid("administrators.group_id", &a.group_id)?),
-                users: a
-                    .user_ids
-                    .iter()
-                    .map(|u| uuid("administrators.user_ids", u).map(UserId))
-                    .collect::<anyhow::Result<_>>()?,
+                users: administrator_ids(&a.user_ids)?,
+            },
+            C::AdministratorsAdded(a) => Change::AdministratorsAdded {
+                group: GroupId(uuid("administrators.group_id", &a.group_id)?),
+                users: administrator_ids(&a.user_ids)?,
+            },
+            C::AdministratorsRemoved(a) => Change::AdministratorsRemoved {
+                group: GroupId(uuid("administrators.group_id", &a.group_id)?),
+                users: administrator_ids(&a.user_ids)?,
             },
             C::InheritedRoleChanged(r) => Change::InheritedRoleChanged {
                 group: GroupId(uuid("inherited_role.group_id", &r.group_id)?),

@@ -67,6 +67,12 @@ pub struct Settings {
     #[arg(long, env = "COHORT_FEED_RESERVED_STREAMS", default_value_t = 8)]
     pub feed_reserved_streams: usize,
 
+    /// Feed streams one credential may hold open at once (reserved ones
+    /// included); one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "COHORT_FEED_STREAMS_PER_CREDENTIAL", default_value_t = 16,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub feed_streams_per_credential: usize,
+
     /// Instead of serving, ask the service listening on `--listen` whether it is
     /// healthy, and exit 0 (serving) or 1: for container health checks.
     #[arg(long)]
@@ -100,6 +106,7 @@ impl Settings {
             retention: self.feed_retention,
             max_streams: self.feed_max_streams,
             reserved_streams: self.feed_reserved_streams,
+            streams_per_credential: self.feed_streams_per_credential,
             ..Default::default()
         }
     }

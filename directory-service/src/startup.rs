@@ -117,9 +117,17 @@ impl Application {
                     .max_encoding_message_size(self.limits.max_message_bytes),
             )
             .add_service(
-                ChangeFeedServiceServer::new(FeedApi::new(self.store, self.feed, closing_signal))
-                    .max_decoding_message_size(self.limits.max_message_bytes)
-                    .max_encoding_message_size(self.limits.max_message_bytes),
+                // The feed cuts its messages by the same limit the server applies.
+                ChangeFeedServiceServer::new(FeedApi::new(
+                    self.store,
+                    FeedSettings {
+                        message_bytes: self.limits.max_message_bytes,
+                        ..self.feed
+                    },
+                    closing_signal,
+                ))
+                .max_decoding_message_size(self.limits.max_message_bytes)
+                .max_encoding_message_size(self.limits.max_message_bytes),
             )
             .serve_with_incoming_shutdown(cohort_shared::serving::incoming(self.listener), shutdown)
             .await;

@@ -257,8 +257,11 @@ pub struct ServingArgs {
     #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
     pub max_concurrent_calls: usize,
 
-    /// The largest message a call may send or receive, in bytes.
-    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// The largest message a call may send or receive, in bytes (at least 64 KiB).
+    /// Give both services the same value: the directory cuts its feed messages to
+    /// half of it, and the authorization service takes feed messages up to it.
+    #[arg(long, env = "COHORT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=(1 << 31)))]
     pub max_message_bytes: usize,
 
     /// TLS certificate (PEM) to serve with; with --tls-key, connections are TLS.

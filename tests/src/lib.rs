@@ -267,18 +267,21 @@ impl DirectoryProcess {
         limits: cohort_shared::serving::Limits,
         feed: cohort_directory::feed::FeedSettings,
     ) -> anyhow::Result<Self> {
+        Self::start_configured(test_auth(Vec::new()), limits, feed).await
+    }
+
+    /// Starts a directory on the embedded SQLite default in a new folder, with
+    /// the given credentials, limits and feed settings.
+    pub async fn start_configured(
+        auth: Auth,
+        limits: cohort_shared::serving::Limits,
+        feed: cohort_directory::feed::FeedSettings,
+    ) -> anyhow::Result<Self> {
         let data_dir =
             std::env::temp_dir().join(format!("cohort-it-{}", uuid::Uuid::new_v4().simple()));
         let database = cohort_directory::config::Database::SqliteDir(data_dir.clone());
-        let mut process = Self::start_limited(
-            database,
-            "127.0.0.1:0".parse()?,
-            test_auth(Vec::new()),
-            None,
-            limits,
-            feed,
-        )
-        .await?;
+        let mut process =
+            Self::start_limited(database, "127.0.0.1:0".parse()?, auth, None, limits, feed).await?;
         process.data_dir = Some(data_dir);
         Ok(process)
     }

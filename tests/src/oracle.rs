@@ -527,14 +527,60 @@ impl World {
                     .copied()
                     .filter(|u| eligible(self, *u) && rng.random_bool(0.5))
                     .collect();
-                self.admins.retain(|(g, _)| *g != group);
-                for u in &candidates {
-                    self.admins.insert((group, *u));
+                // The directory replaces a set, adds to it or removes from it;
+                // a large set also arrives as a replacement and then additions.
+                match rng.random_range(0..4) {
+                    0 => {
+                        self.admins.retain(|(g, _)| *g != group);
+                        for u in &candidates {
+                            self.admins.insert((group, *u));
+                        }
+                        vec![Change::AdministratorsChanged {
+                            group,
+                            users: candidates,
+                        }]
+                    }
+                    1 => {
+                        self.admins.retain(|(g, _)| *g != group);
+                        for u in &candidates {
+                            self.admins.insert((group, *u));
+                        }
+                        let (first, rest) = candidates.split_at(candidates.len() / 2);
+                        vec![
+                            Change::AdministratorsChanged {
+                                group,
+                                users: first.to_vec(),
+                            },
+                            Change::AdministratorsAdded {
+                                group,
+                                users: rest.to_vec(),
+                            },
+                        ]
+                    }
+                    2 => {
+                        for u in &candidates {
+                            self.admins.insert((group, *u));
+                        }
+                        vec![Change::AdministratorsAdded {
+                            group,
+                            users: candidates,
+                        }]
+                    }
+                    _ => {
+                        let leaving: Vec<UserId> = users
+                            .iter()
+                            .copied()
+                            .filter(|_| rng.random_bool(0.5))
+                            .collect();
+                        for u in &leaving {
+                            self.admins.remove(&(group, *u));
+                        }
+                        vec![Change::AdministratorsRemoved {
+                            group,
+                            users: leaving,
+                        }]
+                    }
                 }
-                vec![Change::AdministratorsChanged {
-                    group,
-                    users: candidates,
-                }]
             }
             _ => {
                 let catalog = format!("cat-{}", rng.random_range(0..3));

@@ -74,7 +74,18 @@ pub enum Change {
         group: GroupId,
         user: UserId,
     },
+    /// The group's whole administrator set.
     AdministratorsChanged {
+        group: GroupId,
+        users: Vec<UserId>,
+    },
+    /// Users who joined the group's administrator set.
+    AdministratorsAdded {
+        group: GroupId,
+        users: Vec<UserId>,
+    },
+    /// Users who left the group's administrator set.
+    AdministratorsRemoved {
         group: GroupId,
         users: Vec<UserId>,
     },
@@ -740,6 +751,38 @@ impl TenantState {
                     add_value(self.administers.entry(*user).or_default(), group);
                 }
                 self.group_mut(group).administrators = slots;
+            }
+            Change::AdministratorsAdded { group, users } => {
+                let group = self.intern_group(group);
+                let slots: Vec<UserSlot> = users.into_iter().map(|u| self.intern_user(u)).collect();
+                let mut administrators = std::mem::take(&mut self.group_mut(group).administrators);
+                // A large set arrives in parts: look the present ones up by hash,
+                // not by scanning the set once per id.
+                let present: std::collections::HashSet<UserSlot> =
+                    administrators.iter().copied().collect();
+                let mut added = std::collections::HashSet::new();
+                for user in slots {
+                    if !present.contains(&user) && added.insert(user) {
+                        administrators.push(user);
+                        add_value(self.administers.entry(user).or_default(), group);
+                    }
+                }
+                self.group_mut(group).administrators = administrators;
+            }
+            Change::AdministratorsRemoved { group, users } => {
+                let Some(group) = self.group_slot(group) else {
+                    return;
+                };
+                let leaving: std::collections::HashSet<UserSlot> = users
+                    .into_iter()
+                    .filter_map(|u| self.user_slot(u))
+                    .collect();
+                let mut administrators = std::mem::take(&mut self.group_mut(group).administrators);
+                administrators.retain(|user| !leaving.contains(user));
+                self.group_mut(group).administrators = administrators;
+                for user in leaving {
+                    self.unadminister(user, group);
+                }
             }
             Change::InheritedRoleChanged { group, tool, role } => {
                 let group = self.intern_group(group);

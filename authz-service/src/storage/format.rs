@@ -85,7 +85,7 @@ pub struct LogEntry {
 
 #[derive(Clone, PartialEq, Message)]
 pub struct StoredChange {
-    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
     pub kind: Option<Kind>,
 }
 
@@ -111,6 +111,10 @@ pub enum Kind {
     CatalogAssigned(StoredCatalog),
     #[prost(message, tag = "10")]
     CatalogUnassigned(StoredCatalog),
+    #[prost(message, tag = "11")]
+    AdministratorsAdded(StoredAdministrators),
+    #[prost(message, tag = "12")]
+    AdministratorsRemoved(StoredAdministrators),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -252,7 +256,8 @@ impl Page {
                     page.membership_users.extend_from_slice(user.0.as_bytes());
                     page.membership_revisions.push(*join_revision);
                 }
-                Change::AdministratorsChanged { group, users } => {
+                Change::AdministratorsChanged { group, users }
+                | Change::AdministratorsAdded { group, users } => {
                     page.administered_groups
                         .extend_from_slice(group.0.as_bytes());
                     page.administrator_counts.push(users.len() as u32);
@@ -339,7 +344,8 @@ impl Page {
                 .get(at..at + count)
                 .ok_or_else(|| corrupt("administrators"))?;
             at += count;
-            apply(Change::AdministratorsChanged {
+            // Additions: a set may span pages, and a base starts from nothing.
+            apply(Change::AdministratorsAdded {
                 group: GroupId(group),
                 users: users.iter().map(|u| UserId(*u)).collect(),
             });
@@ -420,10 +426,13 @@ fn stored(change: &Change) -> StoredChange {
             join_revision: 0,
         }),
         Change::AdministratorsChanged { group, users } => {
-            Kind::AdministratorsChanged(StoredAdministrators {
-                group: bytes(group.0),
-                users: users.iter().flat_map(|u| *u.0.as_bytes()).collect(),
-            })
+            Kind::AdministratorsChanged(stored_administrators(group, users))
+        }
+        Change::AdministratorsAdded { group, users } => {
+            Kind::AdministratorsAdded(stored_administrators(group, users))
+        }
+        Change::AdministratorsRemoved { group, users } => {
+            Kind::AdministratorsRemoved(stored_administrators(group, users))
         }
         Change::InheritedRoleChanged { group, tool, role } => {
             Kind::InheritedRoleChanged(StoredInheritedRole {
@@ -442,6 +451,13 @@ fn stored(change: &Change) -> StoredChange {
         }),
     };
     StoredChange { kind: Some(kind) }
+}
+
+fn stored_administrators(group: &GroupId, users: &[UserId]) -> StoredAdministrators {
+    StoredAdministrators {
+        group: bytes(group.0),
+        users: users.iter().flat_map(|u| *u.0.as_bytes()).collect(),
+    }
 }
 
 fn restored(change: StoredChange) -> StoreResult<Change> {
@@ -481,6 +497,14 @@ fn restored(change: StoredChange) -> StoreResult<Change> {
                 group: GroupId(id(&a.group)?),
                 users: ids(&a.users)?.map(UserId).collect(),
             },
+            Kind::AdministratorsAdded(a) => Change::AdministratorsAdded {
+                group: GroupId(id(&a.group)?),
+                users: ids(&a.users)?.map(UserId).collect(),
+            },
+            Kind::AdministratorsRemoved(a) => Change::AdministratorsRemoved {
+                group: GroupId(id(&a.group)?),
+                users: ids(&a.users)?.map(UserId).collect(),
+            },
             Kind::InheritedRoleChanged(r) => Change::InheritedRoleChanged {
                 group: GroupId(id(&r.group)?),
                 tool: tool_from_proto(r.tool).map_err(corrupt)?,
@@ -510,6 +534,7 @@ pub fn is_addition(change: &Change) -> bool {
             | Change::GroupUpserted { .. }
             | Change::MembershipAdded { .. }
             | Change::AdministratorsChanged { .. }
+            | Change::AdministratorsAdded { .. }
             | Change::CatalogAssigned { .. }
     )
 }
@@ -553,7 +578,7 @@ mod tests {
                 user: v,
                 join_revision: 1 << 40,
             },
-            Change::AdministratorsChanged {
+            Change::AdministratorsAdded {
                 group: g,
                 users: vec![u, v],
             },
@@ -576,6 +601,14 @@ mod tests {
                 catalog: "cat-1".into(),
             },
             Change::MembershipRemoved { group: h, user: v },
+            Change::AdministratorsRemoved {
+                group: g,
+                users: vec![v],
+            },
+            Change::AdministratorsChanged {
+                group: h,
+                users: vec![u],
+            },
             Change::GroupDeleted { id: h },
             Change::UserDeleted { id: u },
         ]
@@ -594,8 +627,26 @@ mod tests {
         let additions: Vec<Change> = every_kind().into_iter().filter(is_addition).collect();
         let mut back = Vec::new();
         Page::decode_into(&Page::encode(&additions), |c| back.push(c)).unwrap();
-        // Column by column: users, groups, memberships, administrators, catalogs.
-        assert_eq!(back, additions);
+        // Column by column: users, groups, memberships, administrators, catalogs;
+        // a set comes back as an addition (a base starts from nothing).
+        let column = |c: &Change| match c {
+            Change::UserUpserted { .. } => 0,
+            Change::GroupUpserted { .. } => 1,
+            Change::MembershipAdded { .. } => 2,
+            Change::AdministratorsAdded { .. } => 3,
+            _ => 4,
+        };
+        let mut expected: Vec<Change> = additions
+            .into_iter()
+            .map(|c| match c {
+                Change::AdministratorsChanged { group, users } => {
+                    Change::AdministratorsAdded { group, users }
+                }
+                other => other,
+            })
+            .collect();
+        expected.sort_by_key(column);
+        assert_eq!(back, expected);
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub enum Change {
         group_id: GroupId,
         administrator_ids: Vec<UserId>,
     },
+    /// Users who joined the group's administrator set (the rest stays). Adds and
+    /// removals carry only what changed: a change set's size follows the call,
+    /// not the size of the set, so adding to a large set 1,000 at a time costs
+    /// the feed linear, not quadratic, volume.
+    AdministratorsAdded {
+        group_id: GroupId,
+        administrator_ids: Vec<UserId>,
+    },
+    /// Users who left the group's administrator set (the rest stays).
+    AdministratorsRemoved {
+        group_id: GroupId,
+        administrator_ids: Vec<UserId>,
+    },
     InheritedRoleSet {
         group_id: GroupId,
         tool: Tool,
@@ -98,6 +111,8 @@ impl Change {
             | Change::GroupDeleted { .. }
             | Change::MembershipRemoved { .. }
             | Change::AdministratorsChanged { .. }
+            | Change::AdministratorsAdded { .. }
+            | Change::AdministratorsRemoved { .. }
             | Change::InheritedRoleSet { .. }
             | Change::InheritedRoleCleared { .. }
             | Change::CatalogAssigned { .. }

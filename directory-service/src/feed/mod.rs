@@ -1,10 +1,12 @@
 //! The change feed: follows the outbox and streams every committed change set to a
 //! subscriber, per tenant, in revision order, from the subscriber's cursor.
 //!
-//! Each `Watch` call gets one [`watcher::Watcher`] task writing into a bounded
-//! channel: it reads ahead only what the subscriber takes, and a subscriber that
-//! takes nothing for `send_timeout` is cut off with [`FeedError::TooSlow`] (it
-//! resumes from its cursor). The watcher wakes on the store's commit signal and
+//! Each `Watch` call gets one [`watcher::Watcher`] task writing into a channel
+//! bounded by messages and by bytes: it reads ahead only what the subscriber
+//! takes, and a subscriber that takes nothing for `send_timeout` is cut off with
+//! [`FeedError::TooSlow`] (it resumes from its cursor). Every message is cut to
+//! half the server's message limit ([`parts`]), so no change set, however
+//! large, is ever too big to send. The watcher wakes on the store's commit signal and
 //! polls slowly behind it, so a lost signal only delays delivery.
 //!
 //! Why tailing by revision is safe here: a tenant's writers are serialized by the
@@ -12,7 +14,11 @@
 //! after the commit is visible, so revisions become visible in order and a reader
 //! never sees revision N+1 before N (see `storage/mod.rs`).
 
+pub mod parts;
+mod places;
 mod watcher;
+
+pub use places::{Place, Places, Refused};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,17 +39,18 @@ pub struct FeedSettings {
     pub poll_interval: Duration,
     /// Change sets read per query.
     pub batch_size: i64,
-    /// Rows per snapshot page (one message of the feed).
+    /// Stored bytes of change sets read per query, at most (the first always comes).
+    pub batch_bytes: i64,
+    /// Rows per snapshot page read from the database (then cut into messages).
     pub snapshot_page_rows: i64,
-    /// Administrator ids per snapshot page, summed over its groups (a group's
-    /// whole set always goes in one page). At about 40 bytes an id on the wire,
-    /// the default keeps a page near 400 kB, well under the default 4 MiB message
-    /// limit: cut at 200 groups instead, 600 administrators of each made a 4.5 MB
-    /// page that no subscriber could take. A single set over about 100,000
-    /// administrators still needs a larger `--max-message-bytes` on both sides.
-    pub snapshot_page_administrators: i64,
+    /// The largest message the server sends: the server's `--max-message-bytes`
+    /// (start-up sets it). Messages are cut to half of it.
+    pub message_bytes: usize,
     /// Messages a stream buffers for its subscriber.
     pub buffer: usize,
+    /// Bytes of messages a stream buffers for its subscriber (a message larger
+    /// than that waits for an empty buffer).
+    pub buffer_bytes: usize,
     /// How long a subscriber may take nothing before it is cut off.
     pub send_timeout: Duration,
     /// How long change sets are kept; a cursor older than that gets a snapshot.
@@ -54,6 +61,15 @@ pub struct FeedSettings {
     /// tenant may take (the authorization services): no other caller, however
     /// many streams it opens, can lock the followers out of the feed.
     pub reserved_streams: usize,
+    /// Streams one credential may hold open at once, counting the reserved ones.
+    pub streams_per_credential: usize,
+}
+
+impl FeedSettings {
+    /// The bytes of changes one message carries at most, beside its header.
+    pub fn part_budget(&self, actor: &str) -> usize {
+        (self.message_bytes / 2).saturating_sub(parts::header_bytes(actor))
+    }
 }
 
 impl Default for FeedSettings {
@@ -62,13 +78,16 @@ impl Default for FeedSettings {
             checkpoint_interval: Duration::from_secs(5),
             poll_interval: Duration::from_secs(2),
             batch_size: 200,
+            batch_bytes: 1 << 20,
             snapshot_page_rows: 1000,
-            snapshot_page_administrators: 10_000,
+            message_bytes: 4 << 20,
             buffer: 32,
+            buffer_bytes: 2 << 20,
             send_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_streams: 64,
             reserved_streams: 8,
+            streams_per_credential: 16,
         }
     }
 }
@@ -85,8 +104,10 @@ pub struct Subscription {
 /// One message of the feed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedEvent {
-    /// A committed change set.
-    Changes(ChangeSet),
+    /// A committed change set, or a part of one: the header and some of its
+    /// changes, in order. `continued`: more parts follow, and the change set is
+    /// whole only at the last.
+    Changes { set: ChangeSet, continued: bool },
     /// Drop what you hold for the tenant; its state at `revision` follows.
     SnapshotBegin {
         tenant: TenantId,
@@ -147,7 +168,7 @@ pub async fn watch(
     settings: FeedSettings,
     subscription: Subscription,
     closing: tokio::sync::watch::Receiver<bool>,
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    place: Option<Place>,
 ) -> Result<impl Stream<Item = Result<FeedEvent, FeedError>>, FeedError> {
     let named: Vec<TenantId> = subscription.cursors.keys().copied().collect();
     let found: std::collections::HashSet<TenantId> = store
@@ -164,6 +185,6 @@ pub async fn watch(
         settings,
         subscription,
         closing,
-        slot,
+        place,
     ))
 }

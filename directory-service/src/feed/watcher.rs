@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures::{Stream, StreamExt};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{FeedError, FeedEvent, FeedSettings, Subscription};
-use crate::domain::{Revision, TenantId};
-use crate::storage::{Commit, DirectoryStore, PageSize};
+use super::parts::{cut, event_bytes};
+use super::{FeedError, FeedEvent, FeedSettings, Place, Subscription};
+use crate::domain::{ChangeSet, Revision, TenantId};
+use crate::storage::{Commit, DirectoryStore};
 
 /// Why a watcher stopped early.
 enum Stop {
@@ -36,7 +37,10 @@ enum Wake {
     Stop,
 }
 
-type Out = mpsc::Sender<Result<FeedEvent, FeedError>>;
+/// A message on its way to the subscriber, with its share of the stream's byte
+/// budget, given back as the gRPC layer takes it.
+type Buffered = (FeedEvent, OwnedSemaphorePermit);
+type Out = mpsc::Sender<Buffered>;
 
 pub(super) struct Watcher {
     store: Arc<dyn DirectoryStore>,
@@ -44,13 +48,15 @@ pub(super) struct Watcher {
     cursors: BTreeMap<TenantId, Revision>,
     all_tenants: bool,
     out: Out,
+    /// The bytes the stream may buffer (`buffer_bytes`), one permit a byte.
+    buffered: Arc<Semaphore>,
     /// Turns true when the server shuts down.
     closing: watch::Receiver<bool>,
     /// The stream's place among the open streams, held by the task rather than
     /// by the response: a subscriber cut off for reading nothing frees it as the
     /// task ends, even while its connection is alive and its last messages wait
     /// in the buffer.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    _place: Option<Place>,
 }
 
 impl Watcher {
@@ -61,18 +67,19 @@ impl Watcher {
         settings: FeedSettings,
         subscription: Subscription,
         closing: watch::Receiver<bool>,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        place: Option<Place>,
     ) -> impl Stream<Item = Result<FeedEvent, FeedError>> {
         let (out, receiver) = mpsc::channel(settings.buffer.max(1));
         let last_error: Arc<Mutex<Option<FeedError>>> = Arc::default();
         let watcher = Watcher {
             store,
-            settings,
             cursors: subscription.cursors,
             all_tenants: subscription.all_tenants,
+            buffered: Arc::new(Semaphore::new(buffer_permits(&settings) as usize)),
+            settings,
             out,
             closing,
-            _slot: slot,
+            _place: place,
         };
         let report = last_error.clone();
         tokio::spawn(async move {
@@ -85,9 +92,12 @@ impl Watcher {
             // after the buffered messages.
             drop(watcher);
         });
-        ReceiverStream::new(receiver).chain(futures::stream::iter(std::iter::from_fn(move || {
-            last_error.lock().expect("not poisoned").take().map(Err)
-        })))
+        // The permit is dropped, and its bytes given back, as the message leaves.
+        ReceiverStream::new(receiver)
+            .map(|(event, _bytes)| Ok(event))
+            .chain(futures::stream::iter(std::iter::from_fn(move || {
+                last_error.lock().expect("not poisoned").take().map(Err)
+            })))
     }
 
     async fn run(&mut self) -> Result<(), Stop> {
@@ -129,7 +139,7 @@ impl Watcher {
                     (Some(cursor), Some(set))
                         if cursor > 0 && cursor + 1 == revision && !dirty.contains(&tenant) =>
                     {
-                        self.send(FeedEvent::Changes((*set).clone())).await?;
+                        self.send_change_set((*set).clone()).await?;
                         self.cursors.insert(tenant, revision);
                     }
                     (Some(cursor), _) if cursor < revision => {
@@ -186,7 +196,12 @@ impl Watcher {
             let head = self.head(tenant).await?;
             let batch = self
                 .store
-                .read_changes(tenant, cursor, self.settings.batch_size)
+                .read_changes(
+                    tenant,
+                    cursor,
+                    self.settings.batch_size,
+                    self.settings.batch_bytes,
+                )
                 .await
                 .map_err(|e| Stop::Failed(e.into()))?;
             let Some(first) = batch.first() else {
@@ -204,13 +219,16 @@ impl Watcher {
                 self.cursors.insert(tenant, 0);
                 continue;
             }
+            // A batch cut short by its size is followed by another read; the
+            // cursor catching up with the head ends the loop.
             let full = batch.len() as i64 == self.settings.batch_size;
+            let mut last = cursor;
             for set in batch {
-                let revision = set.revision;
-                self.send(FeedEvent::Changes(set)).await?;
-                self.cursors.insert(tenant, revision);
+                last = set.revision;
+                self.send_change_set(set).await?;
+                self.cursors.insert(tenant, last);
             }
-            if !full {
+            if !full && last >= head {
                 return Ok(());
             }
         }
@@ -235,14 +253,14 @@ impl Watcher {
         self.send(FeedEvent::SnapshotBegin { tenant, revision })
             .await?;
         while let Some(changes) = snapshot
-            .next_page(PageSize {
-                rows: self.settings.snapshot_page_rows,
-                administrators: self.settings.snapshot_page_administrators,
-            })
+            .next_page(self.settings.snapshot_page_rows)
             .await
             .map_err(|e| Stop::Failed(e.into()))?
         {
-            if !changes.is_empty() {
+            if changes.is_empty() {
+                continue;
+            }
+            for changes in cut(changes, self.settings.part_budget("")) {
                 self.send(FeedEvent::SnapshotPart {
                     tenant,
                     revision,
@@ -274,13 +292,56 @@ impl Watcher {
         Ok(())
     }
 
-    /// Hands one message to the subscriber, waiting while its buffer is full, for
-    /// at most `send_timeout`.
+    /// Sends a change set, in as many parts as its size needs.
+    async fn send_change_set(&self, set: ChangeSet) -> Result<(), Stop> {
+        let ChangeSet {
+            tenant_id,
+            revision,
+            commit_time,
+            actor,
+            changes,
+        } = set;
+        let parts = cut(changes, self.settings.part_budget(&actor));
+        let last = parts.len() - 1;
+        for (i, changes) in parts.into_iter().enumerate() {
+            let part = ChangeSet {
+                tenant_id,
+                revision,
+                commit_time,
+                actor: actor.clone(),
+                changes,
+            };
+            self.send(FeedEvent::Changes {
+                set: part,
+                continued: i < last,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Hands one message to the subscriber, waiting while its buffer is full (in
+    /// messages or bytes), for at most `send_timeout`.
     async fn send(&self, event: FeedEvent) -> Result<(), Stop> {
-        match tokio::time::timeout(self.settings.send_timeout, self.out.send(Ok(event))).await {
+        let bytes = event_bytes(&event).clamp(1, buffer_permits(&self.settings) as usize);
+        let hand_over = async {
+            let permit = self
+                .buffered
+                .clone()
+                .acquire_many_owned(bytes as u32)
+                .await
+                .expect("the budget is never closed");
+            self.out.send((event, permit)).await
+        };
+        match tokio::time::timeout(self.settings.send_timeout, hand_over).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Gone),
             Err(_) => Err(Stop::Failed(FeedError::TooSlow(self.settings.send_timeout))),
         }
     }
+}
+
+/// The stream's byte budget in permits (a semaphore counts in `u32`).
+fn buffer_permits(settings: &FeedSettings) -> u32 {
+    settings.buffer_bytes.clamp(1, u32::MAX as usize >> 1) as u32
 }

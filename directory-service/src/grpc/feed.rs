@@ -15,7 +15,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::convert;
 use super::error::ApiError;
 use crate::domain::{Change, ChangeSet, TenantId, ValidationError};
-use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Subscription};
+use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Places, Refused, Subscription};
 use crate::storage::DirectoryStore;
 
 pub struct FeedApi {
@@ -23,11 +23,8 @@ pub struct FeedApi {
     settings: FeedSettings,
     /// Turns true at shutdown; open streams then end.
     closing: tokio::sync::watch::Receiver<bool>,
-    /// One permit per open stream (`max_streams`), held by its watcher task.
-    streams: Arc<tokio::sync::Semaphore>,
-    /// The places only streams following every tenant may take
-    /// (`reserved_streams`); they take these first.
-    reserved: Arc<tokio::sync::Semaphore>,
+    /// The open streams' places, each held by its watcher task.
+    places: Places,
 }
 
 impl FeedApi {
@@ -36,14 +33,11 @@ impl FeedApi {
         settings: FeedSettings,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        let streams = Arc::new(tokio::sync::Semaphore::new(settings.max_streams.max(1)));
-        let reserved = Arc::new(tokio::sync::Semaphore::new(settings.reserved_streams));
         FeedApi {
             store,
+            places: Places::new(&settings),
             settings,
             closing,
-            streams,
-            reserved,
         }
     }
 }
@@ -67,25 +61,16 @@ impl ChangeFeedService for FeedApi {
             principal.check_tenant(&cursor.tenant_id)?;
         }
         let subscription = parse_subscription(request.into_inner()).map_err(ApiError::from)?;
-        let reserved = if subscription.all_tenants {
-            self.reserved.clone().try_acquire_owned().ok()
-        } else {
-            None
-        };
-        let slot = match reserved {
-            Some(slot) => slot,
-            None => self.streams.clone().try_acquire_owned().map_err(|_| {
-                Status::resource_exhausted(
-                    "the server is at its limit of open feed streams; retry with backoff",
-                )
-            })?,
-        };
+        let place = self
+            .places
+            .admit(&principal.name, subscription.all_tenants)
+            .map_err(refused_status)?;
         let events = feed::watch(
             self.store.clone(),
             self.settings.clone(),
             subscription,
             self.closing.clone(),
-            Some(slot),
+            Some(place),
         )
         .await
         .map_err(feed_status)?;
@@ -149,10 +134,19 @@ fn feed_status(err: FeedError) -> Status {
     }
 }
 
+fn refused_status(refused: Refused) -> Status {
+    let reason = match refused {
+        Refused::Full => "FEED_STREAMS_EXHAUSTED",
+        Refused::Quota { .. } => "FEED_STREAM_QUOTA_EXCEEDED",
+    };
+    let details = ErrorDetails::with_error_info(reason, "directory.cohort", []);
+    Status::with_error_details(Code::ResourceExhausted, refused.to_string(), details)
+}
+
 fn watch_response(event: FeedEvent) -> pb::WatchResponse {
     use pb::watch_response::Event;
     let event = match event {
-        FeedEvent::Changes(set) => Event::Change(change_event(&set)),
+        FeedEvent::Changes { set, continued } => Event::Change(change_event(&set, continued)),
         FeedEvent::SnapshotBegin { tenant, revision } => Event::SnapshotBegin(pb::SnapshotBegin {
             tenant_id: tenant.to_string(),
             revision,
@@ -167,6 +161,7 @@ fn watch_response(event: FeedEvent) -> pb::WatchResponse {
             commit_time: None,
             actor: String::new(),
             changes: changes.iter().map(change).collect(),
+            continued: false,
         }),
         FeedEvent::SnapshotEnd { tenant, revision } => Event::SnapshotEnd(pb::SnapshotEnd {
             tenant_id: tenant.to_string(),
@@ -188,13 +183,14 @@ fn watch_response(event: FeedEvent) -> pb::WatchResponse {
     pb::WatchResponse { event: Some(event) }
 }
 
-fn change_event(set: &ChangeSet) -> pb::ChangeEvent {
+fn change_event(set: &ChangeSet, continued: bool) -> pb::ChangeEvent {
     pb::ChangeEvent {
         tenant_id: set.tenant_id.to_string(),
         revision: set.revision,
         commit_time: Some(convert::timestamp(set.commit_time)),
         actor: set.actor.clone(),
         changes: set.changes.iter().map(change).collect(),
+        continued,
     }
 }
 
@@ -226,6 +222,20 @@ fn change(change: &Change) -> pb::Change {
             group_id,
             administrator_ids,
         } => C::AdministratorsChanged(pb::AdministratorSet {
+            group_id: group_id.to_string(),
+            user_ids: convert::ids(administrator_ids),
+        }),
+        Change::AdministratorsAdded {
+            group_id,
+            administrator_ids,
+        } => C::AdministratorsAdded(pb::AdministratorIds {
+            group_id: group_id.to_string(),
+            user_ids: convert::ids(administrator_ids),
+        }),
+        Change::AdministratorsRemoved {
+            group_id,
+            administrator_ids,
+        } => C::AdministratorsRemoved(pb::AdministratorIds {
             group_id: group_id.to_string(),
             user_ids: convert::ids(administrator_ids),
         }),
@@ -263,5 +273,149 @@ fn change(change: &Change) -> pb::Change {
     };
     pb::Change {
         change: Some(inner),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The feed cuts its messages by `feed::parts`' size bounds; these hold the
+    //! conversion above to them, at the widest values the domain allows.
+    use chrono::{TimeZone, Utc};
+    use cohort_shared::catalog::{Role, RoleSet, Tool};
+    use prost::Message;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::{
+        CatalogId, DisplayName, Email, Group, GroupId, Membership, Tenant, User, UserId, UserState,
+    };
+    use crate::feed::parts::{change_bytes, event_bytes};
+
+    fn widest() -> Vec<Change> {
+        let tenant_id = TenantId(Uuid::new_v4());
+        let group_id = GroupId(Uuid::new_v4());
+        // 200 characters of 4 bytes each: the longest name.
+        let name = DisplayName::parse("name", &"\u{1D518}".repeat(200)).unwrap();
+        let email = Email::parse("email", &format!("{}@example.com", "x".repeat(242))).unwrap();
+        let time = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+            + chrono::Duration::nanoseconds(999_999_999);
+        let catalog_id = CatalogId::parse("catalog", &"c".repeat(128)).unwrap();
+        let ids: Vec<UserId> = (0..1000).map(|_| UserId(Uuid::new_v4())).collect();
+        vec![
+            Change::TenantCreated {
+                tenant: Tenant {
+                    id: tenant_id,
+                    display_name: name.clone(),
+                    revision: i64::MAX,
+                    create_time: time,
+                },
+            },
+            Change::UserUpserted {
+                user: User {
+                    id: UserId(Uuid::new_v4()),
+                    tenant_id,
+                    display_name: name.clone(),
+                    email,
+                    roles: RoleSet::from_stored(Role::ALL).unwrap(),
+                    state: UserState::Suspended,
+                    create_time: time,
+                    update_time: time,
+                    revision: i64::MIN,
+                },
+            },
+            Change::UserDeleted { user_id: ids[0] },
+            Change::GroupUpserted {
+                group: Group {
+                    id: group_id,
+                    tenant_id,
+                    display_name: name,
+                    parent_id: Some(GroupId(Uuid::new_v4())),
+                    is_organization: true,
+                    subgroup_count: i64::MAX,
+                    member_count: i64::MAX,
+                    administrator_count: i64::MAX,
+                    inherited_roles: Tool::ALL
+                        .iter()
+                        .map(|t| (*t, *t.roles().last().unwrap()))
+                        .collect(),
+                    create_time: time,
+                    update_time: time,
+                    revision: i64::MIN,
+                },
+            },
+            Change::GroupDeleted { group_id },
+            Change::MembershipAdded {
+                membership: Membership {
+                    group_id,
+                    user_id: ids[1],
+                    join_revision: i64::MIN,
+                    join_time: time,
+                },
+            },
+            Change::MembershipRemoved {
+                group_id,
+                user_id: ids[2],
+            },
+            Change::AdministratorsChanged {
+                group_id,
+                administrator_ids: ids.clone(),
+            },
+            Change::AdministratorsAdded {
+                group_id,
+                administrator_ids: ids[..1].to_vec(),
+            },
+            Change::AdministratorsRemoved {
+                group_id,
+                administrator_ids: Vec::new(),
+            },
+            Change::InheritedRoleSet {
+                group_id,
+                tool: Tool::Share,
+                role: Role::ShareAdmin,
+            },
+            Change::InheritedRoleCleared {
+                group_id,
+                tool: Tool::Lms,
+            },
+            Change::CatalogAssigned {
+                group_id,
+                catalog_id: catalog_id.clone(),
+            },
+            Change::CatalogUnassigned {
+                group_id,
+                catalog_id,
+            },
+        ]
+    }
+
+    #[test]
+    fn no_change_is_larger_on_the_wire_than_its_bound() {
+        let changes = widest();
+        for c in &changes {
+            let encoded =
+                change(c).encoded_len() + 1 + prost::length_delimiter_len(change(c).encoded_len());
+            assert!(
+                encoded <= change_bytes(c),
+                "{encoded} > {} for {c:?}",
+                change_bytes(c)
+            );
+        }
+        let set = ChangeSet {
+            tenant_id: TenantId(Uuid::new_v4()),
+            revision: i64::MIN,
+            commit_time: Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            actor: "an actor with a long name ".repeat(10),
+            changes,
+        };
+        let event = FeedEvent::Changes {
+            set,
+            continued: true,
+        };
+        let message = watch_response(event.clone()).encoded_len();
+        assert!(
+            message <= event_bytes(&event),
+            "{message} > {}",
+            event_bytes(&event)
+        );
     }
 }

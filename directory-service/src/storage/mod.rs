@@ -296,12 +296,15 @@ pub trait DirectoryStore: Send + Sync + 'static {
     ) -> StoreResult<(Page<CatalogAssignment>, bool)>;
 
     // The outbox, read by the change feed.
-    /// Change sets of a tenant with revisions after `after`, in order, at most `limit`.
+    /// Change sets of a tenant with revisions after `after`, in order: at most
+    /// `limit` of them, and no more than `max_bytes` of stored text, except that
+    /// the first comes whatever its size.
     async fn read_changes(
         &self,
         tenant: TenantId,
         after: Revision,
         limit: i64,
+        max_bytes: i64,
     ) -> StoreResult<Vec<ChangeSet>>;
     /// The current revision of the given tenants (all tenants for `None`). A tenant
     /// that does not exist is left out.
@@ -325,18 +328,9 @@ pub trait DirectoryStore: Send + Sync + 'static {
 pub trait SnapshotReader: Send {
     /// The tenant revision the snapshot shows.
     fn revision(&self) -> Revision;
-    /// The next changes of the snapshot (at most about `size`), or `None` when it
-    /// is complete. Within a snapshot, order carries no meaning: the state is whole
-    /// at its end.
-    async fn next_page(&mut self, size: PageSize) -> StoreResult<Option<Vec<Change>>>;
-}
-
-/// How much one snapshot page holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSize {
-    /// Rows (users, groups, memberships, catalog assignments).
-    pub rows: i64,
-    /// Administrator ids, summed over the page's groups; a group's whole set
-    /// always goes in one page, so a page holds at least one group.
-    pub administrators: i64,
+    /// The next changes of the snapshot, from at most `rows` rows (users,
+    /// groups, memberships, administrator entries, catalog assignments), or
+    /// `None` when it is complete. Within a snapshot, order carries no meaning:
+    /// the state is whole at its end.
+    async fn next_page(&mut self, rows: i64) -> StoreResult<Option<Vec<Change>>>;
 }

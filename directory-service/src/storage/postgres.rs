@@ -104,6 +104,10 @@ const SNAPSHOT_BY_CURSOR: bool = true;
 /// The outbox's change-set parameter: text, stored as `json` as it is.
 const CHANGES_PARAM: &str = "$5::json";
 
+/// The size of a stored change set, in bytes of its text (`json` has no length
+/// of its own; the cast is free, the value is read anyway).
+const CHANGES_BYTES: &str = "octet_length(changes::text)";
+
 // Lookups of many keys (`ids`, `keys`) probe the index once per key, in a
 // correlated subquery that `OFFSET 0` keeps from being flattened into a join.
 // The plain `tenant_id = $1 AND id = ANY($2)` is as fast when the statistics are

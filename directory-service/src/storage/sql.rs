@@ -25,7 +25,7 @@ use crate::domain::{
 use crate::storage::rows::{
     convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, MembershipsAdded, TenantRow, UserGroupRow, UserRow,
 };
-use crate::storage::{DirectoryStore, PageSize, SnapshotReader, StoreError, StoreResult, Written};
+use crate::storage::{DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
 
 const USER_COLUMNS: &str =
     "u.id, u.tenant_id, u.display_name, u.email, u.roles, u.suspended, u.create_time, u.update_time, u.revision";
@@ -47,6 +47,15 @@ where
         list.push_bind(value);
     }
     q.push(")");
+}
+
+/// How a write changes a group's administrator set, which decides how the change
+/// is recorded.
+#[derive(Debug, Clone, Copy)]
+enum AdministratorEdit {
+    Replace,
+    Add,
+    Remove,
 }
 
 /// The idempotency scope of tenant creation (tenant-scoped creates use the tenant id).
@@ -588,12 +597,15 @@ impl Store {
         Ok(ids.into_iter().map(UserId).collect())
     }
 
-    /// Replaces a group's administrator set with `wanted` (already checked), records
-    /// the change when the set differs, and returns the new set.
+    /// Makes a group's administrator set `wanted` (already checked): writes only
+    /// the difference, keeps the counter, and records what changed, as the whole
+    /// set for a replacement and as the ids added or removed for an addition or
+    /// removal. Returns the new set.
     async fn write_administrators(
         w: &mut WriteTx,
         group: &mut Group,
         wanted: Vec<UserId>,
+        edit: AdministratorEdit,
     ) -> StoreResult<Vec<UserId>> {
         let mut wanted = wanted;
         wanted.sort();
@@ -603,27 +615,41 @@ impl Store {
         if current == wanted {
             return Ok(current);
         }
-        sqlx::query("DELETE FROM group_administrators WHERE tenant_id = $1 AND group_id = $2")
-            .bind(w.tenant.0)
-            .bind(group.id.0)
-            .execute(w.conn())
-            .await?;
-        if !wanted.is_empty() {
+        let before: std::collections::BTreeSet<UserId> = current.iter().copied().collect();
+        let after: std::collections::BTreeSet<UserId> = wanted.iter().copied().collect();
+        let removed: Vec<UserId> = before.difference(&after).copied().collect();
+        let added: Vec<UserId> = after.difference(&before).copied().collect();
+        for chunk in removed.chunks(ID_CHUNK) {
+            let mut q = QueryBuilder::<Db>::new("DELETE FROM group_administrators WHERE tenant_id = ");
+            q.push_bind(tenant.0).push(" AND group_id = ").push_bind(group.id.0).push(" AND user_id IN (");
+            push_in_list(&mut q, chunk.iter().map(|user| user.0));
+            q.build().execute(w.conn()).await?;
+        }
+        for chunk in added.chunks(ID_CHUNK) {
             let mut q = QueryBuilder::<Db>::new("INSERT INTO group_administrators (tenant_id, group_id, user_id) ");
-            q.push_values(&wanted, |mut row, user| {
-                row.push_bind(w.tenant.0).push_bind(group.id.0).push_bind(user.0);
+            q.push_values(chunk, |mut row, user| {
+                row.push_bind(tenant.0).push_bind(group.id.0).push_bind(user.0);
             });
             q.build().execute(w.conn()).await?;
         }
         sqlx::query("UPDATE groups SET administrator_count = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(w.tenant.0)
+            .bind(tenant.0)
             .bind(group.id.0)
             .bind(wanted.len() as i64)
             .execute(w.conn())
             .await?;
         group.administrator_count = wanted.len() as i64;
         Self::save_group(w, group).await?;
-        w.changes.push(Change::AdministratorsChanged { group_id: group.id, administrator_ids: wanted.clone() });
+        let group_id = group.id;
+        match edit {
+            AdministratorEdit::Replace => {
+                w.changes.push(Change::AdministratorsChanged { group_id, administrator_ids: wanted.clone() })
+            }
+            AdministratorEdit::Add => w.changes.push(Change::AdministratorsAdded { group_id, administrator_ids: added }),
+            AdministratorEdit::Remove => {
+                w.changes.push(Change::AdministratorsRemoved { group_id, administrator_ids: removed })
+            }
+        }
         Ok(wanted)
     }
 
@@ -1224,7 +1250,7 @@ impl DirectoryStore for Store {
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         check_etag("group", etag, g.revision)?;
         Self::require_eligible(w.conn(), tenant, &users).await?;
-        let admins = Self::write_administrators(&mut w, &mut g, users).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, users, AdministratorEdit::Replace).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1241,7 +1267,7 @@ impl DirectoryStore for Store {
         Self::require_eligible(w.conn(), tenant, &users).await?;
         let mut wanted = Self::administrator_ids(w.conn(), tenant, group).await?;
         wanted.extend(users);
-        let admins = Self::write_administrators(&mut w, &mut g, wanted).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, wanted, AdministratorEdit::Add).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1258,7 +1284,7 @@ impl DirectoryStore for Store {
         Self::require_users(w.conn(), tenant, &users).await?;
         let mut wanted = Self::administrator_ids(w.conn(), tenant, group).await?;
         wanted.retain(|id| !users.contains(id));
-        let admins = Self::write_administrators(&mut w, &mut g, wanted).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, wanted, AdministratorEdit::Remove).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1517,14 +1543,26 @@ impl DirectoryStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
-    async fn read_changes(&self, tenant: TenantId, after: Revision, limit: i64) -> StoreResult<Vec<ChangeSet>> {
-        let rows: Vec<ChangeRow> = sqlx::query_as(
-            "SELECT tenant_id, revision, commit_time, actor, changes FROM change_events \
-             WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
-        )
+    async fn read_changes(
+        &self,
+        tenant: TenantId,
+        after: Revision,
+        limit: i64,
+        max_bytes: i64,
+    ) -> StoreResult<Vec<ChangeSet>> {
+        // The running total of the sizes before each row decides where the batch
+        // ends, so it always holds the first change set, however large.
+        let rows: Vec<ChangeRow> = sqlx::query_as(&format!(
+            "SELECT tenant_id, revision, commit_time, actor, changes FROM ( \
+               SELECT tenant_id, revision, commit_time, actor, changes, \
+                      SUM({CHANGES_BYTES}) OVER (ORDER BY revision) - {CHANGES_BYTES} AS bytes_before \
+               FROM change_events WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3 \
+             ) batch WHERE bytes_before < $4 ORDER BY revision"
+        ))
         .bind(tenant.0)
         .bind(after)
         .bind(limit)
+        .bind(max_bytes)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(ChangeSet::from).collect())
@@ -1580,7 +1618,7 @@ enum SnapshotStage {
     Users(Uuid),
     Groups(Uuid),
     Memberships(Uuid, Uuid),
-    Administrators(Uuid),
+    Administrators(Uuid, Uuid),
     Catalogs(Uuid, String),
     Done,
 }
@@ -1616,8 +1654,8 @@ impl SnapshotReader for Snapshot {
         self.revision
     }
 
-    async fn next_page(&mut self, size: PageSize) -> StoreResult<Option<Vec<Change>>> {
-        let limit = size.rows;
+    async fn next_page(&mut self, rows: i64) -> StoreResult<Option<Vec<Change>>> {
+        let limit = rows;
         let tenant = self.tenant.0;
         let nil = Uuid::nil();
         let stage = std::mem::replace(&mut self.stage, SnapshotStage::Done);
@@ -1695,44 +1733,35 @@ impl SnapshotReader for Snapshot {
                     Some(last) if memberships.len() as i64 == limit => {
                         SnapshotStage::Memberships(last.group_id.0, last.user_id.0)
                     }
-                    _ => SnapshotStage::Administrators(nil),
+                    _ => SnapshotStage::Administrators(nil, nil),
                 };
                 (memberships.into_iter().map(|membership| Change::MembershipAdded { membership }).collect(), next)
             }
-            SnapshotStage::Administrators(after) => {
-                // A page of groups that have administrators, each with its whole set,
-                // cut by the number of administrators (a set may be large): at most
-                // `size.administrators` of them, but always one group.
-                let limit = limit.min(200);
-                let counted: Vec<(Uuid, i64)> = sqlx::query_as(
-                    "SELECT group_id, count(*) FROM group_administrators WHERE tenant_id = $1 AND group_id > $2 \
-                     GROUP BY group_id ORDER BY group_id LIMIT $3",
+            SnapshotStage::Administrators(after_group, after_user) => {
+                // Rows like any other table: a large set spans pages, each part an
+                // addition (the subscriber started the tenant from nothing).
+                let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+                    "SELECT group_id, user_id FROM group_administrators \
+                     WHERE tenant_id = $1 AND (group_id, user_id) > ($2, $3) \
+                     ORDER BY group_id, user_id LIMIT $4",
                 )
                 .bind(tenant)
-                .bind(after)
+                .bind(after_group)
+                .bind(after_user)
                 .bind(limit)
                 .fetch_all(&mut *self.tx)
                 .await?;
-                let more = counted.len() as i64 == limit;
-                let mut groups: Vec<Uuid> = Vec::with_capacity(counted.len());
-                let mut administrators = 0;
-                for (group, count) in &counted {
-                    if !groups.is_empty() && administrators + count > size.administrators {
-                        break;
-                    }
-                    administrators += count;
-                    groups.push(*group);
-                }
-                let more = more || groups.len() < counted.len();
-                let mut changes = Vec::with_capacity(groups.len());
-                for group in &groups {
-                    let administrator_ids = Store::administrator_ids(&mut self.tx, self.tenant, GroupId(*group)).await?;
-                    changes.push(Change::AdministratorsChanged { group_id: GroupId(*group), administrator_ids });
-                }
-                let next = match groups.last() {
-                    Some(last) if more => SnapshotStage::Administrators(*last),
+                let next = match rows.last() {
+                    Some((group, user)) if rows.len() as i64 == limit => SnapshotStage::Administrators(*group, *user),
                     _ => SnapshotStage::Catalogs(nil, String::new()),
                 };
+                let changes = rows
+                    .chunk_by(|a, b| a.0 == b.0)
+                    .map(|run| Change::AdministratorsAdded {
+                        group_id: GroupId(run[0].0),
+                        administrator_ids: run.iter().map(|(_, user)| UserId(*user)).collect(),
+                    })
+                    .collect();
                 (changes, next)
             }
             SnapshotStage::Catalogs(after_group, after_catalog) => {

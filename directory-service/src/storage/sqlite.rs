@@ -92,6 +92,9 @@ const SNAPSHOT_BY_CURSOR: bool = false;
 /// The outbox's change-set parameter: text, kept as it is.
 const CHANGES_PARAM: &str = "$5";
 
+/// The size of a stored change set, in bytes of its text.
+const CHANGES_BYTES: &str = "length(CAST(changes AS BLOB))";
+
 /// The ids among `ids` of the tenant's users.
 async fn users_among(
     conn: &mut DbConn,

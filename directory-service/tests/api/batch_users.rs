@@ -67,7 +67,11 @@ async fn a_batch_is_created_at_one_revision_with_one_change_set(app: &TestApp) {
     assert_eq!(users_matching(app, &t, "@school.test").await.len(), 3);
 
     let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app.store.read_changes(tenant, before, 10).await.unwrap();
+    let sets = app
+        .store
+        .read_changes(tenant, before, 10, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(sets.len(), 1, "one change set");
     let created: Vec<String> = sets[0]
         .changes

@@ -82,7 +82,11 @@ async fn concurrent_writers_lose_and_duplicate_nothing(app: &TestApp) {
     );
 
     let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app.store.read_changes(tenant, 0, 100_000).await.unwrap();
+    let sets = app
+        .store
+        .read_changes(tenant, 0, 100_000, i64::MAX)
+        .await
+        .unwrap();
     let last = app.revision(&t).await;
     assert_eq!(
         sets.iter().map(|s| s.revision).collect::<Vec<_>>(),

@@ -75,10 +75,26 @@ impl TenantState {
                 self.members.remove(&(m.group_id, m.user_id));
             }
             C::AdministratorsChanged(a) => {
-                if a.user_ids.is_empty() {
+                let mut ids = a.user_ids;
+                ids.sort();
+                if ids.is_empty() {
                     self.admins.remove(&a.group_id);
                 } else {
-                    self.admins.insert(a.group_id, a.user_ids);
+                    self.admins.insert(a.group_id, ids);
+                }
+            }
+            C::AdministratorsAdded(a) => {
+                let set = self.admins.entry(a.group_id).or_default();
+                set.extend(a.user_ids);
+                set.sort();
+                set.dedup();
+            }
+            C::AdministratorsRemoved(a) => {
+                if let Some(set) = self.admins.get_mut(&a.group_id) {
+                    set.retain(|id| !a.user_ids.contains(id));
+                    if set.is_empty() {
+                        self.admins.remove(&a.group_id);
+                    }
                 }
             }
             C::InheritedRoleChanged(r) => {
@@ -109,6 +125,12 @@ struct Subscriber {
     states: BTreeMap<String, TenantState>,
     /// The tenant whose snapshot is being received, and at which revision.
     in_snapshot: Option<(String, i64)>,
+    /// The parts received so far of a change set sent in several.
+    gathering: Option<pb::ChangeEvent>,
+    /// Change sets that came in more than one part.
+    split_sets: usize,
+    /// The revision of the last snapshot applied.
+    last_snapshot: i64,
     checkpoints: BTreeMap<String, i64>,
     applied_events: usize,
     /// How many streams said they had caught up.
@@ -136,7 +158,14 @@ impl Subscriber {
 
     /// Applies one message, checking the feed's promises.
     fn apply(&mut self, response: pb::WatchResponse) {
-        match response.event.expect("an event") {
+        let event = response.event.expect("an event");
+        if self.gathering.is_some() {
+            assert!(
+                matches!(event, Event::Change(_)),
+                "the parts of a change set come back to back"
+            );
+        }
+        match event {
             Event::SnapshotBegin(begin) => {
                 assert!(self.in_snapshot.is_none(), "snapshots do not nest");
                 self.states
@@ -148,9 +177,31 @@ impl Subscriber {
                     self.in_snapshot.take(),
                     Some((end.tenant_id.clone(), end.revision))
                 );
+                self.last_snapshot = end.revision;
                 self.cursors.insert(end.tenant_id, end.revision);
             }
-            Event::Change(event) => {
+            Event::Change(mut event) => {
+                if let Some(mut gathered) = self.gathering.take() {
+                    assert_eq!(
+                        (&gathered.tenant_id, gathered.revision),
+                        (&event.tenant_id, event.revision),
+                        "parts of one change set"
+                    );
+                    gathered.changes.append(&mut event.changes);
+                    gathered.continued = event.continued;
+                    event = gathered;
+                    if !event.continued {
+                        self.split_sets += 1;
+                    }
+                }
+                if event.continued {
+                    assert!(
+                        self.in_snapshot.is_none(),
+                        "snapshot pages are not continued"
+                    );
+                    self.gathering = Some(event);
+                    return;
+                }
                 let state = self.states.entry(event.tenant_id.clone()).or_default();
                 match &self.in_snapshot {
                     Some((tenant, revision)) => {
@@ -209,6 +260,7 @@ impl Subscriber {
             .iter()
             .any(|(t, head)| self.cursors.get(t).copied().unwrap_or(0) < *head)
             || self.in_snapshot.is_some()
+            || self.gathering.is_some()
         {
             self.apply(next(stream).await);
         }
@@ -603,6 +655,8 @@ async fn a_subscriber_that_reconnects_at_random_points_ends_in_the_same_state(ap
             for _ in 0..rng.random_range(1..12) {
                 subscriber.apply(next(&mut stream).await);
             }
+            // Parts of a change set are dropped: it comes again, whole.
+            subscriber.gathering = None;
             // Drop mid-snapshot too: the next stream starts that snapshot over.
             if let Some((tenant, _)) = subscriber.in_snapshot.take() {
                 // Its state was dropped at the snapshot's start: it needs a whole one.
@@ -706,22 +760,25 @@ async fn a_subscriber_that_stops_reading_is_cut_off_after_its_buffer(app: &TestA
         all_tenants: false,
     };
     let (_closing, closing_signal) = tokio::sync::watch::channel(false);
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let places = feed::Places::new(&FeedSettings {
+        max_streams: 1,
+        reserved_streams: 0,
+        ..Default::default()
+    });
     let stream = feed::watch(
         app.store.clone(),
         settings.clone(),
         subscription,
         closing_signal,
-        Some(slots.clone().try_acquire_owned().unwrap()),
+        Some(places.admit("slow", false).unwrap()),
     )
     .await
     .unwrap();
     tokio::pin!(stream);
     // Read nothing for longer than the send timeout.
     tokio::time::sleep(settings.send_timeout * 3).await;
-    assert_eq!(
-        slots.available_permits(),
-        1,
+    assert!(
+        places.admit("next", false).is_ok(),
         "the stream's place is free once it is cut off, while its subscriber still holds it"
     );
     let mut received = Vec::new();
@@ -743,7 +800,11 @@ async fn a_subscriber_that_stops_reading_is_cut_off_after_its_buffer(app: &TestA
         delivered.len(),
         settings.buffer
     );
-    let Some(Ok(FeedEvent::Changes(resume_after))) = delivered.last() else {
+    let Some(Ok(FeedEvent::Changes {
+        set: resume_after,
+        continued: false,
+    })) = delivered.last()
+    else {
         panic!("{delivered:?}")
     };
 
@@ -843,22 +904,31 @@ async fn bad_watch_requests_are_refused(app: &TestApp) {
     assert_error(feed.watch(resume_points).await, Code::NotFound, None);
 }
 
-async fn snapshot_pages_are_cut_by_the_number_of_administrators(app: &TestApp) {
-    // 4,000 eligible administrators of each of 3 groups: 12,000 ids in all, more
-    // than one snapshot page takes (10,000), so the groups span two pages. (600
-    // administrators of each of 200 groups made one 4.5 MB page, over the 4 MiB
-    // message limit: no new subscriber could sync.)
-    let t = app.tenant().await;
-    let mut admins = Vec::new();
-    for batch in 0..4 {
+/// The message limit of the small-message tests (the least the server takes);
+/// the feed cuts its messages to half of it.
+const SMALL_LIMIT: usize = 64 * 1024;
+
+fn small_feed() -> FeedSettings {
+    FeedSettings {
+        // A few messages' worth: the byte budget, not the count, holds back.
+        buffer_bytes: 48 * 1024,
+        buffer: 32,
+        ..fast_feed()
+    }
+}
+
+/// `n` new users who may administer groups, in calls that fit a small message.
+async fn eligible_users(app: &TestApp, t: &Tenant, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for batch in 0..n.div_ceil(200) {
         let users = app
             .client()
             .batch_create_users(pb::BatchCreateUsersRequest {
                 tenant_id: t.id.clone(),
-                users: (0..1000)
+                users: (batch * 200..((batch + 1) * 200).min(n))
                     .map(|i| pb::batch_create_users_request::NewUser {
-                        display_name: format!("Administrator {batch}-{i}"),
-                        email: format!("a{batch}-{i}@admins.test"),
+                        display_name: format!("{prefix} {i}"),
+                        email: format!("{prefix}{i}@parts.test"),
                         roles: vec![crate::helpers::GA_GROUP_ADMIN as i32],
                         request_id: String::new(),
                     })
@@ -868,58 +938,178 @@ async fn snapshot_pages_are_cut_by_the_number_of_administrators(app: &TestApp) {
             .unwrap()
             .into_inner()
             .users;
-        admins.extend(users.into_iter().map(|u| u.id));
+        ids.extend(users.into_iter().map(|u| u.id));
     }
-    let mut groups = Vec::new();
-    for i in 0..3 {
-        let group = app
-            .create_top_level(&t, &format!("Administered {i}"))
-            .await
-            .id;
-        for chunk in admins.chunks(1000) {
-            app.client()
-                .add_group_administrators(pb::AddGroupAdministratorsRequest {
+    ids
+}
+
+/// Huge change sets (1,000 memberships, 1,000 administrators, 200 new users:
+/// each over the 32 KiB a message may carry) mixed with tiny ones, under a
+/// 64 KiB limit: a live subscriber, one that reconnects at random points (also
+/// between the parts of a change set) and a fresh one from a snapshot (with an
+/// administrator set larger than a message) all end in the database's state,
+/// every revision applied once, whole and in order, no message over the budget.
+async fn huge_and_tiny_change_sets_reach_every_subscriber_once_and_in_order(app: &TestApp) {
+    use prost::Message as _;
+    use rand::seq::IndexedRandom;
+
+    let t = app.tenant().await;
+    let pool = eligible_users(app, &t, "Pool", 1000).await;
+    let big = app.create_top_level(&t, "Big").await.id;
+    app.client()
+        .set_group_administrators(pb::SetGroupAdministratorsRequest {
+            tenant_id: t.id.clone(),
+            group_id: big.clone(),
+            user_ids: pool.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let mut live = Subscriber::default();
+    live.follow(&t.id);
+    let mut live_stream = open(app, live.request(false)).await;
+    let (stop_reading, mut stop) = tokio::sync::watch::channel(false);
+    let reader = tokio::spawn(async move {
+        let mut largest = 0;
+        loop {
+            tokio::select! {
+                message = live_stream.message() => {
+                    let message = message.expect("the feed failed").expect("the feed ended");
+                    largest = largest.max(message.encoded_len());
+                    live.apply(message);
+                }
+                _ = stop.changed() => break,
+            }
+        }
+        (live, live_stream, largest)
+    });
+
+    let mut hopping = Subscriber::default();
+    hopping.follow(&t.id);
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut groups = vec![app.create_top_level(&t, "G0").await.id];
+    let mut client = app.client();
+    for op in 0..36 {
+        let g = groups.choose(&mut rng).unwrap().clone();
+        let some = |rng: &mut StdRng, at_least: usize| -> Vec<String> {
+            let n = rng.random_range(at_least..=pool.len());
+            pool.choose_multiple(rng, n).cloned().collect()
+        };
+        let result = match op % 9 {
+            0 | 4 => client
+                .add_group_members(pb::AddGroupMembersRequest {
                     tenant_id: t.id.clone(),
-                    group_id: group.clone(),
-                    user_ids: chunk.to_vec(),
+                    group_id: g,
+                    user_ids: some(&mut rng, 700),
                 })
                 .await
-                .unwrap();
+                .map(|_| ()),
+            1 => client
+                .remove_group_members(pb::RemoveGroupMembersRequest {
+                    tenant_id: t.id.clone(),
+                    group_id: g,
+                    user_ids: some(&mut rng, 1),
+                })
+                .await
+                .map(|_| ()),
+            2 => client
+                .set_group_administrators(pb::SetGroupAdministratorsRequest {
+                    tenant_id: t.id.clone(),
+                    group_id: g,
+                    user_ids: some(&mut rng, 900),
+                    etag: String::new(),
+                })
+                .await
+                .map(|_| ()),
+            3 => client
+                .add_group_administrators(pb::AddGroupAdministratorsRequest {
+                    tenant_id: t.id.clone(),
+                    group_id: g,
+                    user_ids: some(&mut rng, 1),
+                })
+                .await
+                .map(|_| ()),
+            5 => client
+                .remove_group_administrators(pb::RemoveGroupAdministratorsRequest {
+                    tenant_id: t.id.clone(),
+                    group_id: g,
+                    user_ids: some(&mut rng, 1),
+                })
+                .await
+                .map(|_| ()),
+            6 => {
+                eligible_users(app, &t, &format!("New{op}-"), 200).await;
+                Ok(())
+            }
+            7 => {
+                let sub = app.subgroup(&t, &format!("Sub {op}"), &g).await.id;
+                groups.push(sub);
+                Ok(())
+            }
+            _ => client
+                .set_inherited_role(pb::SetInheritedRoleRequest {
+                    tenant_id: t.id.clone(),
+                    group_id: g,
+                    role: pb::Role::LmsValidator as i32,
+                    etag: String::new(),
+                })
+                .await
+                .map(|_| ()),
+        };
+        if let Err(status) = result {
+            assert_eq!(
+                status.code(),
+                Code::FailedPrecondition,
+                "op {op}: {status:?}"
+            );
         }
-        groups.push(group);
+        if op % 3 == 0 {
+            // A subscriber that comes and goes, cut off anywhere: between the
+            // parts of a change set, or inside a snapshot.
+            let mut stream = open(app, hopping.request(false)).await;
+            for _ in 0..rng.random_range(1..24) {
+                hopping.apply(next(&mut stream).await);
+            }
+            hopping.gathering = None;
+            if let Some((tenant, _)) = hopping.in_snapshot.take() {
+                hopping.states.remove(&tenant);
+                hopping.cursors.insert(tenant, 0);
+            }
+        }
     }
 
-    let mut subscriber = Subscriber::default();
-    subscriber.follow(&t.id);
-    let mut stream = open(app, subscriber.request(false)).await;
-    let mut largest_page = 0;
-    loop {
-        let message = next(&mut stream).await;
-        let end = matches!(message.event, Some(Event::SnapshotEnd(_)));
-        if let Some(Event::Change(page)) = &message.event {
-            let ids: usize = page
-                .changes
-                .iter()
-                .filter_map(|c| match &c.change {
-                    Some(C::AdministratorsChanged(a)) => Some(a.user_ids.len()),
-                    _ => None,
-                })
-                .sum();
-            largest_page = largest_page.max(ids);
-        }
-        subscriber.apply(message);
-        if end {
-            break;
-        }
-    }
+    let heads = heads(app, std::slice::from_ref(&t.id)).await;
+    stop_reading.send(true).unwrap();
+    let (mut live, mut live_stream, largest) = reader.await.unwrap();
+    live.catch_up(&mut live_stream, &heads).await;
+    let mut stream = open(app, hopping.request(false)).await;
+    hopping.catch_up(&mut stream, &heads).await;
+    let (fresh, revision) = snapshot_state(app, &t.id).await;
+
+    assert_eq!(live.cursors[&t.id], revision);
+    assert_eq!(hopping.cursors[&t.id], revision);
     assert_eq!(
-        largest_page, 8_000,
-        "two whole sets in the first page, the third in the next"
+        live.applied_events as i64,
+        revision - live.last_snapshot,
+        "every revision after the snapshot, once"
     );
-    let state = &subscriber.states[&t.id];
-    for group in &groups {
-        assert_eq!(state.admins[group].len(), 4_000, "every set arrives whole");
-    }
+    assert!(
+        live.split_sets >= 10,
+        "huge change sets came in parts: {}",
+        live.split_sets
+    );
+    assert!(
+        largest <= SMALL_LIMIT / 2,
+        "a message of {largest} bytes, over half the limit"
+    );
+    assert_eq!(
+        fresh.admins[&big].len(),
+        1000,
+        "a set larger than a message, whole"
+    );
+    assert_eq!(live.states[&t.id], fresh);
+    assert_eq!(hopping.states[&t.id], fresh);
 }
 
 async fn replicas_on_one_database_each_serve_the_feed(app: &TestApp) {
@@ -970,11 +1160,38 @@ crate::on_both_backends!(
     concurrent_writers_across_tenants_reach_a_subscriber_exactly,
     a_subscriber_that_reconnects_at_random_points_ends_in_the_same_state,
     a_cursor_older_than_the_retention_gets_a_snapshot,
-    snapshot_pages_are_cut_by_the_number_of_administrators,
     idle_streams_receive_checkpoints,
     a_subscriber_that_stops_reading_is_cut_off_after_its_buffer,
     bad_watch_requests_are_refused,
 );
+
+/// At a small message limit (64 KiB, the least the server takes).
+mod small_messages {
+    use cohort_shared::serving::Limits;
+
+    use crate::helpers::{spawn_app_limited, Backend};
+
+    fn limits() -> Limits {
+        Limits {
+            max_message_bytes: super::SMALL_LIMIT,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let app = spawn_app_limited(Backend::Postgres, super::small_feed(), limits()).await;
+        super::huge_and_tiny_change_sets_reach_every_subscriber_once_and_in_order(&app).await;
+        app.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let app = spawn_app_limited(Backend::Sqlite, super::small_feed(), limits()).await;
+        super::huge_and_tiny_change_sets_reach_every_subscriber_once_and_in_order(&app).await;
+        app.cleanup().await;
+    }
+}
 
 /// Replicas need a shared server database: PostgreSQL only.
 mod replicas {

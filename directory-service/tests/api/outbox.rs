@@ -33,7 +33,11 @@ async fn every_write_leaves_one_change_set_and_refusals_none(app: &TestApp) {
         .revision;
 
     let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app.store.read_changes(tenant, 0, 100).await.unwrap();
+    let sets = app
+        .store
+        .read_changes(tenant, 0, 100, i64::MAX)
+        .await
+        .unwrap();
     let revisions: Vec<i64> = sets.iter().map(|s| s.revision).collect();
     assert_eq!(
         revisions,
@@ -53,15 +57,49 @@ async fn every_write_leaves_one_change_set_and_refusals_none(app: &TestApp) {
         .iter()
         .all(|s| s.tenant_id == tenant && s.actor == "anonymous"));
 
-    let after_three = app.store.read_changes(tenant, 3, 1).await.unwrap();
+    let after_three = app
+        .store
+        .read_changes(tenant, 3, 1, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(
         after_three.iter().map(|s| s.revision).collect::<Vec<_>>(),
         vec![4]
     );
+    // A byte budget ends a batch early, but always after its first change set.
+    let one_byte = app.store.read_changes(tenant, 0, 100, 1).await.unwrap();
+    assert_eq!(
+        one_byte.iter().map(|s| s.revision).collect::<Vec<_>>(),
+        vec![1]
+    );
+    let first_two = app
+        .store
+        .read_changes(tenant, 0, 2, i64::MAX)
+        .await
+        .unwrap();
+    let text = |set: &cohort_directory::domain::ChangeSet| {
+        serde_json::to_string(&set.changes).unwrap().len() as i64
+    };
+    let budget = text(&first_two[0]) + 1;
+    let within = app
+        .store
+        .read_changes(tenant, 0, 100, budget)
+        .await
+        .unwrap();
+    assert!(
+        (1..=2).contains(&within.len()),
+        "a budget just over the first set's size takes at most one more: {}",
+        within.len()
+    );
     let other = app.tenant().await;
     let other_sets = app
         .store
-        .read_changes(TenantId(Uuid::parse_str(&other.id).unwrap()), 0, 100)
+        .read_changes(
+            TenantId(Uuid::parse_str(&other.id).unwrap()),
+            0,
+            100,
+            i64::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(other_sets.len(), 1, "each tenant has its own revisions");
