@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -44,6 +45,7 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 #[derive(Clone)]
 pub struct Clients {
     pub directory: DirectoryServiceClient<Authed>,
+    pub feed: ChangeFeedServiceClient<Authed>,
     pub authz: AuthzServiceClient<Authed>,
     pub health: HealthClient<Channel>,
 }
@@ -62,6 +64,7 @@ pub async fn connect(target: &str, bearer: &Bearer) -> anyhow::Result<Clients> {
         directory: DirectoryServiceClient::new(authed.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        feed: ChangeFeedServiceClient::new(authed.clone()).max_decoding_message_size(limit),
         authz: AuthzServiceClient::new(authed)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),

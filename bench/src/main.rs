@@ -117,6 +117,23 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
         target: String,
     },
+    /// Opens feed streams on the manifest's tenant from `--after` and reads
+    /// nothing for `--hold`, each on its own connection: what stalled
+    /// subscribers behind a backlog cost the directory (read its memory while
+    /// they are held).
+    Stall {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        directory: String,
+        #[arg(long, default_value = "tenant.json")]
+        manifest: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        streams: usize,
+        /// The cursor the streams resume from (1: just after the tenant's creation).
+        #[arg(long, default_value_t = 1)]
+        after: i64,
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        hold: std::time::Duration,
+    },
     /// Waits until the authorization service reflects a tenant's revision (the
     /// manifest's, by default); prints how long it took.
     WaitRevision {
@@ -187,6 +204,29 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let manifest = Arc::new(Manifest::load(&manifest)?);
             suite::run(&directory, &authz, &bearer, manifest, &load, &only).await?;
+        }
+        Command::Stall {
+            directory,
+            manifest,
+            streams,
+            after,
+            hold,
+        } => {
+            let manifest = Manifest::load(&manifest)?;
+            let mut held = Vec::with_capacity(streams);
+            for _ in 0..streams {
+                let mut clients = client::connect(&directory, &bearer).await?;
+                let request = cohort_shared::proto::directory::v1::WatchRequest {
+                    cursors: vec![cohort_shared::proto::directory::v1::TenantCursor {
+                        tenant_id: manifest.tenant_id.clone(),
+                        revision: after,
+                    }],
+                    all_tenants: false,
+                };
+                held.push(clients.feed.watch(request).await?.into_inner());
+            }
+            println!("holding {streams} streams for {hold:?}");
+            tokio::time::sleep(hold).await;
         }
         Command::WaitServing {
             target,
