@@ -9,12 +9,13 @@ use cohort_authz::startup::Application;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
     if settings.health_probe {
-        let healthy =
-            cohort_shared::serving::probe_health(settings.listen, "cohort.authz.v1.AuthzService")
-                .await;
-        std::process::exit(if healthy { 0 } else { 1 });
+        let service = "cohort.authz.v1.AuthzService";
+        let probed = cohort_shared::serving::probe_health(settings.listen, service).await;
+        cohort_shared::serving::exit_with_probe(service, probed);
     }
     let _log = cohort_shared::serving::init_tracing(settings.log_format);
     let app = Application::build(&settings).await?;
+    // One line on standard output that scripts can read the bound port from.
+    println!("listening on {}", app.local_addr());
     app.run_until_stopped().await
 }

@@ -95,15 +95,26 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding --listen {}", settings.listen))?;
+        // Without a token of its own for the directory, the service presents its
+        // development credential: given the directory's --dev-token-file, the two
+        // work together with no set-up (the compose stack does this).
+        let dev_token_file = settings.data_dir.join("dev-token");
+        let directory_token = match &settings.directory_token {
+            Some(token) if !token.trim().is_empty() => Some(token.clone()),
+            _ => settings
+                .serving
+                .dev_credential(&dev_token_file)?
+                .map(|dev| dev.secret().to_owned()),
+        };
         Ok(Application {
             listener,
             store,
             projection,
             compactor,
-            directory: Upstream::new(settings.directory.clone(), settings.directory_token.clone())
+            directory: Upstream::new(settings.directory.clone(), directory_token)
                 .with_ca(settings.directory_ca.as_deref())?,
             max_wait: settings.max_wait,
-            auth: settings.serving.auth()?,
+            auth: settings.serving.auth(&dev_token_file)?,
             limits: settings.serving.limits(),
             tls: settings.serving.tls()?,
         })
@@ -121,7 +132,8 @@ impl Application {
         health_reporter
             .set_not_serving::<AuthzServiceServer<AuthzApi>>()
             .await;
-        let (reflection, reflection_v1alpha) = serving::reflection_services()?;
+        let (reflection, reflection_v1alpha) =
+            serving::reflection_services(&["cohort.authz.v1.AuthzService"])?;
 
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
         let follower = tokio::spawn(follower::follow(

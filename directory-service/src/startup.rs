@@ -36,7 +36,9 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         // Settings first: a bad one stops the start before anything is opened.
         let tls = settings.serving.tls()?;
-        let auth = settings.serving.auth()?;
+        let auth = settings
+            .serving
+            .auth(&settings.data_dir.join("dev-token"))?;
         let store = open_store(&settings.database()?, settings.max_connections).await?;
         let app = Self::with_store(settings.listen, store, settings.feed(), auth).await?;
         Ok(app.with_limits(settings.serving.limits()).with_tls(tls))
@@ -91,7 +93,10 @@ impl Application {
         health_reporter
             .set_serving::<ChangeFeedServiceServer<FeedApi>>()
             .await;
-        let (reflection, reflection_v1alpha) = cohort_shared::serving::reflection_services()?;
+        let (reflection, reflection_v1alpha) = cohort_shared::serving::reflection_services(&[
+            "cohort.directory.v1.DirectoryService",
+            "cohort.directory.v1.ChangeFeedService",
+        ])?;
         let compaction = tokio::spawn(feed::compact_periodically(
             self.store.clone(),
             self.feed.retention,

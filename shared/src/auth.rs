@@ -53,6 +53,44 @@ impl Credential {
         }
     }
 
+    /// The development credential (`dev`) kept in `file`: read when it exists,
+    /// else generated and written there, readable by its owner only.
+    pub fn dev_kept_in(file: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::Write;
+        let read = |file: &std::path::Path| -> anyhow::Result<Self> {
+            let secret = std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!("reading the development credential {}: {e}", file.display())
+            })?;
+            let secret = secret.trim();
+            Credential::parse(&format!("dev:{secret}")).map_err(|e| {
+                anyhow::anyhow!("the development credential in {}: {e}", file.display())
+            })
+        };
+        if file.exists() {
+            return read(file);
+        }
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let dev = Credential::generate("dev");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(file) {
+            Ok(mut out) => {
+                out.write_all(dev.secret().as_bytes())?;
+                Ok(dev)
+            }
+            // Another service sharing the file wrote it first.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(file),
+            Err(e) => Err(anyhow::anyhow!(
+                "writing the development credential {}: {e}",
+                file.display()
+            )),
+        }
+    }
+
     /// A fresh credential with a random secret, for development.
     pub fn generate(name: &str) -> Self {
         let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
@@ -271,6 +309,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_development_credential_is_kept_private_and_reused() {
+        let dir = std::env::temp_dir().join(format!("cohort-dev-{}", Uuid::new_v4().simple()));
+        let file = dir.join("nested").join("dev-token");
+        let first = Credential::dev_kept_in(&file).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "readable by its owner only");
+        }
+        let again = Credential::dev_kept_in(&file).unwrap();
+        assert_eq!(
+            again.secret(),
+            first.secret(),
+            "the same credential after a restart"
+        );
+        std::fs::write(&file, "short").unwrap();
+        assert!(
+            Credential::dev_kept_in(&file).is_err(),
+            "a damaged file is an error"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn credentials_parse_and_hide_their_secret() {

@@ -54,9 +54,12 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 
 /// Server reflection (v1, and v1alpha for older clients such as grpcurl 1.8) over
 /// Cohort's contracts, the health service and the `google.rpc` error details, so
-/// that grpcurl decodes the details of an error as well.
+/// that grpcurl decodes the details of an error as well. It lists the `served`
+/// services (fully qualified names), health and reflection.
 #[allow(clippy::type_complexity)]
-pub fn reflection_services() -> Result<
+pub fn reflection_services(
+    served: &[&str],
+) -> Result<
     (
         tonic_reflection::server::v1::ServerReflectionServer<
             impl tonic_reflection::server::v1::ServerReflection,
@@ -72,11 +75,21 @@ pub fn reflection_services() -> Result<
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_types::pb::FILE_DESCRIPTOR_SET,
     ];
+    // Only what this server serves is listed (both services' contracts are in
+    // one descriptor set), with the health and reflection services.
+    let listed = served.iter().copied().chain([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
     let builder = || {
-        descriptor_sets.iter().fold(
+        let builder = descriptor_sets.iter().fold(
             tonic_reflection::server::Builder::configure(),
             |builder, set| builder.register_encoded_file_descriptor_set(set),
-        )
+        );
+        listed
+            .clone()
+            .fold(builder, |builder, name| builder.with_service_name(name))
     };
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
@@ -106,7 +119,7 @@ pub async fn shutdown_signal() {
 
 /// Asks the gRPC health service at `addr` whether `service` is serving: for
 /// container health checks (`--health-probe`), with no extra binary in the image.
-pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
+pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> Result<(), String> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -119,23 +132,48 @@ pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> bool {
     };
     let probe = async {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))
-            .ok()?
+            .map_err(|e| format!("{host}: {e}"))?
             .connect()
             .await
-            .ok()?;
+            .map_err(|e| format!("cannot connect to {host}: {e}"))?;
         let reply = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: service.to_owned(),
             })
             .await
-            .ok()?;
-        Some(reply.into_inner().status() == ServingStatus::Serving)
+            .map_err(|status| {
+                format!("{host} answered {:?}: {}", status.code(), status.message())
+            })?;
+        match reply.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(format!(
+                "{service} is {} at {host}{}",
+                other.as_str_name(),
+                if service.contains("authz") {
+                    " (it serves once it has caught up with the directory's feed; see its log)"
+                } else {
+                    ""
+                }
+            )),
+        }
     };
     tokio::time::timeout(Duration::from_secs(3), probe)
         .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        .unwrap_or_else(|_| Err(format!("{host} did not answer within 3 s")))
+}
+
+/// The end of a `--health-probe` run: says what it found, exits 0 when serving.
+pub fn exit_with_probe(service: &str, probed: Result<(), String>) -> ! {
+    match probed {
+        Ok(()) => {
+            println!("{service}: SERVING");
+            std::process::exit(0)
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// How much a server takes on.
@@ -281,10 +319,18 @@ pub struct ServingArgs {
     pub tls_require_client_cert: bool,
 
     /// Credentials of the services that may call, `name:secret[:tenant,...]`,
-    /// separated by `;` or spaces. Without any, a development credential is
-    /// generated at start and printed in the log.
+    /// separated by `;` or spaces. Without any, the development credential of
+    /// --dev-token-file is accepted.
     #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
     pub auth_tokens: Option<String>,
+
+    /// Where the development credential (`dev`) is kept when no credentials are
+    /// configured (default: `dev-token` in the service's data folder). It is
+    /// generated once, written with mode 0600, and reused at every start, so a
+    /// pasted token keeps working; services given the same file accept the same
+    /// credential (and the authorization service presents it to the directory).
+    #[arg(long, env = "COHORT_DEV_TOKEN_FILE")]
+    pub dev_token_file: Option<std::path::PathBuf>,
 }
 
 impl ServingArgs {
@@ -308,25 +354,41 @@ impl ServingArgs {
     }
 
     /// The configured credentials; an invalid one is an error naming the setting.
+    /// A setting that is empty (as an unset variable in a compose file gives)
+    /// counts as none.
     pub fn credentials(&self) -> anyhow::Result<Vec<crate::auth::Credential>> {
-        match &self.auth_tokens {
-            None => Ok(Vec::new()),
+        match self.auth_tokens.as_deref().map(str::trim) {
+            None | Some("") => Ok(Vec::new()),
             Some(raw) => crate::auth::Credential::parse_list(raw)
                 .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),
         }
     }
 
+    /// The development credential, when no credentials are configured: read
+    /// from --dev-token-file (`default_file` without it), or generated there.
+    pub fn dev_credential(
+        &self,
+        default_file: &std::path::Path,
+    ) -> anyhow::Result<Option<crate::auth::Credential>> {
+        if !self.credentials()?.is_empty() {
+            return Ok(None);
+        }
+        let file = self.dev_token_file.as_deref().unwrap_or(default_file);
+        crate::auth::Credential::dev_kept_in(file).map(Some)
+    }
+
     /// How the server authenticates: the configured credentials or, without any,
-    /// a development credential generated now and printed in the log (a server
-    /// never runs open).
-    pub fn auth(&self) -> anyhow::Result<crate::auth::Auth> {
+    /// the development credential (a server never runs open), announced with the
+    /// command that uses it.
+    pub fn auth(&self, default_dev_file: &std::path::Path) -> anyhow::Result<crate::auth::Auth> {
         let mut credentials = self.credentials()?;
-        if credentials.is_empty() {
-            let dev = crate::auth::Credential::generate("dev");
+        if let Some(dev) = self.dev_credential(default_dev_file)? {
+            let file = self.dev_token_file.as_deref().unwrap_or(default_dev_file);
             tracing::warn!(
-                credential = %format!("dev:{}", dev.secret()),
-                "no credentials configured (--auth-tokens); generated a development credential: \
-                 call with `authorization: Bearer <secret>`"
+                file = %file.display(),
+                "no credentials configured (--auth-tokens): accepting the development credential; \
+                 call with: grpcurl -plaintext -H 'authorization: Bearer {}' <address> list",
+                dev.secret()
             );
             credentials.push(dev);
         }

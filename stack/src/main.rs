@@ -2,8 +2,10 @@
 //! for trying Cohort locally with no set-up. Both keep their data under one folder
 //! (SQLite, kept across restarts); the authorization service follows the
 //! directory; Ctrl-C stops both cleanly (in-flight calls finish, streams close).
-//! Both accept a development credential generated at each start, printed and
-//! written to `<data>/dev-token` (or the credentials of `COHORT_AUTH_TOKENS`).
+//! Both accept a development credential kept in `<data>/dev-token` (generated at
+//! the first start, mode 0600, reused after), or the credentials of
+//! `COHORT_AUTH_TOKENS` (with `COHORT_AUTHZ_DIRECTORY_TOKEN`, the one the
+//! authorization service presents to the directory).
 //!
 //! In production, run `cohort-directory` and `cohort-authz` separately.
 
@@ -18,7 +20,12 @@ use tokio::sync::oneshot;
 #[derive(Debug, Parser)]
 #[command(
     name = "cohort-stack",
-    about = "Cohort's directory and authorization services, together, on embedded SQLite"
+    about = "Cohort's directory and authorization services, together, on embedded SQLite",
+    version,
+    after_help = "Credentials: without COHORT_AUTH_TOKENS, both services accept the development \
+credential kept in <data-dir>/dev-token, created at the first start and reused after; \
+delete the file for a new one. To pin your own, set COHORT_AUTH_TOKENS=name:secret and \
+COHORT_AUTHZ_DIRECTORY_TOKEN=secret."
 )]
 struct Settings {
     /// Folder for both services' data.
@@ -47,13 +54,26 @@ async fn main() -> anyhow::Result<()> {
     // One development credential for both services (and for the authorization
     // service's calls to the directory), unless COHORT_AUTH_TOKENS names others.
     std::fs::create_dir_all(&settings.data_dir)?;
-    let dev = Credential::generate("dev");
-    let token_file = settings.data_dir.join("dev-token");
-    std::fs::write(&token_file, dev.secret())?;
-    let tokens =
-        std::env::var("COHORT_AUTH_TOKENS").unwrap_or_else(|_| format!("dev:{}", dev.secret()));
-    let directory_token =
-        std::env::var("COHORT_AUTHZ_DIRECTORY_TOKEN").unwrap_or_else(|_| dev.secret().to_owned());
+    let data_dir = std::fs::canonicalize(&settings.data_dir)?;
+    let token_file = data_dir.join("dev-token");
+    let configured = std::env::var("COHORT_AUTH_TOKENS")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let dev = match configured {
+        Some(_) => None,
+        None => Some(Credential::dev_kept_in(&token_file)?),
+    };
+    let tokens = configured
+        .clone()
+        .unwrap_or_else(|| format!("dev:{}", dev.as_ref().expect("kept").secret()));
+    let directory_token = std::env::var("COHORT_AUTHZ_DIRECTORY_TOKEN")
+        .ok()
+        .or_else(|| dev.as_ref().map(|d| d.secret().to_owned()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "COHORT_AUTH_TOKENS is set: set COHORT_AUTHZ_DIRECTORY_TOKEN to one of its secrets too"
+            )
+        })?;
 
     let directory_settings = cohort_directory::config::Settings::try_parse_from([
         "cohort-directory",
@@ -85,15 +105,21 @@ async fn main() -> anyhow::Result<()> {
 
     println!("directory service:     {directory_addr}  (cohort.directory.v1.DirectoryService, ChangeFeedService)");
     println!("authorization service: {authz_addr}  (cohort.authz.v1.AuthzService)");
-    println!("data:                  {}", settings.data_dir.display());
-    println!(
-        "credential:            authorization: Bearer $(cat {})",
-        token_file.display()
-    );
-    println!(
-        "try:                   grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" {directory_addr} list",
-        token_file.display()
-    );
+    println!("data:                  {}", data_dir.display());
+    match &dev {
+        Some(dev) => {
+            println!(
+                "credential:            {} (kept in {})",
+                dev.secret(),
+                token_file.display()
+            );
+            println!(
+                "try:                   grpcurl -plaintext -H 'authorization: Bearer {}' {directory_addr} list",
+                dev.secret()
+            );
+        }
+        None => println!("credential:            those of COHORT_AUTH_TOKENS"),
+    }
 
     // One Ctrl-C stops both: the authorization service first, so that it does not
     // see its feed close and spend its last moments reconnecting.
