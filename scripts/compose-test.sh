@@ -135,9 +135,12 @@ token=$("${compose[@]}" exec -T directory cat /var/lib/cohort/credential/dev-tok
 net_pid=$("$DOCKER" inspect --format '{{.State.Pid}}' "$("${compose[@]}" ps -q net)")
 cargo build --locked -p cohort-tests --tests >&2
 results=$(mktemp)
-# Inside the stack's network namespace, where its services listen on loopback.
+# Inside the stack's network namespace, where its services listen on loopback;
+# the tests that use a database of their own (the projection store's) get it
+# from the stack's PostgreSQL, whose `cohort` user may create databases.
 nsenter -t "$net_pid" -n -- env COHORT_TEST_DIRECTORY=127.0.0.1:50051 COHORT_TEST_AUTHZ=127.0.0.1:50052 \
-    COHORT_TEST_TOKEN="$token" cargo test --locked -p cohort-tests -- --nocapture 2>&1 | tee "$results"
+    COHORT_TEST_TOKEN="$token" COHORT_TEST_DATABASE_URL=postgres://cohort:cohort@127.0.0.1:5432/postgres \
+    cargo test --locked -p cohort-tests -- --nocapture 2>&1 | tee "$results"
 skipped=$(grep -o '^[a-z_0-9]*: skipped' "$results" | sed 's/: skipped//' | sort -u || true)
 echo
 echo "ran against the compose stack; skipped (they start, kill or reconfigure servers): $(echo "$skipped" | grep -c . || true)"
