@@ -146,6 +146,29 @@ echo
 echo "ran against the compose stack; skipped (they start, kill or reconfigure servers): $(echo "$skipped" | grep -c . || true)"
 for test in $skipped; do echo "  skipped: $test"; done
 
+log "the README's deploy commands, as written, against this stack ($(elapsed))"
+# `docker compose` there means this stack (project and files from the
+# environment); the images are built already, so `--build` is left out.
+readme_block=$(awk '/^## Deploy it/ {on = 1} on && /^```console/ {inside = 1; next} inside && /^```/ {exit} inside {print}' README.md)
+[ -n "$readme_block" ] || { echo "ERROR: no console block under 'Deploy it' in the README" >&2; exit 1; }
+shim=$(mktemp -d)
+ln -s "$(command -v "$DOCKER")" "$shim/docker"
+deploy_out=$(mktemp)
+COMPOSE_PROJECT_NAME=cohort-compose-test COMPOSE_FILE=docker-compose.yml:deploy/compose.loopback.yml \
+    PATH="$shim:$PATH" nsenter -t "$net_pid" -n -- \
+    bash -euo pipefail -c "${readme_block//up --build --wait/up --no-build --wait}" </dev/null 2>&1 | tee "$deploy_out"
+grep -q 'cohort.directory.v1.DirectoryService' "$deploy_out" \
+    || { echo "ERROR: the README's grpcurl command did not list the directory's services" >&2; exit 1; }
+rm -rf "$shim" "$deploy_out"
+
+log "what a newcomer reads: versions, and the bound address on standard output"
+for service in directory authz; do
+    "${compose[@]}" exec -T "$service" "cohort-$service" --version
+    service_log=$("${compose[@]}" logs --no-log-prefix "$service")
+    grep '^listening on ' <<<"$service_log" \
+        || { echo "ERROR: cohort-$service did not print its address on standard output" >&2; exit 1; }
+done
+
 log "restart: the data survives, the credential stays ($(elapsed))"
 "${compose[@]}" restart directory authz >/dev/null
 "${compose[@]}" up -d --no-build --wait --wait-timeout 120

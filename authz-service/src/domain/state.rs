@@ -930,13 +930,17 @@ impl TenantState {
                 3 => {
                     if let Some(Some(group)) = self.groups.get(cursor.slot) {
                         if !group.administrators.is_empty() {
+                            // By id: a set's order in memory follows the order
+                            // its additions came in, which a reload changes.
+                            let mut users: Vec<UserId> = group
+                                .administrators
+                                .iter()
+                                .map(|u| self.user_id(*u))
+                                .collect();
+                            users.sort_unstable();
                             out.push(Change::AdministratorsChanged {
                                 group: self.group_id(slot),
-                                users: group
-                                    .administrators
-                                    .iter()
-                                    .map(|u| self.user_id(*u))
-                                    .collect(),
+                                users,
                             });
                         }
                     }
