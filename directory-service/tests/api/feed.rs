@@ -1112,6 +1112,62 @@ async fn huge_and_tiny_change_sets_reach_every_subscriber_once_and_in_order(app:
     assert_eq!(hopping.states[&t.id], fresh);
 }
 
+/// A subscriber that reads nothing holds at most `buffer_bytes` of the
+/// directory's memory in messages, whatever their count: here ten change sets
+/// of about 33 kB each against a 64 KiB budget (before, 32 messages of any size
+/// were buffered: about 330 kB here, and megabytes with large change sets).
+async fn a_stalled_subscriber_holds_no_more_than_its_byte_budget(app: &TestApp) {
+    let t = app.tenant().await;
+    let users = eligible_users(app, &t, "Member", 300).await;
+    let before = app.revision(&t).await;
+    for i in 0..10 {
+        let group = app.create_top_level(&t, &format!("Group {i}")).await.id;
+        app.client()
+            .add_group_members(pb::AddGroupMembersRequest {
+                tenant_id: t.id.clone(),
+                group_id: group,
+                user_ids: users.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let settings = FeedSettings {
+        buffer: 32,
+        buffer_bytes: 64 * 1024,
+        ..fast_feed()
+    };
+    let tenant = TenantId(uuid::Uuid::parse_str(&t.id).unwrap());
+    let (_closing, closing_signal) = tokio::sync::watch::channel(false);
+    let stream = feed::watch(
+        app.store.clone(),
+        settings.clone(),
+        Subscription {
+            cursors: [(tenant, before)].into(),
+            all_tenants: false,
+        },
+        closing_signal,
+        None,
+    )
+    .await
+    .unwrap();
+    tokio::pin!(stream);
+    tokio::time::sleep(settings.send_timeout * 3).await;
+    // What is buffered now, taken without waiting for more.
+    let mut buffered = 0;
+    let mut largest = 0;
+    while let Some(Some(Ok(event))) = futures::FutureExt::now_or_never(stream.next()) {
+        let bytes = feed::parts::event_bytes(&event);
+        largest = largest.max(bytes);
+        buffered += bytes;
+    }
+    assert!(largest > 30_000, "the change sets are large: {largest}");
+    assert!(
+        buffered <= settings.buffer_bytes,
+        "{buffered} bytes buffered for a subscriber that read nothing, over {}",
+        settings.buffer_bytes
+    );
+}
+
 async fn replicas_on_one_database_each_serve_the_feed(app: &TestApp) {
     // The replica's safety poll is far away: delivery must come from the commit signal.
     let settings = FeedSettings {
@@ -1162,6 +1218,7 @@ crate::on_both_backends!(
     a_cursor_older_than_the_retention_gets_a_snapshot,
     idle_streams_receive_checkpoints,
     a_subscriber_that_stops_reading_is_cut_off_after_its_buffer,
+    a_stalled_subscriber_holds_no_more_than_its_byte_budget,
     bad_watch_requests_are_refused,
 );
 
