@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::ValidationError;
+use crate::feed::{FeedError, Refused};
 use crate::storage::StoreError;
 
 /// The `ErrorInfo` domain of this service's errors.
@@ -20,6 +21,11 @@ pub enum ApiError {
     Invalid(#[from] ValidationError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    /// A feed stream refused a place.
+    #[error(transparent)]
+    Refused(#[from] Refused),
 }
 
 pub type ApiResult<T> = Result<tonic::Response<T>, Status>;
@@ -30,9 +36,25 @@ impl From<ApiError> for Status {
             ApiError::Invalid(ValidationError { field, message }) => {
                 bad_request(Code::InvalidArgument, field, message)
             }
-            ApiError::Store(err) => store_status(err),
+            ApiError::Store(err) | ApiError::Feed(FeedError::Store(err)) => store_status(err),
+            ApiError::Feed(err @ FeedError::TooSlow(_)) => {
+                exhausted("SUBSCRIBER_TOO_SLOW", err.to_string())
+            }
+            ApiError::Refused(refused) => {
+                let reason = match refused {
+                    Refused::Full => "FEED_STREAMS_EXHAUSTED",
+                    Refused::Quota { .. } => "FEED_STREAM_QUOTA_EXCEEDED",
+                };
+                exhausted(reason, refused.to_string())
+            }
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED with a machine-readable reason.
+fn exhausted(reason: &str, message: String) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []);
+    Status::with_error_details(Code::ResourceExhausted, message, details)
 }
 
 fn bad_request(code: Code, field: String, message: String) -> Status {

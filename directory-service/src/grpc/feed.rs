@@ -9,13 +9,12 @@ use cohort_shared::auth::Principal;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedService;
 use futures::{Stream, StreamExt};
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::error::ApiError;
 use crate::domain::{Change, ChangeSet, TenantId, ValidationError};
-use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Places, Refused, Subscription};
+use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Places, Subscription};
 use crate::storage::DirectoryStore;
 
 pub struct FeedApi {
@@ -64,7 +63,7 @@ impl ChangeFeedService for FeedApi {
         let place = self
             .places
             .admit(&principal.name, subscription.all_tenants)
-            .map_err(refused_status)?;
+            .map_err(ApiError::from)?;
         let events = feed::watch(
             self.store.clone(),
             self.settings.clone(),
@@ -124,23 +123,7 @@ fn parse_subscription(req: pb::WatchRequest) -> Result<Subscription, ValidationE
 }
 
 fn feed_status(err: FeedError) -> Status {
-    match err {
-        FeedError::Store(err) => ApiError::Store(err).into(),
-        FeedError::TooSlow(_) => {
-            let details =
-                ErrorDetails::with_error_info("SUBSCRIBER_TOO_SLOW", "directory.cohort", []);
-            Status::with_error_details(Code::ResourceExhausted, err.to_string(), details)
-        }
-    }
-}
-
-fn refused_status(refused: Refused) -> Status {
-    let reason = match refused {
-        Refused::Full => "FEED_STREAMS_EXHAUSTED",
-        Refused::Quota { .. } => "FEED_STREAM_QUOTA_EXCEEDED",
-    };
-    let details = ErrorDetails::with_error_info(reason, "directory.cohort", []);
-    Status::with_error_details(Code::ResourceExhausted, refused.to_string(), details)
+    ApiError::from(err).into()
 }
 
 fn watch_response(event: FeedEvent) -> pb::WatchResponse {

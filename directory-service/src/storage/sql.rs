@@ -49,13 +49,13 @@ where
     q.push(")");
 }
 
-/// How a write changes a group's administrator set, which decides how the change
-/// is recorded.
-#[derive(Debug, Clone, Copy)]
+/// How a write changes a group's administrator set (already checked), which also
+/// decides how the change is recorded.
+#[derive(Debug, Clone)]
 enum AdministratorEdit {
-    Replace,
-    Add,
-    Remove,
+    Replace(Vec<UserId>),
+    Add(Vec<UserId>),
+    Remove(Vec<UserId>),
 }
 
 /// The idempotency scope of tenant creation (tenant-scoped creates use the tenant id).
@@ -597,28 +597,32 @@ impl Store {
         Ok(ids.into_iter().map(UserId).collect())
     }
 
-    /// Makes a group's administrator set `wanted` (already checked): writes only
-    /// the difference, keeps the counter, and records what changed, as the whole
-    /// set for a replacement and as the ids added or removed for an addition or
-    /// removal. Returns the new set.
-    async fn write_administrators(
-        w: &mut WriteTx,
-        group: &mut Group,
-        wanted: Vec<UserId>,
-        edit: AdministratorEdit,
-    ) -> StoreResult<Vec<UserId>> {
-        let mut wanted = wanted;
-        wanted.sort();
-        wanted.dedup();
+    /// Applies `edit` to a group's administrator set: reads the set once, writes
+    /// only the difference, keeps the counter, and records what changed, as the
+    /// whole set for a replacement and as the ids added or removed for an
+    /// addition or removal. Returns the new set.
+    async fn write_administrators(w: &mut WriteTx, group: &mut Group, edit: AdministratorEdit) -> StoreResult<Vec<UserId>> {
         let tenant = w.tenant;
-        let current = Self::administrator_ids(w.conn(), tenant, group.id).await?;
+        let mut current = Self::administrator_ids(w.conn(), tenant, group.id).await?;
+        // Sorted here too, so that lookups below do not rest on the database's
+        // order of ids.
+        current.sort_unstable();
+        let mut wanted = match &edit {
+            AdministratorEdit::Replace(users) => users.clone(),
+            AdministratorEdit::Add(users) => current.iter().chain(users).copied().collect(),
+            AdministratorEdit::Remove(users) => {
+                let mut leaving = users.clone();
+                leaving.sort_unstable();
+                current.iter().copied().filter(|id| leaving.binary_search(id).is_err()).collect()
+            }
+        };
+        wanted.sort_unstable();
+        wanted.dedup();
         if current == wanted {
             return Ok(current);
         }
-        let before: std::collections::BTreeSet<UserId> = current.iter().copied().collect();
-        let after: std::collections::BTreeSet<UserId> = wanted.iter().copied().collect();
-        let removed: Vec<UserId> = before.difference(&after).copied().collect();
-        let added: Vec<UserId> = after.difference(&before).copied().collect();
+        let removed: Vec<UserId> = current.iter().copied().filter(|id| wanted.binary_search(id).is_err()).collect();
+        let added: Vec<UserId> = wanted.iter().copied().filter(|id| current.binary_search(id).is_err()).collect();
         for chunk in removed.chunks(ID_CHUNK) {
             let mut q = QueryBuilder::<Db>::new("DELETE FROM group_administrators WHERE tenant_id = ");
             q.push_bind(tenant.0).push(" AND group_id = ").push_bind(group.id.0).push(" AND user_id IN (");
@@ -641,15 +645,11 @@ impl Store {
         group.administrator_count = wanted.len() as i64;
         Self::save_group(w, group).await?;
         let group_id = group.id;
-        match edit {
-            AdministratorEdit::Replace => {
-                w.changes.push(Change::AdministratorsChanged { group_id, administrator_ids: wanted.clone() })
-            }
-            AdministratorEdit::Add => w.changes.push(Change::AdministratorsAdded { group_id, administrator_ids: added }),
-            AdministratorEdit::Remove => {
-                w.changes.push(Change::AdministratorsRemoved { group_id, administrator_ids: removed })
-            }
-        }
+        w.changes.push(match edit {
+            AdministratorEdit::Replace(_) => Change::AdministratorsChanged { group_id, administrator_ids: wanted.clone() },
+            AdministratorEdit::Add(_) => Change::AdministratorsAdded { group_id, administrator_ids: added },
+            AdministratorEdit::Remove(_) => Change::AdministratorsRemoved { group_id, administrator_ids: removed },
+        });
         Ok(wanted)
     }
 
@@ -1250,7 +1250,7 @@ impl DirectoryStore for Store {
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         check_etag("group", etag, g.revision)?;
         Self::require_eligible(w.conn(), tenant, &users).await?;
-        let admins = Self::write_administrators(&mut w, &mut g, users, AdministratorEdit::Replace).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, AdministratorEdit::Replace(users)).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1265,9 +1265,7 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         Self::require_eligible(w.conn(), tenant, &users).await?;
-        let mut wanted = Self::administrator_ids(w.conn(), tenant, group).await?;
-        wanted.extend(users);
-        let admins = Self::write_administrators(&mut w, &mut g, wanted, AdministratorEdit::Add).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, AdministratorEdit::Add(users)).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1282,9 +1280,7 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         Self::require_users(w.conn(), tenant, &users).await?;
-        let mut wanted = Self::administrator_ids(w.conn(), tenant, group).await?;
-        wanted.retain(|id| !users.contains(id));
-        let admins = Self::write_administrators(&mut w, &mut g, wanted, AdministratorEdit::Remove).await?;
+        let admins = Self::write_administrators(&mut w, &mut g, AdministratorEdit::Remove(users)).await?;
         self.finish(ctx, w, admins).await
     }
 
