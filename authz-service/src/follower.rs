@@ -21,6 +21,7 @@ use std::time::Duration;
 use cohort_shared::convert::{role_from_proto, tool_from_proto};
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
+use futures::FutureExt;
 use pb::change::Change as C;
 use pb::watch_response::Event;
 use tokio::sync::watch;
@@ -30,7 +31,7 @@ use uuid::Uuid;
 use crate::compaction::{Compactor, PAGE_CHANGES};
 use crate::domain::{Change, GroupId, Revision, TenantState, UserId};
 use crate::projection::Projection;
-use crate::storage::{format, Base, Generation, ProjectionStore, StoreResult};
+use crate::storage::{format, Appended, Base, Generation, ProjectionStore, StoreResult};
 use crate::upstream::Upstream;
 
 /// Page writes a snapshot keeps in flight while it reads on.
@@ -186,11 +187,33 @@ async fn apply_stream(
     // whole, so no answer ever comes from half of one. A stream cut between
     // parts drops them; the directory sends the change set again, whole.
     let mut gathering: Option<Gathering> = None;
-    while let Some(message) = stream.message().await? {
+    // Whole live change sets received but not yet stored: those that arrive
+    // together are stored with one commit (see `apply_ready`).
+    let mut ready: Vec<Appended> = Vec::new();
+    loop {
+        let message = if ready.is_empty() {
+            stream.message().await?
+        } else {
+            // Dropping `message()` unfinished loses nothing: the stream keeps
+            // what it has read.
+            match stream.message().now_or_never() {
+                Some(message) => message?,
+                None => {
+                    apply_ready(follower, &mut ready).await?;
+                    continue;
+                }
+            }
+        };
+        let Some(message) = message else { break };
         *backoff = Duration::from_millis(100);
         let Some(event) = message.event else { continue };
         if gathering.is_some() && !matches!(event, Event::Change(_)) {
             anyhow::bail!("a change set's parts were interrupted by another message");
+        }
+        // Anything but a live change set comes after what is ready: a checkpoint
+        // vouches for it, a snapshot starts after it.
+        if !(resync.is_none() && matches!(event, Event::Change(_))) {
+            apply_ready(follower, &mut ready).await?;
         }
         match event {
             Event::SnapshotBegin(begin) => {
@@ -255,10 +278,14 @@ async fn apply_stream(
                             });
                             continue;
                         }
-                        store.append(tenant, event.revision, &changes).await?;
-                        projection.apply(tenant, event.revision, changes);
-                        projection.vouch(tenant, event.revision);
-                        compactor.appended(tenant);
+                        ready.push(Appended {
+                            tenant,
+                            revision: event.revision,
+                            changes,
+                        });
+                        if ready.len() >= MAX_READY {
+                            apply_ready(follower, &mut ready).await?;
+                        }
                     }
                 }
             }
@@ -310,7 +337,28 @@ async fn apply_stream(
             }
         }
     }
+    apply_ready(follower, &mut ready).await?;
     anyhow::bail!("the directory closed the feed")
+}
+
+/// At most this many change sets are stored with one commit.
+const MAX_READY: usize = 256;
+
+/// Stores the ready change sets (one commit), then applies them in memory in
+/// order: nothing is answered from a change set before it is stored.
+async fn apply_ready(follower: &Follower, ready: &mut Vec<Appended>) -> anyhow::Result<()> {
+    if ready.is_empty() {
+        return Ok(());
+    }
+    follower.store.append_all(ready).await?;
+    for set in ready.drain(..) {
+        follower
+            .projection
+            .apply(set.tenant, set.revision, set.changes);
+        follower.projection.vouch(set.tenant, set.revision);
+        follower.compactor.appended(set.tenant);
+    }
+    Ok(())
 }
 
 fn uuid(field: &str, raw: &str) -> anyhow::Result<Uuid> {

@@ -2,7 +2,8 @@
 //! base and its log load back as the state they were written from; a base left
 //! unfinished (the service killed midway through a resync) leaves the old
 //! projection and is removed; a compaction written page by page while change sets
-//! keep arriving loads back as the live state; a tenant stored in a format this
+//! keep arriving loads back as the live state; change sets of several tenants
+//! appended together load back as if appended one by one; a tenant stored in a format this
 //! version does not read is dropped, to be rebuilt from the directory.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use cohort_authz::domain::{Change, ExportCursor, TenantState};
 use cohort_authz::storage::postgres::PgProjection;
 use cohort_authz::storage::sqlite::SqliteProjection;
-use cohort_authz::storage::{Base, ProjectionStore, StoredTenant};
+use cohort_authz::storage::{Appended, Base, ProjectionStore, StoredTenant};
 use cohort_tests::oracle::{Shape, World};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -190,6 +191,65 @@ async fn a_base_and_its_log_load_back_as_the_state_they_were_written_from() {
         let first = loaded.iter().find(|t| t.tenant == tenants[0]).unwrap();
         assert_same(first, &bulk(&world.changes(), 40), name);
         assert_eq!(first.log_entries, 0, "{name}: the old log is gone");
+        backend.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn change_sets_appended_together_load_back_as_if_appended_one_by_one() {
+    for (name, backend) in Backend::both().await {
+        let store = &*backend.store;
+        let mut rng = StdRng::seed_from_u64(11);
+        // Two tenants with a base, and one first seen through its change sets.
+        let tenants: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let mut worlds = Vec::new();
+        let mut lives = Vec::new();
+        let mut first = Vec::new();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let world = World::random_shaped(&mut rng, &SHAPE);
+            let changes = world.changes();
+            if i < 2 {
+                write_snapshot(store, *tenant, &changes, 10, 7).await;
+                lives.push(bulk(&changes, 10));
+            } else {
+                // Its first change set goes in the first batch.
+                lives.push(bulk(&changes, 1));
+                first.push(Appended {
+                    tenant: *tenant,
+                    revision: 1,
+                    changes,
+                });
+            }
+            worlds.push(world);
+        }
+        let mut appended = [0, 0, 1];
+        for _ in 0..12 {
+            // A batch of 1 to 8 change sets, tenants interleaved.
+            let mut batch = std::mem::take(&mut first);
+            for _ in 0..rng.random_range(1..=8) {
+                let i = rng.random_range(0..3);
+                let changes = worlds[i].mutate(&mut rng);
+                let revision = lives[i].revision + 1;
+                for change in &changes {
+                    lives[i].apply(change.clone());
+                }
+                lives[i].revision = revision;
+                appended[i] += 1;
+                batch.push(Appended {
+                    tenant: tenants[i],
+                    revision,
+                    changes,
+                });
+            }
+            store.append_all(&batch).await.unwrap();
+        }
+        let loaded = store.load().await.unwrap();
+        for (i, tenant) in tenants.iter().enumerate() {
+            let context = format!("{name}, tenant {i}");
+            let stored = loaded.iter().find(|t| t.tenant == *tenant).unwrap();
+            assert_same(stored, &lives[i], &context);
+            assert_eq!(stored.log_entries, appended[i], "{context}: log entries");
+        }
         backend.finish().await;
     }
 }

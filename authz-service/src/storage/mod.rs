@@ -60,6 +60,14 @@ pub enum Base {
     Compaction { from: Revision },
 }
 
+/// One change set for [`ProjectionStore::append_all`].
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub tenant: Uuid,
+    pub revision: Revision,
+    pub changes: Vec<Change>,
+}
+
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + 'static {
     /// Every stored tenant's state, at its checkpoint: its base, then its log.
@@ -69,6 +77,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// `revision`, in one transaction.
     async fn append(&self, tenant: Uuid, revision: Revision, changes: &[Change])
         -> StoreResult<()>;
+
+    /// Appends several change sets (of one or more tenants, each tenant's in
+    /// revision order) and moves each tenant's checkpoint to its last, with one
+    /// commit where it can: a follower that receives change sets faster than it
+    /// commits writes them together.
+    async fn append_all(&self, sets: &[Appended]) -> StoreResult<()>;
 
     /// Starts a new base for the tenant, kept apart from the live one; removes
     /// what an unfinished base left. Its generation.

@@ -57,4 +57,31 @@ impl PgProjection {
         .fetch_optional(&self.pool)
         .await?)
     }
+
+    /// Appends log entries of several tenants and moves each one's checkpoint to
+    /// its last, in one statement (as `append_entry`, for many). The tenants that
+    /// have no checkpoint yet, of which nothing was written.
+    async fn append_entries(
+        &self,
+        tenants: &[Uuid],
+        revisions: &[i64],
+        bodies: &[Vec<u8>],
+    ) -> StoreResult<Vec<Uuid>> {
+        let known: Vec<Uuid> = sqlx::query_scalar(
+            "WITH entry AS (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[]) AS e(tenant_id, revision, body)), \
+             checkpoint AS (UPDATE projection_tenants p SET revision = l.revision \
+                 FROM (SELECT tenant_id, max(revision) AS revision FROM entry GROUP BY tenant_id) l \
+                 WHERE p.tenant_id = l.tenant_id RETURNING p.tenant_id, p.generation), \
+             logged AS (INSERT INTO projection_log (tenant_id, generation, revision, body) \
+                 SELECT e.tenant_id, c.generation, e.revision, e.body FROM entry e JOIN checkpoint c USING (tenant_id) \
+                 ON CONFLICT (tenant_id, generation, revision) DO UPDATE SET body = excluded.body) \
+             SELECT tenant_id FROM checkpoint",
+        )
+        .bind(tenants)
+        .bind(revisions)
+        .bind(bodies)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(unknown_among(tenants, &known))
+    }
 }

@@ -10,7 +10,17 @@ use uuid::Uuid;
 
 use crate::domain::{Change, Revision, TenantState};
 use crate::storage::format::{LogEntry, Page};
-use crate::storage::{Base, Generation, ProjectionStore, StoreError, StoreResult, StoredTenant};
+use crate::storage::{
+    Appended, Base, Generation, ProjectionStore, StoreError, StoreResult, StoredTenant,
+};
+
+/// The tenants among `tenants` that are not in `known`, each once.
+fn unknown_among(tenants: &[Uuid], known: &[Uuid]) -> Vec<Uuid> {
+    let mut unknown: Vec<Uuid> = tenants.iter().filter(|t| !known.contains(t)).copied().collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    unknown
+}
 
 impl Store {
     /// Removes what unfinished bases left: pages and log rows of any generation
@@ -165,6 +175,22 @@ impl ProjectionStore for Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_all(&self, sets: &[Appended]) -> StoreResult<()> {
+        if let [one] = sets {
+            return self.append(one.tenant, one.revision, &one.changes).await;
+        }
+        let tenants: Vec<Uuid> = sets.iter().map(|s| s.tenant).collect();
+        let revisions: Vec<i64> = sets.iter().map(|s| s.revision).collect();
+        let bodies: Vec<Vec<u8>> = sets.iter().map(|s| LogEntry::encode(&s.changes)).collect();
+        let unknown = self.append_entries(&tenants, &revisions, &bodies).await?;
+        // Tenants without a checkpoint yet got nothing: each of their change sets
+        // as a first one.
+        for set in sets.iter().filter(|s| unknown.contains(&s.tenant)) {
+            self.append(set.tenant, set.revision, &set.changes).await?;
+        }
         Ok(())
     }
 

@@ -40,8 +40,7 @@ impl SqliteProjection {
 include!("sql.rs");
 
 impl SqliteProjection {
-    /// Appends a log entry and moves the checkpoint, in one transaction: the
-    /// checkpoint row first, then the log row in the generation it names. `None`
+    /// Appends a log entry and moves the checkpoint, in one transaction. `None`
     /// when the tenant has no checkpoint yet.
     async fn append_entry(
         &self,
@@ -50,6 +49,42 @@ impl SqliteProjection {
         body: &[u8],
     ) -> StoreResult<Option<i64>> {
         let mut tx = self.pool.begin().await?;
+        let generation = Self::append_in(&mut tx, tenant, revision, body).await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    /// Appends log entries of several tenants and moves each one's checkpoint, in
+    /// one transaction (as `append_entry`, for many). The tenants that have no
+    /// checkpoint yet, of which nothing was written.
+    async fn append_entries(
+        &self,
+        tenants: &[Uuid],
+        revisions: &[i64],
+        bodies: &[Vec<u8>],
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        let mut known = Vec::new();
+        for ((tenant, revision), body) in tenants.iter().zip(revisions).zip(bodies) {
+            if Self::append_in(&mut tx, *tenant, *revision, body)
+                .await?
+                .is_some()
+            {
+                known.push(*tenant);
+            }
+        }
+        tx.commit().await?;
+        Ok(unknown_among(tenants, &known))
+    }
+
+    /// The checkpoint row first, then the log row in the generation it names;
+    /// nothing and `None` when the tenant has no checkpoint.
+    async fn append_in(
+        tx: &mut sqlx::SqliteConnection,
+        tenant: Uuid,
+        revision: i64,
+        body: &[u8],
+    ) -> StoreResult<Option<i64>> {
         let generation: Option<i64> = sqlx::query_scalar(
             "UPDATE projection_tenants SET revision = $2 WHERE tenant_id = $1 RETURNING generation",
         )
@@ -70,7 +105,6 @@ impl SqliteProjection {
         .bind(body)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(Some(generation))
     }
 }

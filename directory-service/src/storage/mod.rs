@@ -13,6 +13,7 @@
 //! taken? cycle? still eligible?) sees the state it commits on, revisions are
 //! gapless and follow commit order, and a refused write rolls the bump back.
 
+mod batches;
 mod rows;
 mod signal;
 mod turns;

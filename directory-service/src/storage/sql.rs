@@ -83,6 +83,20 @@ enum Created {
     RequestIdTaken,
 }
 
+/// What a create written at once means for its caller's two tries: committed at
+/// a revision, or `None` to try again and replay the concurrent call with the
+/// same request id that came first. That twin can show as its request id taken,
+/// or, on the first try, as its email or name taken (the row's key is checked
+/// before the request id's).
+fn created_or_retry(created: StoreResult<Created>, first_try: bool, has_request_id: bool) -> StoreResult<Option<Revision>> {
+    match created {
+        Ok(Created::At(revision)) => Ok(Some(revision)),
+        Ok(Created::RequestIdTaken) => Ok(None),
+        Err(StoreError::AlreadyExists { .. }) if first_try && has_request_id => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// A new user's row, as the backends' `insert_user_row` writes it.
 struct NewUserRow<'a> {
     tenant: Uuid,
@@ -803,8 +817,8 @@ impl DirectoryStore for Store {
     async fn create_user(&self, ctx: &WriteContext, tenant: TenantId, new: NewUser) -> StoreResult<Written<User>> {
         let fingerprint = fingerprint(&new);
         // Two tries: a concurrent create with the same request id makes the first
-        // fail on the request id's key, and the second then replays its result.
-        for _ in 0..2 {
+        // fail, and the second then replays its result.
+        for attempt in 0..2 {
             if let Some((id, revision)) = self.replay_of(tenant, &new.request_id, &fingerprint).await? {
                 return Ok(Written { value: self.get_user(tenant, UserId(id)).await?, revision });
             }
@@ -817,7 +831,8 @@ impl DirectoryStore for Store {
                 time,
                 changes: vec![Change::UserUpserted { user: user.clone() }],
             };
-            if let Created::At(revision) = self.create_user_at_once(&shot, &user).await? {
+            let created = self.create_user_at_once(&shot, &user).await;
+            if let Some(revision) = created_or_retry(created, attempt == 0, new.request_id.is_some())? {
                 user.revision = revision;
                 return Ok(Written { value: user, revision });
             }
@@ -1033,7 +1048,7 @@ impl DirectoryStore for Store {
     async fn create_group(&self, ctx: &WriteContext, tenant: TenantId, new: NewGroup) -> StoreResult<Written<Group>> {
         let fingerprint = fingerprint(&new);
         // Two tries, as for users.
-        for _ in 0..2 {
+        for attempt in 0..2 {
             if let Some((id, revision)) = self.replay_of(tenant, &new.request_id, &fingerprint).await? {
                 return Ok(Written { value: self.get_group(tenant, GroupId(id)).await?, revision });
             }
@@ -1065,7 +1080,8 @@ impl DirectoryStore for Store {
                 time,
                 changes: vec![Change::GroupUpserted { group: group.clone() }],
             };
-            if let Created::At(revision) = self.create_group_at_once(&shot, &group).await? {
+            let created = self.create_group_at_once(&shot, &group).await;
+            if let Some(revision) = created_or_retry(created, attempt == 0, new.request_id.is_some())? {
                 group.revision = revision;
                 return Ok(Written { value: group, revision });
             }

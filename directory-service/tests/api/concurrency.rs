@@ -1,16 +1,21 @@
 //! Many concurrent writers on the same group and users: no lost or duplicated row,
 //! counters that match the rows, and revisions that stay gapless with one change
 //! set per committed write, whose replay gives exactly the stored memberships.
+//! Concurrent creates of one tenant (written together on PostgreSQL) each get
+//! their own answer, revision and change set, refusals and twins included.
 
 use std::collections::BTreeSet;
 
 use cohort_directory::domain::{Change, TenantId};
 use cohort_shared::proto::directory::v1 as pb;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use tonic::Code;
+
+use crate::helpers::{assert_error, TestApp};
 
 const WRITERS: usize = 8;
 const OPS_PER_WRITER: usize = 25;
@@ -122,4 +127,192 @@ async fn concurrent_writers_lose_and_duplicate_nothing(app: &TestApp) {
     );
 }
 
-crate::on_both_backends!(concurrent_writers_lose_and_duplicate_nothing);
+/// What each concurrent `CreateUser` of the test sends.
+#[derive(Clone, Copy)]
+enum Create {
+    /// A new email: created.
+    Fresh(usize),
+    /// One of several calls with the same new email: one is created.
+    SameEmail(usize),
+    /// The email of a user that exists (in other letter case): refused.
+    TakenEmail,
+    /// One of a pair with the same request id and request: one user, one answer.
+    Twin(usize),
+    /// A tenant that does not exist.
+    NoTenant(usize),
+}
+
+async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp) {
+    let t = app.tenant().await;
+    app.user(&t, "Taken").await;
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        calls.push(Create::Fresh(i));
+    }
+    for i in 0..5 {
+        calls.push(Create::SameEmail(i));
+    }
+    calls.push(Create::TakenEmail);
+    for pair in 0..3 {
+        calls.push(Create::Twin(pair));
+        calls.push(Create::Twin(pair));
+    }
+    for i in 0..3 {
+        calls.push(Create::NoTenant(i));
+    }
+    calls.shuffle(&mut StdRng::seed_from_u64(5));
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
+    let mut tasks = Vec::new();
+    for call in calls.iter().copied() {
+        let (mut client, barrier, tenant) = (app.client(), barrier.clone(), t.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let (tenant_id, name, email, request_id) = match call {
+                Create::Fresh(i) => (
+                    tenant,
+                    format!("Fresh {i}"),
+                    format!("fresh.{i}@acme.test"),
+                    String::new(),
+                ),
+                Create::SameEmail(i) => (
+                    tenant,
+                    format!("Same {i}"),
+                    "same@acme.test".into(),
+                    String::new(),
+                ),
+                Create::TakenEmail => (
+                    tenant,
+                    "Taken Again".into(),
+                    "TAKEN@acme.test".into(),
+                    String::new(),
+                ),
+                Create::Twin(pair) => (
+                    tenant,
+                    format!("Twin {pair}"),
+                    format!("twin.{pair}@acme.test"),
+                    format!("twin-{pair}"),
+                ),
+                Create::NoTenant(i) => (
+                    Uuid::now_v7().to_string(),
+                    format!("Lost {i}"),
+                    format!("lost.{i}@acme.test"),
+                    String::new(),
+                ),
+            };
+            barrier.wait().await;
+            client
+                .create_user(pb::CreateUserRequest {
+                    tenant_id,
+                    display_name: name,
+                    email,
+                    roles: vec![pb::Role::GlobalAdminUser as i32],
+                    request_id,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }));
+    }
+    let mut created = Vec::new();
+    let mut same_email_created = 0;
+    let mut twins: Vec<Vec<(String, i64)>> = vec![Vec::new(); 3];
+    for (call, task) in calls.iter().zip(tasks) {
+        let result = task.await.unwrap();
+        match call {
+            Create::Fresh(_) => {
+                let reply = result.expect("a fresh email is created");
+                created.push((reply.user.unwrap(), reply.revision));
+            }
+            Create::SameEmail(_) => match result {
+                Ok(reply) => {
+                    same_email_created += 1;
+                    created.push((reply.user.unwrap(), reply.revision));
+                }
+                Err(status) => {
+                    assert_error::<()>(Err(status), Code::AlreadyExists, Some("email"));
+                }
+            },
+            Create::TakenEmail => {
+                assert_error(result, Code::AlreadyExists, Some("email"));
+            }
+            Create::Twin(pair) => {
+                let reply = result.expect("a twin is answered");
+                let user = reply.user.unwrap();
+                twins[*pair].push((user.id.clone(), reply.revision));
+                if twins[*pair].len() == 2 {
+                    created.push((user, reply.revision));
+                }
+            }
+            Create::NoTenant(_) => {
+                assert_error(result, Code::NotFound, None);
+            }
+        }
+    }
+    assert_eq!(
+        same_email_created, 1,
+        "one of the calls with the same email is created"
+    );
+    for pair in &twins {
+        assert_eq!(pair[0], pair[1], "twins get the same user and revision");
+    }
+
+    // Each created user at its own revision, whose change set holds it alone,
+    // and the tenant's revisions gapless.
+    let revisions: BTreeSet<i64> = created.iter().map(|(_, r)| *r).collect();
+    assert_eq!(
+        revisions.len(),
+        created.len(),
+        "two creates reported the same revision"
+    );
+    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
+    let sets = app
+        .store
+        .read_changes(tenant, 0, 100_000, i64::MAX)
+        .await
+        .unwrap();
+    let last = app.revision(&t).await;
+    assert_eq!(
+        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    for (user, revision) in &created {
+        let set = sets.iter().find(|s| s.revision == *revision).unwrap();
+        match set.changes.as_slice() {
+            [Change::UserUpserted { user: changed }] => {
+                assert_eq!(changed.id.to_string(), user.id);
+                assert_eq!(changed.email.as_str(), user.email);
+                assert_eq!(
+                    changed.revision, *revision,
+                    "the change carries its own revision"
+                );
+            }
+            other => panic!("revision {revision}: {other:?}"),
+        }
+        let stored = app.get_user(&t, &user.id).await;
+        assert_eq!(
+            stored.etag, user.etag,
+            "the stored user is the one answered"
+        );
+    }
+    assert_eq!(
+        app.count_rows("users", "1 = 1").await,
+        created.len() as i64 + 2,
+        "no other user was written (the admin and Taken exist)"
+    );
+    if app.backend == crate::helpers::Backend::Postgres {
+        // Written together: some users share their transaction.
+        assert!(
+            app.count_rows(
+                "users u",
+                "EXISTS (SELECT 1 FROM users v WHERE v.xmin = u.xmin AND v.id <> u.id)"
+            )
+            .await
+                > 0,
+            "concurrent creates of a tenant are committed together"
+        );
+    }
+}
+
+crate::on_both_backends!(
+    concurrent_writers_lose_and_duplicate_nothing,
+    concurrent_creates_of_a_tenant_each_get_their_own_answer
+);
