@@ -37,6 +37,8 @@ pub struct PgStore {
     turns: Arc<super::turns::Turns>,
     /// `CreateUser` calls waiting to be written together (see `batches`).
     user_batches: Arc<Batches<PendingUser, StoreResult<Created>>>,
+    /// `AddGroupMembers` calls waiting to be written together.
+    member_batches: Arc<Batches<PendingMembers, StoreResult<Written<Vec<UserId>>>>>,
 }
 
 impl PgStore {
@@ -64,6 +66,7 @@ impl PgStore {
             _notifier: notifier_guard,
             turns: Arc::default(),
             user_batches: Arc::default(),
+            member_batches: Arc::default(),
         })
     }
 
@@ -358,6 +361,69 @@ impl PendingUser {
 /// answers all of them at once, so a larger one only delays the first.
 const MAX_BATCH: usize = 128;
 
+/// At most this many `AddGroupMembers` calls (of up to 1,000 users each) in one
+/// batch.
+const MAX_MEMBER_BATCH: usize = 16;
+
+/// A write that concurrent callers of one tenant make together (see `batches`).
+#[async_trait::async_trait]
+trait Batched: Sized + Send + Sync + 'static {
+    type Answer: Send + 'static;
+    /// At most this many in one batch.
+    const MAX_BATCH: usize;
+    /// The store's queues of this write.
+    fn batches(store: &PgStore) -> &Arc<Batches<Self, StoreResult<Self::Answer>>>;
+    /// Writes the batch in one transaction and answers each item; `None` when
+    /// that failed and nothing was written.
+    async fn write_together(
+        store: &PgStore,
+        tenant: TenantId,
+        batch: &[Waiting<Self, StoreResult<Self::Answer>>],
+    ) -> Option<Vec<StoreResult<Self::Answer>>>;
+    /// Writes this item alone.
+    async fn write_alone(&self, store: &PgStore, tenant: TenantId) -> StoreResult<Self::Answer>;
+}
+
+#[async_trait::async_trait]
+impl Batched for PendingUser {
+    type Answer = Created;
+    const MAX_BATCH: usize = MAX_BATCH;
+    fn batches(store: &PgStore) -> &Arc<Batches<Self, StoreResult<Created>>> {
+        &store.user_batches
+    }
+    async fn write_together(
+        store: &PgStore,
+        tenant: TenantId,
+        batch: &[Waiting<Self, StoreResult<Created>>],
+    ) -> Option<Vec<StoreResult<Created>>> {
+        store.create_users_together(tenant, batch).await
+    }
+    async fn write_alone(&self, store: &PgStore, _tenant: TenantId) -> StoreResult<Created> {
+        store.create_user_alone(self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Batched for PendingMembers {
+    type Answer = Written<Vec<UserId>>;
+    const MAX_BATCH: usize = MAX_MEMBER_BATCH;
+    fn batches(store: &PgStore) -> &Arc<Batches<Self, StoreResult<Self::Answer>>> {
+        &store.member_batches
+    }
+    async fn write_together(
+        store: &PgStore,
+        tenant: TenantId,
+        batch: &[Waiting<Self, StoreResult<Self::Answer>>],
+    ) -> Option<Vec<StoreResult<Self::Answer>>> {
+        store.add_members_together(tenant, batch).await
+    }
+    async fn write_alone(&self, store: &PgStore, tenant: TenantId) -> StoreResult<Self::Answer> {
+        store
+            .add_members_alone(&self.ctx, tenant, self.group, self.users.clone())
+            .await
+    }
+}
+
 /// The creates of the hot path, each one statement: the revision bump, the rows,
 /// the request id and the change set (see `OneShot`). Concurrent `CreateUser`
 /// calls of one tenant are written together (see `batches`).
@@ -371,19 +437,19 @@ impl PgStore {
             changes: shot.changes.clone(),
             payload: shot.payload()?,
         };
+        self.in_batch(shot.tenant, pending).await
+    }
+
+    /// Queues `item` for its tenant's next batch (starting the tenant's runner,
+    /// a task of its own, if none runs) and waits for its answer.
+    async fn in_batch<T: Batched>(&self, tenant: TenantId, item: T) -> StoreResult<T::Answer> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let tenant = shot.tenant;
-        if self.user_batches.push(
-            tenant,
-            Waiting {
-                item: pending,
-                reply,
-            },
-        ) {
+        let batches = T::batches(self).clone();
+        if batches.push(tenant, Waiting { item, reply }) {
             let store = self.clone();
             tokio::spawn(async move {
-                while let Some(batch) = store.user_batches.next(tenant, MAX_BATCH) {
-                    store.write_users(tenant, batch).await;
+                while let Some(batch) = batches.next(tenant, T::MAX_BATCH) {
+                    store.write_batch(tenant, batch).await;
                 }
             });
         }
@@ -393,19 +459,19 @@ impl PgStore {
             .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
     }
 
-    /// Writes one batch of a tenant's `CreateUser` calls and answers each: all in
-    /// one statement, or, when that fails (an email or a request id taken, by the
-    /// tenant or within the batch), one at a time, each with its own answer.
-    async fn write_users(
+    /// Writes one batch and answers each item: all together, or one at a time
+    /// when that fails (nothing written), each with its own answer. Items whose
+    /// caller gave up are left out.
+    async fn write_batch<T: Batched>(
         &self,
         tenant: TenantId,
-        batch: Vec<Waiting<PendingUser, StoreResult<Created>>>,
+        batch: Vec<Waiting<T, StoreResult<T::Answer>>>,
     ) {
         let batch: Vec<_> = batch.into_iter().filter(|w| !w.abandoned()).collect();
         let written = match batch.len() {
             0 => return,
             1 => None,
-            _ => self.create_users_together(tenant, &batch).await,
+            _ => T::write_together(self, tenant, &batch).await,
         };
         match written {
             Some(answers) => {
@@ -415,7 +481,7 @@ impl PgStore {
             }
             None => {
                 for waiting in batch {
-                    let answer = self.create_user_alone(&waiting.item).await;
+                    let answer = waiting.item.write_alone(self, tenant).await;
                     let _ = waiting.reply.send(answer);
                 }
             }
@@ -698,5 +764,258 @@ impl UserColumns {
             self.role_user.push(row.id);
             self.role_name.push(role);
         }
+    }
+}
+
+/// An `AddGroupMembers` call waiting for its tenant's next batch.
+struct PendingMembers {
+    ctx: WriteContext,
+    group: GroupId,
+    /// As asked: a missing user is named as the call alone would name it.
+    users: Vec<UserId>,
+    time: DateTime<Utc>,
+}
+
+/// `AddGroupMembers` calls of one tenant written together: each judged as if it
+/// came alone after the ones before it in the batch, each with its own revision
+/// (or none, when it adds nothing) and change set.
+impl PgStore {
+    async fn add_members_at_once(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let pending = PendingMembers {
+            ctx: ctx.clone(),
+            group,
+            users,
+            time: now(),
+        };
+        self.in_batch(tenant, pending).await
+    }
+
+    /// The batch in one transaction: the tenant's row lock first (so what is
+    /// judged stays true until the commit), one statement probing every group,
+    /// user and membership, the judgement here, then one statement writing the
+    /// memberships, counters, revision and change sets. `None` when a statement
+    /// failed and nothing was written.
+    async fn add_members_together(
+        &self,
+        tenant: TenantId,
+        batch: &[Waiting<PendingMembers, StoreResult<Written<Vec<UserId>>>>],
+    ) -> Option<Vec<StoreResult<Written<Vec<UserId>>>>> {
+        let mut tx = self.pool.begin().await.ok()?;
+        let _turn = self.turns.take(tenant).await;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(tenant.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .ok()?;
+        let Some(mut revision) = locked else {
+            return Some(
+                batch
+                    .iter()
+                    .map(|_| Err(StoreError::not_found("tenant", tenant)))
+                    .collect(),
+            );
+        };
+        // Each call's users, sorted and distinct, as one list of (group, user).
+        let asked: Vec<Vec<Uuid>> = batch
+            .iter()
+            .map(|w| {
+                let mut users: Vec<Uuid> = w.item.users.iter().map(|u| u.0).collect();
+                users.sort_unstable();
+                users.dedup();
+                users
+            })
+            .collect();
+        let groups: Vec<Uuid> = batch.iter().map(|w| w.item.group.0).collect();
+        let (mut pair_groups, mut pair_users) = (Vec::new(), Vec::new());
+        for (waiting, users) in batch.iter().zip(&asked) {
+            pair_groups.extend(std::iter::repeat_n(waiting.item.group.0, users.len()));
+            pair_users.extend_from_slice(users);
+        }
+        // One index probe per row whatever the statistics say (see
+        // `create_users_together`).
+        let (found_groups, probes): (Vec<Uuid>, Vec<(bool, bool)>) = {
+            let found_groups =
+                sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = ANY($2)")
+                    .bind(tenant.0)
+                    .bind(&groups)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ok()?;
+            let probes = sqlx::query_as(
+                "SELECT u.found IS NOT NULL, m.found IS NOT NULL \
+                 FROM UNNEST($2::uuid[], $3::uuid[]) WITH ORDINALITY AS p(group_id, user_id, n) \
+                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM users \
+                     WHERE tenant_id = $1 AND id = p.user_id LIMIT 1) u ON TRUE \
+                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM memberships \
+                     WHERE tenant_id = $1 AND group_id = p.group_id AND user_id = p.user_id LIMIT 1) m ON TRUE \
+                 ORDER BY p.n",
+            )
+            .bind(tenant.0)
+            .bind(&pair_groups)
+            .bind(&pair_users)
+            .fetch_all(&mut *tx)
+            .await
+            .ok()?;
+            (found_groups, probes)
+        };
+        if probes.len() != pair_users.len() {
+            return None;
+        }
+
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut claimed = std::collections::HashSet::new();
+        let mut rows = MembershipColumns::default();
+        let mut sets: Vec<ChangeSet> = Vec::new();
+        let mut probes = probes.into_iter();
+        for (waiting, users) in batch.iter().zip(&asked) {
+            let p = &waiting.item;
+            let probed: Vec<(bool, bool)> = probes.by_ref().take(users.len()).collect();
+            if !found_groups.contains(&p.group.0) {
+                answers.push(Err(StoreError::not_found("group", p.group)));
+                continue;
+            }
+            let missing: Vec<Uuid> = users
+                .iter()
+                .zip(&probed)
+                .filter(|(_, (user, _))| !user)
+                .map(|(u, _)| *u)
+                .collect();
+            if let Some(first) = p.users.iter().find(|u| missing.contains(&u.0)) {
+                answers.push(Err(StoreError::not_found("user", first)));
+                continue;
+            }
+            // New members: not members yet, nor added by an earlier call.
+            let added: Vec<UserId> = users
+                .iter()
+                .zip(&probed)
+                .filter(|(u, (_, member))| !member && claimed.insert((p.group.0, **u)))
+                .map(|(u, _)| UserId(*u))
+                .collect();
+            if added.is_empty() {
+                // Nothing changes: no revision, as a call alone.
+                answers.push(Ok(Written {
+                    value: added,
+                    revision,
+                }));
+                continue;
+            }
+            revision += 1;
+            rows.push(p.group.0, &added, revision, p.time);
+            sets.push(ChangeSet {
+                tenant_id: tenant,
+                revision,
+                commit_time: p.time,
+                actor: p.ctx.actor.clone(),
+                changes: added
+                    .iter()
+                    .map(|user| Change::MembershipAdded {
+                        membership: Membership {
+                            group_id: p.group,
+                            user_id: *user,
+                            join_revision: revision,
+                            join_time: p.time,
+                        },
+                    })
+                    .collect(),
+            });
+            answers.push(Ok(Written {
+                value: added,
+                revision,
+            }));
+        }
+        if sets.is_empty() {
+            tx.rollback().await.ok()?;
+            return Some(answers);
+        }
+        let payloads: Vec<String> = sets
+            .iter()
+            .map(|s| serde_json::to_string(&s.changes))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let (count_groups, counts) = rows.counts();
+        sqlx::query(
+            "WITH bump AS (UPDATE tenants SET revision = $2 WHERE id = $1), \
+             added AS (INSERT INTO memberships (tenant_id, group_id, user_id, join_revision, join_time) \
+                 SELECT $1, g, u, r, t FROM UNNEST($3::uuid[], $4::uuid[], $5::bigint[], $6::timestamptz[]) \
+                 AS a(g, u, r, t)), \
+             counted AS (UPDATE groups SET member_count = member_count + \
+                 (SELECT n FROM UNNEST($7::uuid[], $8::bigint[]) AS c(g, n) WHERE c.g = groups.id) \
+                 WHERE tenant_id = $1 AND id = ANY($7)), \
+             event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
+                 SELECT $1, r, t, a, c::json \
+                 FROM UNNEST($9::bigint[], $10::timestamptz[], $11::text[], $12::text[]) AS e(r, t, a, c)) \
+             SELECT 1",
+        )
+        .bind(tenant.0)
+        .bind(revision)
+        .bind(&rows.group)
+        .bind(&rows.user)
+        .bind(&rows.revision)
+        .bind(&rows.time)
+        .bind(&count_groups)
+        .bind(&counts)
+        .bind(sets.iter().map(|s| s.revision).collect::<Vec<_>>())
+        .bind(sets.iter().map(|s| s.commit_time).collect::<Vec<_>>())
+        .bind(sets.iter().map(|s| s.actor.as_str()).collect::<Vec<_>>())
+        .bind(&payloads)
+        .execute(&mut *tx)
+        .await
+        .ok()?;
+        if let Err(err) = tx.commit().await {
+            // Whether the commit took effect is unknown: each call that wrote
+            // gets the failure.
+            let message = err.to_string();
+            return Some(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Ok(written) if !written.value.is_empty() => Err(StoreError::Database(
+                            sqlx::Error::Protocol(format!("commit failed: {message}")),
+                        )),
+                        other => other,
+                    })
+                    .collect(),
+            );
+        }
+        for set in sets {
+            self.after_commit(Arc::new(set));
+        }
+        Some(answers)
+    }
+}
+
+/// New memberships as the columns of one `UNNEST`.
+#[derive(Default)]
+struct MembershipColumns {
+    group: Vec<Uuid>,
+    user: Vec<Uuid>,
+    revision: Vec<i64>,
+    time: Vec<DateTime<Utc>>,
+}
+
+impl MembershipColumns {
+    fn push(&mut self, group: Uuid, users: &[UserId], revision: Revision, time: DateTime<Utc>) {
+        for user in users {
+            self.group.push(group);
+            self.user.push(user.0);
+            self.revision.push(revision);
+            self.time.push(time);
+        }
+    }
+
+    /// How many members each group gains.
+    fn counts(&self) -> (Vec<Uuid>, Vec<i64>) {
+        let mut counts: std::collections::BTreeMap<Uuid, i64> = Default::default();
+        for group in &self.group {
+            *counts.entry(*group).or_default() += 1;
+        }
+        counts.into_iter().unzip()
     }
 }

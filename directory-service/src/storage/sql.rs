@@ -227,6 +227,39 @@ impl Store {
         Ok(Written { value, revision: w.revision })
     }
 
+    /// Adds members in a write of their own (the backends' `add_members_at_once`
+    /// on SQLite, and on PostgreSQL for a call that comes alone).
+    async fn add_members_alone(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut asked: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+        asked.sort();
+        asked.dedup();
+        let now = now();
+        let revision = w.revision;
+        let MembershipsAdded { group_found, found, added } =
+            add_memberships(w.conn(), tenant.0, group.0, &asked, revision, now).await?;
+        if !group_found {
+            return Err(StoreError::not_found("group", group));
+        }
+        if found.len() < asked.len() {
+            let found: std::collections::HashSet<Uuid> = found.into_iter().collect();
+            if let Some(missing) = users.iter().find(|u| !found.contains(&u.0)) {
+                return Err(StoreError::not_found("user", missing));
+            }
+        }
+        let added: Vec<UserId> = added.into_iter().map(UserId).collect();
+        w.changes.extend(added.iter().map(|user| Change::MembershipAdded {
+            membership: Membership { group_id: group, user_id: *user, join_revision: revision, join_time: now },
+        }));
+        self.finish(ctx, w, added).await
+    }
+
     /// The earlier result of a create with the same request id, if there was one.
     async fn replayed(
         conn: &mut DbConn,
@@ -1330,28 +1363,7 @@ impl DirectoryStore for Store {
         group: GroupId,
         users: Vec<UserId>,
     ) -> StoreResult<Written<Vec<UserId>>> {
-        let mut w = self.begin_write(tenant).await?;
-        let mut asked: Vec<Uuid> = users.iter().map(|u| u.0).collect();
-        asked.sort();
-        asked.dedup();
-        let now = now();
-        let revision = w.revision;
-        let MembershipsAdded { group_found, found, added } =
-            add_memberships(w.conn(), tenant.0, group.0, &asked, revision, now).await?;
-        if !group_found {
-            return Err(StoreError::not_found("group", group));
-        }
-        if found.len() < asked.len() {
-            let found: std::collections::HashSet<Uuid> = found.into_iter().collect();
-            if let Some(missing) = users.iter().find(|u| !found.contains(&u.0)) {
-                return Err(StoreError::not_found("user", missing));
-            }
-        }
-        let added: Vec<UserId> = added.into_iter().map(UserId).collect();
-        w.changes.extend(added.iter().map(|user| Change::MembershipAdded {
-            membership: Membership { group_id: group, user_id: *user, join_revision: revision, join_time: now },
-        }));
-        self.finish(ctx, w, added).await
+        self.add_members_at_once(ctx, tenant, group, users).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]

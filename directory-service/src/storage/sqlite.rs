@@ -327,6 +327,17 @@ async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), 
 /// The creates of the hot path, each a transaction of its own (SQLite runs its
 /// statements in process: there are no round trips to save).
 impl SqliteStore {
+    /// One write per call: SQLite has one writer at a time anyway.
+    async fn add_members_at_once(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        self.add_members_alone(ctx, tenant, group, users).await
+    }
+
     async fn create_user_at_once(&self, shot: &OneShot<'_>, user: &User) -> StoreResult<Created> {
         let mut w = self.begin_write(shot.tenant).await?;
         let user = User {

@@ -1,8 +1,9 @@
 //! Many concurrent writers on the same group and users: no lost or duplicated row,
 //! counters that match the rows, and revisions that stay gapless with one change
 //! set per committed write, whose replay gives exactly the stored memberships.
-//! Concurrent creates of one tenant (written together on PostgreSQL) each get
-//! their own answer, revision and change set, refusals and twins included.
+//! Concurrent creates and member additions of one tenant (written together on
+//! PostgreSQL) each get their own answer, revision and change set, refusals,
+//! twins and overlaps included.
 
 use std::collections::BTreeSet;
 
@@ -312,7 +313,169 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
     }
 }
 
+async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: &TestApp) {
+    let t = app.tenant().await;
+    let groups = [
+        app.organization(&t, "North").await.id,
+        app.organization(&t, "South").await.id,
+    ];
+    let mut users = Vec::new();
+    for i in 0..30 {
+        users.push(app.user(&t, &format!("Member {i}")).await);
+    }
+    // Already a member: never added again.
+    app.add_members(&t, &groups[0], &[users[0].as_str()])
+        .await
+        .unwrap();
+    let lonely = app.user(&t, "Lonely").await;
+    let ghost = Uuid::now_v7().to_string();
+
+    // Overlapping additions to both groups, a call naming a user that does not
+    // exist (with a real user no other call adds), one to a group that does not
+    // exist, and one that adds nothing new.
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut calls: Vec<(String, Vec<String>)> = Vec::new();
+    for _ in 0..24 {
+        let group = groups[rng.random_range(0..2)].clone();
+        let picked = (0..rng.random_range(1..8))
+            .map(|_| users[rng.random_range(0..users.len())].clone())
+            .collect();
+        calls.push((group, picked));
+    }
+    calls.push((groups[1].clone(), vec![lonely.clone(), ghost.clone()]));
+    calls.push((Uuid::now_v7().to_string(), vec![users[1].clone()]));
+    calls.push((groups[0].clone(), vec![users[0].clone()]));
+    calls.shuffle(&mut rng);
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
+    let mut tasks = Vec::new();
+    for (group, picked) in calls.clone() {
+        let (mut client, barrier, tenant) = (app.client(), barrier.clone(), t.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .add_group_members(pb::AddGroupMembersRequest {
+                    tenant_id: tenant,
+                    group_id: group,
+                    user_ids: picked,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }));
+    }
+    let mut added: Vec<(String, String)> = Vec::new();
+    let mut revisions = Vec::new();
+    for ((group, picked), task) in calls.iter().zip(tasks) {
+        let result = task.await.unwrap();
+        if picked.contains(&ghost) {
+            let status = assert_error(result, Code::NotFound, None);
+            assert!(
+                status.message().contains(&ghost),
+                "names the missing user: {status:?}"
+            );
+        } else if !groups.contains(group) {
+            let status = assert_error(result, Code::NotFound, None);
+            assert!(
+                status.message().contains(group.as_str()),
+                "names the missing group: {status:?}"
+            );
+        } else {
+            let reply = result.expect("an addition to a group that exists");
+            for user in &reply.added_user_ids {
+                assert!(picked.contains(user), "added a user it was not asked for");
+                added.push((group.clone(), user.clone()));
+            }
+            if !reply.added_user_ids.is_empty() {
+                revisions.push(reply.revision);
+            }
+        }
+    }
+    let unique: BTreeSet<_> = added.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        added.len(),
+        "a membership reported added twice"
+    );
+    assert!(
+        !added.contains(&(groups[0].clone(), users[0].clone())),
+        "an existing member was added again"
+    );
+    let distinct: BTreeSet<i64> = revisions.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        revisions.len(),
+        "two calls reported the same revision"
+    );
+
+    // The stored members are the ones there before and the ones reported added;
+    // the refused call added nothing.
+    for group in &groups {
+        let mut expected: BTreeSet<String> = added
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, u)| u.clone())
+            .collect();
+        if *group == groups[0] {
+            expected.insert(users[0].clone());
+        }
+        let stored: BTreeSet<String> = app
+            .all_members(&t, group, false)
+            .await
+            .into_iter()
+            .collect();
+        assert_eq!(stored, expected, "group {group}");
+        assert!(!stored.contains(&lonely));
+        assert_eq!(
+            app.get_group(&t, group).await.member_count,
+            expected.len() as i64,
+            "the counter matches"
+        );
+    }
+
+    // One change set per revision, gapless, each holding exactly what its call
+    // reported, at its revision.
+    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
+    let sets = app
+        .store
+        .read_changes(tenant, 0, 100_000, i64::MAX)
+        .await
+        .unwrap();
+    let last = app.revision(&t).await;
+    assert_eq!(
+        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    let mut replayed = BTreeSet::new();
+    for set in sets.iter().filter(|s| distinct.contains(&s.revision)) {
+        for change in &set.changes {
+            match change {
+                Change::MembershipAdded { membership } => {
+                    assert_eq!(membership.join_revision, set.revision);
+                    replayed.insert((
+                        membership.group_id.to_string(),
+                        membership.user_id.to_string(),
+                    ));
+                }
+                other => panic!("revision {}: {other:?}", set.revision),
+            }
+        }
+    }
+    assert_eq!(
+        replayed, unique,
+        "the change sets hold what the calls reported"
+    );
+    if app.backend == crate::helpers::Backend::Postgres {
+        assert!(
+            app.count_rows("memberships m", "EXISTS (SELECT 1 FROM memberships n WHERE n.xmin = m.xmin AND n.join_revision <> m.join_revision)")
+                .await
+                > 0,
+            "concurrent additions of a tenant are committed together"
+        );
+    }
+}
+
 crate::on_both_backends!(
     concurrent_writers_lose_and_duplicate_nothing,
-    concurrent_creates_of_a_tenant_each_get_their_own_answer
+    concurrent_creates_of_a_tenant_each_get_their_own_answer,
+    concurrent_member_additions_of_a_tenant_each_get_their_own_answer
 );
