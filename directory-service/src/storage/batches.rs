@@ -11,7 +11,9 @@
 //! caller that finds no queue starts the runner, and the runner removes the queue
 //! when it finds it empty (both under the same lock, so no item is ever left
 //! without a runner). The runner is a task of its own, so a cancelled caller
-//! never cancels the batch it is part of.
+//! never cancels a batch that others still wait for; a write that no caller
+//! waits for any more is dropped, and so rolled back, as a call's own
+//! transaction would be.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

@@ -37,6 +37,8 @@ pub struct PgStore {
     turns: Arc<super::turns::Turns>,
     /// `CreateUser` calls waiting to be written together (see `batches`).
     user_batches: Arc<Batches<PendingUser, StoreResult<Created>>>,
+    /// `CreateGroup` calls waiting to be written together.
+    group_batches: Arc<Batches<PendingGroup, StoreResult<Created>>>,
     /// `AddGroupMembers` calls waiting to be written together.
     member_batches: Arc<Batches<PendingMembers, StoreResult<Written<Vec<UserId>>>>>,
 }
@@ -66,6 +68,7 @@ impl PgStore {
             _notifier: notifier_guard,
             turns: Arc::default(),
             user_batches: Arc::default(),
+            group_batches: Arc::default(),
             member_batches: Arc::default(),
         })
     }
@@ -333,10 +336,11 @@ impl OneShot<'_> {
     }
 }
 
-/// A `CreateUser` waiting for its tenant's next batch: what `OneShot` borrows,
-/// owned, since the batch is written by another task.
-struct PendingUser {
-    user: User,
+/// A create (of a user or a group) waiting for its tenant's next batch: what
+/// `OneShot` borrows, owned, since the batch is written by another task.
+struct PendingCreate<E> {
+    value: E,
+    tenant: TenantId,
     ctx: WriteContext,
     request: Option<(RequestId, String)>,
     time: DateTime<Utc>,
@@ -345,11 +349,26 @@ struct PendingUser {
     payload: String,
 }
 
-impl PendingUser {
+type PendingUser = PendingCreate<User>;
+type PendingGroup = PendingCreate<Group>;
+
+impl<E: Clone> PendingCreate<E> {
+    fn new(shot: &OneShot<'_>, value: &E) -> StoreResult<Self> {
+        Ok(PendingCreate {
+            value: value.clone(),
+            tenant: shot.tenant,
+            ctx: shot.ctx.clone(),
+            request: shot.request.map(|(r, f)| (r.clone(), f.to_owned())),
+            time: shot.time,
+            changes: shot.changes.clone(),
+            payload: shot.payload()?,
+        })
+    }
+
     fn shot(&self) -> OneShot<'_> {
         OneShot {
             ctx: &self.ctx,
-            tenant: self.user.tenant_id,
+            tenant: self.tenant,
             request: self.request.as_ref().map(|(r, f)| (r, f.as_str())),
             time: self.time,
             changes: self.changes.clone(),
@@ -378,7 +397,7 @@ trait Batched: Sized + Send + Sync + 'static {
     async fn write_together(
         store: &PgStore,
         tenant: TenantId,
-        batch: &[Waiting<Self, StoreResult<Self::Answer>>],
+        batch: &[Self],
     ) -> Option<Vec<StoreResult<Self::Answer>>>;
     /// Writes this item alone.
     async fn write_alone(&self, store: &PgStore, tenant: TenantId) -> StoreResult<Self::Answer>;
@@ -394,12 +413,31 @@ impl Batched for PendingUser {
     async fn write_together(
         store: &PgStore,
         tenant: TenantId,
-        batch: &[Waiting<Self, StoreResult<Created>>],
+        batch: &[Self],
     ) -> Option<Vec<StoreResult<Created>>> {
         store.create_users_together(tenant, batch).await
     }
     async fn write_alone(&self, store: &PgStore, _tenant: TenantId) -> StoreResult<Created> {
         store.create_user_alone(self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Batched for PendingGroup {
+    type Answer = Created;
+    const MAX_BATCH: usize = MAX_BATCH;
+    fn batches(store: &PgStore) -> &Arc<Batches<Self, StoreResult<Created>>> {
+        &store.group_batches
+    }
+    async fn write_together(
+        store: &PgStore,
+        tenant: TenantId,
+        batch: &[Self],
+    ) -> Option<Vec<StoreResult<Created>>> {
+        store.create_groups_together(tenant, batch).await
+    }
+    async fn write_alone(&self, store: &PgStore, _tenant: TenantId) -> StoreResult<Created> {
+        store.create_group_alone(self).await
     }
 }
 
@@ -413,7 +451,7 @@ impl Batched for PendingMembers {
     async fn write_together(
         store: &PgStore,
         tenant: TenantId,
-        batch: &[Waiting<Self, StoreResult<Self::Answer>>],
+        batch: &[Self],
     ) -> Option<Vec<StoreResult<Self::Answer>>> {
         store.add_members_together(tenant, batch).await
     }
@@ -429,15 +467,8 @@ impl Batched for PendingMembers {
 /// calls of one tenant are written together (see `batches`).
 impl PgStore {
     async fn create_user_at_once(&self, shot: &OneShot<'_>, user: &User) -> StoreResult<Created> {
-        let pending = PendingUser {
-            user: user.clone(),
-            ctx: shot.ctx.clone(),
-            request: shot.request.map(|(r, f)| (r.clone(), f.to_owned())),
-            time: shot.time,
-            changes: shot.changes.clone(),
-            payload: shot.payload()?,
-        };
-        self.in_batch(shot.tenant, pending).await
+        self.in_batch(shot.tenant, PendingCreate::new(shot, user)?)
+            .await
     }
 
     /// Queues `item` for its tenant's next batch (starting the tenant's runner,
@@ -460,29 +491,47 @@ impl PgStore {
     }
 
     /// Writes one batch and answers each item: all together, or one at a time
-    /// when that fails (nothing written), each with its own answer. Items whose
-    /// caller gave up are left out.
+    /// when that fails (nothing written), each with its own answer.
+    ///
+    /// A caller that gives up (its deadline, a cancelled call) before its write
+    /// is done leaves it undone, as a write of its own would be: items already
+    /// abandoned are left out, a write of one item is dropped (rolled back) when
+    /// its caller goes, and a batch when all of its callers go. In a batch that
+    /// others still wait for, a caller that gave up gets the outcome of every
+    /// cancelled call: unknown.
     async fn write_batch<T: Batched>(
         &self,
         tenant: TenantId,
         batch: Vec<Waiting<T, StoreResult<T::Answer>>>,
     ) {
-        let batch: Vec<_> = batch.into_iter().filter(|w| !w.abandoned()).collect();
-        let written = match batch.len() {
+        let (items, mut replies): (Vec<T>, Vec<_>) = batch
+            .into_iter()
+            .filter(|w| !w.abandoned())
+            .map(|w| (w.item, w.reply))
+            .unzip();
+        let written = match items.len() {
             0 => return,
             1 => None,
-            _ => T::write_together(self, tenant, &batch).await,
+            _ => tokio::select! {
+                written = T::write_together(self, tenant, &items) => written,
+                () = every_caller_gone(&mut replies) => return,
+            },
         };
         match written {
             Some(answers) => {
-                for (waiting, answer) in batch.into_iter().zip(answers) {
-                    let _ = waiting.reply.send(answer);
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
                 }
             }
             None => {
-                for waiting in batch {
-                    let answer = waiting.item.write_alone(self, tenant).await;
-                    let _ = waiting.reply.send(answer);
+                for (item, mut reply) in items.iter().zip(replies) {
+                    let answer = tokio::select! {
+                        answer = item.write_alone(self, tenant) => Some(answer),
+                        () = reply.closed() => None,
+                    };
+                    if let Some(answer) = answer {
+                        let _ = reply.send(answer);
+                    }
                 }
             }
         }
@@ -502,11 +551,11 @@ impl PgStore {
     async fn create_users_together(
         &self,
         tenant: TenantId,
-        batch: &[Waiting<PendingUser, StoreResult<Created>>],
+        batch: &[PendingUser],
     ) -> Option<Vec<StoreResult<Created>>> {
         let mut columns = UserColumns::default();
         for waiting in batch {
-            columns.push(&waiting.item);
+            columns.push(waiting);
         }
         let mut tx = self.pool.begin().await.ok()?;
         let _turn = self.turns.take(tenant).await;
@@ -560,11 +609,32 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await
         .ok()?;
+        self.created_together(tenant, tx, batch, judged, |refusal, user| match refusal {
+            "email" => Err(StoreError::AlreadyExists {
+                field: "email".into(),
+                message: Store::email_taken(user)(),
+            }),
+            _ => Err(StoreError::Corrupt(format!("an unknown refusal {refusal}"))),
+        })
+        .await
+    }
+
+    /// How a batch of creates ended, from its statement's judgement of each item
+    /// (`place`, refusal, revision): committed and announced at their revisions,
+    /// a twin to replay (`request_id`), refused (`refused` names the error), or,
+    /// when an item is neither refused nor written (nothing was bumped), the
+    /// tenant not found. `None` when the statement did not answer for every item.
+    async fn created_together<E: Clone>(
+        &self,
+        tenant: TenantId,
+        tx: Transaction<'static, Db>,
+        batch: &[PendingCreate<E>],
+        judged: Vec<(i64, Option<String>, Option<i64>)>,
+        refused: impl Fn(&str, &E) -> StoreResult<Created>,
+    ) -> Option<Vec<StoreResult<Created>>> {
         if judged.len() != batch.len() {
             return None;
         }
-        // An item neither refused nor written: nothing was bumped, so the tenant
-        // is not there (for any of them).
         if judged
             .iter()
             .any(|(_, refusal, revision)| refusal.is_none() && revision.is_none())
@@ -577,7 +647,7 @@ impl PgStore {
             );
         }
         if let Err(err) = tx.commit().await {
-            // Whether the commit took effect is unknown: writing the users again
+            // Whether the commit took effect is unknown: writing the items again
             // could create them twice, so each caller gets the failure.
             let message = err.to_string();
             return Some(
@@ -597,23 +667,114 @@ impl PgStore {
             .map(
                 |(waiting, (_, refusal, revision))| match (refusal.as_deref(), revision) {
                     (_, Some(revision)) => {
-                        self.after_commit(waiting.item.shot().committed(revision));
+                        self.after_commit(waiting.shot().committed(revision));
                         Ok(Created::At(revision))
                     }
                     (Some("request_id"), None) => Ok(Created::RequestIdTaken),
-                    _ => Err(StoreError::AlreadyExists {
-                        field: "email".into(),
-                        message: Store::email_taken(&waiting.item.user)(),
-                    }),
+                    (refusal, None) => refused(refusal.unwrap_or_default(), &waiting.value),
                 },
             )
             .collect();
         Some(answers)
     }
 
+    /// One statement for a batch of groups, judged as `create_users_together`
+    /// judges users: a request id stored or repeated is a twin, a parent not in
+    /// the tenant is not found, a sibling name stored or repeated under the same
+    /// parent is taken (in that order). The others are written at their own
+    /// revisions, their parents' subgroup counters with them.
+    async fn create_groups_together(
+        &self,
+        tenant: TenantId,
+        batch: &[PendingGroup],
+    ) -> Option<Vec<StoreResult<Created>>> {
+        let items: Vec<&PendingGroup> = batch.iter().collect();
+        let column = |f: &dyn Fn(&PendingGroup) -> Option<String>| -> Vec<Option<String>> {
+            items.iter().map(|p| f(p)).collect()
+        };
+        let ids: Vec<Uuid> = items.iter().map(|p| p.value.id.0).collect();
+        let parents: Vec<Option<Uuid>> = items
+            .iter()
+            .map(|p| p.value.parent_id.map(|g| g.0))
+            .collect();
+        let names = column(&|p| Some(p.value.display_name.as_str().to_owned()));
+        let name_keys = column(&|p| Some(p.value.display_name.key()));
+        let organizations: Vec<bool> = items.iter().map(|p| p.value.is_organization).collect();
+        let times: Vec<DateTime<Utc>> = items.iter().map(|p| p.time).collect();
+        let request_ids = column(&|p| p.request.as_ref().map(|(r, _)| r.as_str().to_owned()));
+        let fingerprints = column(&|p| p.request.as_ref().map(|(_, f)| f.clone()));
+        let actors = column(&|p| Some(p.ctx.actor.clone()));
+        let payloads = column(&|p| Some(p.payload.clone()));
+        let mut tx = self.pool.begin().await.ok()?;
+        let _turn = self.turns.take(tenant).await;
+        let judged = sqlx::query_as::<_, (i64, Option<String>, Option<i64>)>(
+            "WITH item AS (SELECT * FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bool[], \
+                 $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[]) \
+                 WITH ORDINALITY AS i(id, parent_id, display_name, name_key, is_organization, time, \
+                 request_id, fingerprint, actor, changes, place)), \
+             marked AS (SELECT i.*, \
+                 row_number() OVER (PARTITION BY request_id ORDER BY place) AS request_seen, \
+                 row_number() OVER (PARTITION BY parent_id, name_key ORDER BY place) AS name_seen FROM item i), \
+             judged AS (SELECT m.*, CASE \
+                 WHEN m.request_id IS NOT NULL AND (m.request_seen > 1 OR k.taken) THEN 'request_id' \
+                 WHEN m.parent_id IS NOT NULL AND p.found IS NULL THEN 'parent' \
+                 WHEN m.name_seen > 1 OR s.taken THEN 'name' END AS refusal \
+                 FROM marked m \
+                 LEFT JOIN LATERAL (SELECT TRUE AS taken FROM idempotency_keys \
+                     WHERE scope = $1 AND request_id = m.request_id LIMIT 1) k ON TRUE \
+                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM groups \
+                     WHERE tenant_id = $1 AND id = m.parent_id LIMIT 1) p ON TRUE \
+                 LEFT JOIN LATERAL (SELECT TRUE AS taken FROM groups WHERE tenant_id = $1 \
+                     AND COALESCE(parent_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+                         = COALESCE(m.parent_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+                     AND name_key = m.name_key LIMIT 1) s ON TRUE), \
+             ok AS (SELECT j.*, row_number() OVER (ORDER BY place) AS rank FROM judged j WHERE refusal IS NULL), \
+             bump AS (UPDATE tenants SET revision = revision + (SELECT count(*) FROM ok) WHERE id = $1 \
+                 RETURNING revision - (SELECT count(*) FROM ok) AS base), \
+             new_group AS (INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
+                 create_time, update_time, revision) \
+                 SELECT $1, id, parent_id, display_name, name_key, is_organization, time, time, base + rank \
+                 FROM ok, bump), \
+             parent AS (UPDATE groups SET subgroup_count = subgroup_count + \
+                 (SELECT count(*) FROM ok WHERE ok.parent_id = groups.id) \
+                 WHERE tenant_id = $1 AND id IN (SELECT parent_id FROM ok) AND EXISTS (SELECT 1 FROM bump)), \
+             request AS (INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, \
+                 create_time) SELECT $1, request_id, fingerprint, id, base + rank, time FROM ok, bump \
+                 WHERE request_id IS NOT NULL), \
+             event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
+                 SELECT $1, base + rank, time, actor, changes::json FROM ok, bump) \
+             SELECT j.place, j.refusal, (SELECT base FROM bump) + ok.rank \
+             FROM judged j LEFT JOIN ok ON ok.place = j.place ORDER BY j.place",
+        )
+        .bind(tenant.0)
+        .bind(&ids)
+        .bind(&parents)
+        .bind(&names)
+        .bind(&name_keys)
+        .bind(&organizations)
+        .bind(&times)
+        .bind(&request_ids)
+        .bind(&fingerprints)
+        .bind(&actors)
+        .bind(&payloads)
+        .fetch_all(&mut *tx)
+        .await
+        .ok()?;
+        self.created_together(tenant, tx, batch, judged, |refusal, group| {
+            match (refusal, group.parent_id) {
+                ("parent", Some(parent)) => Err(StoreError::not_found("group", parent)),
+                _ => Err(StoreError::AlreadyExists {
+                    field: "display_name".into(),
+                    message: Store::name_taken(group)(),
+                }),
+            }
+        })
+        .await
+    }
+
     async fn create_user_alone(&self, pending: &PendingUser) -> StoreResult<Created> {
         let shot = pending.shot();
-        let user = &pending.user;
+        let user = &pending.value;
         let row = Store::user_row(user);
         let mut tx = self.pool.begin().await?;
         let _turn = self.turns.take(shot.tenant).await;
@@ -659,6 +820,13 @@ impl PgStore {
         shot: &OneShot<'_>,
         group: &Group,
     ) -> StoreResult<Created> {
+        self.in_batch(shot.tenant, PendingCreate::new(shot, group)?)
+            .await
+    }
+
+    async fn create_group_alone(&self, pending: &PendingGroup) -> StoreResult<Created> {
+        let shot = &pending.shot();
+        let group = &pending.value;
         let mut tx = self.pool.begin().await?;
         let _turn = self.turns.take(shot.tenant).await;
         let written = sqlx::query_scalar::<_, i64>(
@@ -684,7 +852,7 @@ impl PgStore {
         .bind(shot.request.map(|(r, _)| r.as_str()))
         .bind(shot.request.map(|(_, f)| f))
         .bind(&shot.ctx.actor)
-        .bind(shot.payload()?)
+        .bind(pending.payload.as_str())
         .fetch_optional(&mut *tx)
         .await;
         self.created(shot, tx, written, |err| match (&err, group.parent_id) {
@@ -746,7 +914,7 @@ struct UserColumns {
 
 impl UserColumns {
     fn push(&mut self, pending: &PendingUser) {
-        let row = Store::user_row(&pending.user);
+        let row = Store::user_row(&pending.value);
         self.id.push(row.id);
         self.display_name.push(row.display_name.to_owned());
         self.email.push(row.email.to_owned());
@@ -804,7 +972,7 @@ impl PgStore {
     async fn add_members_together(
         &self,
         tenant: TenantId,
-        batch: &[Waiting<PendingMembers, StoreResult<Written<Vec<UserId>>>>],
+        batch: &[PendingMembers],
     ) -> Option<Vec<StoreResult<Written<Vec<UserId>>>>> {
         let mut tx = self.pool.begin().await.ok()?;
         let _turn = self.turns.take(tenant).await;
@@ -826,16 +994,16 @@ impl PgStore {
         let asked: Vec<Vec<Uuid>> = batch
             .iter()
             .map(|w| {
-                let mut users: Vec<Uuid> = w.item.users.iter().map(|u| u.0).collect();
+                let mut users: Vec<Uuid> = w.users.iter().map(|u| u.0).collect();
                 users.sort_unstable();
                 users.dedup();
                 users
             })
             .collect();
-        let groups: Vec<Uuid> = batch.iter().map(|w| w.item.group.0).collect();
+        let groups: Vec<Uuid> = batch.iter().map(|w| w.group.0).collect();
         let (mut pair_groups, mut pair_users) = (Vec::new(), Vec::new());
         for (waiting, users) in batch.iter().zip(&asked) {
-            pair_groups.extend(std::iter::repeat_n(waiting.item.group.0, users.len()));
+            pair_groups.extend(std::iter::repeat_n(waiting.group.0, users.len()));
             pair_users.extend_from_slice(users);
         }
         // One index probe per row whatever the statistics say (see
@@ -874,8 +1042,7 @@ impl PgStore {
         let mut rows = MembershipColumns::default();
         let mut sets: Vec<ChangeSet> = Vec::new();
         let mut probes = probes.into_iter();
-        for (waiting, users) in batch.iter().zip(&asked) {
-            let p = &waiting.item;
+        for (p, users) in batch.iter().zip(&asked) {
             let probed: Vec<(bool, bool)> = probes.by_ref().take(users.len()).collect();
             if !found_groups.contains(&p.group.0) {
                 answers.push(Err(StoreError::not_found("group", p.group)));
@@ -1017,5 +1184,12 @@ impl MembershipColumns {
             *counts.entry(*group).or_default() += 1;
         }
         counts.into_iter().unzip()
+    }
+}
+
+/// Completes once every caller of a batch has given up.
+async fn every_caller_gone<R>(replies: &mut [tokio::sync::oneshot::Sender<R>]) {
+    for reply in replies {
+        reply.closed().await;
     }
 }

@@ -5,7 +5,7 @@
 //! PostgreSQL) each get their own answer, revision and change set, refusals,
 //! twins and overlaps included.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cohort_directory::domain::{Change, TenantId};
 use cohort_shared::proto::directory::v1 as pb;
@@ -474,8 +474,182 @@ async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: 
     }
 }
 
+async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp) {
+    let t = app.tenant().await;
+    let parent = app.organization(&t, "Parent").await.id;
+    app.subgroup(&t, "Taken", &parent).await;
+    let missing_parent = Uuid::now_v7().to_string();
+    // (tenant, name, parent, request id)
+    let mut calls: Vec<(String, String, String, String)> = Vec::new();
+    for i in 0..30 {
+        calls.push((
+            t.id.clone(),
+            format!("Sub {i}"),
+            parent.clone(),
+            String::new(),
+        ));
+    }
+    for i in 0..10 {
+        calls.push((
+            t.id.clone(),
+            format!("Top {i}"),
+            String::new(),
+            String::new(),
+        ));
+    }
+    for _ in 0..4 {
+        calls.push((t.id.clone(), "Same".into(), parent.clone(), String::new()));
+    }
+    calls.push((t.id.clone(), "TAKEN".into(), parent.clone(), String::new()));
+    for pair in 0..3 {
+        for _ in 0..2 {
+            calls.push((
+                t.id.clone(),
+                format!("Twin {pair}"),
+                String::new(),
+                format!("group-twin-{pair}"),
+            ));
+        }
+    }
+    calls.push((
+        t.id.clone(),
+        "Orphan".into(),
+        missing_parent.clone(),
+        String::new(),
+    ));
+    calls.push((
+        Uuid::now_v7().to_string(),
+        "Lost".into(),
+        String::new(),
+        String::new(),
+    ));
+    calls.shuffle(&mut StdRng::seed_from_u64(13));
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
+    let mut tasks = Vec::new();
+    for (tenant_id, display_name, parent_id, request_id) in calls.clone() {
+        let (mut client, barrier) = (app.client(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .create_group(pb::CreateGroupRequest {
+                    tenant_id,
+                    display_name,
+                    parent_id,
+                    is_organization: false,
+                    request_id,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }));
+    }
+    let mut created: Vec<(pb::Group, i64)> = Vec::new();
+    let mut same = 0;
+    let mut twins: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    for ((tenant_id, name, parent_id, request_id), task) in calls.iter().zip(tasks) {
+        let result = task.await.unwrap();
+        if *tenant_id != t.id {
+            assert_error(result, Code::NotFound, None);
+        } else if *parent_id == missing_parent {
+            let status = assert_error(result, Code::NotFound, None);
+            assert!(
+                status.message().contains(&missing_parent),
+                "names the parent: {status:?}"
+            );
+        } else if name == "TAKEN" {
+            assert_error(result, Code::AlreadyExists, Some("display_name"));
+        } else if name == "Same" {
+            match result {
+                Ok(reply) => {
+                    same += 1;
+                    created.push((reply.group.unwrap(), reply.revision));
+                }
+                Err(status) => {
+                    assert_error::<()>(Err(status), Code::AlreadyExists, Some("display_name"));
+                }
+            }
+        } else if !request_id.is_empty() {
+            let reply = result.expect("a twin is answered");
+            let group = reply.group.unwrap();
+            let answers = twins.entry(request_id.clone()).or_default();
+            answers.push((group.id.clone(), reply.revision));
+            if answers.len() == 2 {
+                assert_eq!(
+                    answers[0], answers[1],
+                    "twins get the same group and revision"
+                );
+                created.push((group, reply.revision));
+            }
+        } else {
+            let reply = result.expect("a fresh name is created");
+            created.push((reply.group.unwrap(), reply.revision));
+        }
+    }
+    assert_eq!(same, 1, "one of the groups with the same name is created");
+    assert_eq!(created.len(), 30 + 10 + 1 + 3);
+
+    let revisions: BTreeSet<i64> = created.iter().map(|(_, r)| *r).collect();
+    assert_eq!(
+        revisions.len(),
+        created.len(),
+        "two creates reported the same revision"
+    );
+    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
+    let sets = app
+        .store
+        .read_changes(tenant, 0, 100_000, i64::MAX)
+        .await
+        .unwrap();
+    let last = app.revision(&t).await;
+    assert_eq!(
+        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    for (group, revision) in &created {
+        let set = sets.iter().find(|s| s.revision == *revision).unwrap();
+        match set.changes.as_slice() {
+            [Change::GroupUpserted { group: changed }] => {
+                assert_eq!(changed.id.to_string(), group.id);
+                assert_eq!(changed.display_name.as_str(), group.display_name);
+                assert_eq!(
+                    changed.revision, *revision,
+                    "the change carries its own revision"
+                );
+            }
+            other => panic!("revision {revision}: {other:?}"),
+        }
+        assert_eq!(
+            app.get_group(&t, &group.id).await.etag,
+            group.etag,
+            "the stored group is the one answered"
+        );
+    }
+    assert_eq!(
+        app.get_group(&t, &parent).await.subgroup_count,
+        1 + 30 + 1,
+        "the parent counts its subgroups"
+    );
+    assert_eq!(
+        app.count_rows("groups", "1 = 1").await,
+        created.len() as i64 + 2,
+        "no other group was written"
+    );
+    if app.backend == crate::helpers::Backend::Postgres {
+        assert!(
+            app.count_rows(
+                "groups g",
+                "EXISTS (SELECT 1 FROM groups h WHERE h.xmin = g.xmin AND h.id <> g.id)"
+            )
+            .await
+                > 0,
+            "concurrent creates of a tenant are committed together"
+        );
+    }
+}
+
 crate::on_both_backends!(
     concurrent_writers_lose_and_duplicate_nothing,
     concurrent_creates_of_a_tenant_each_get_their_own_answer,
+    concurrent_group_creates_of_a_tenant_each_get_their_own_answer,
     concurrent_member_additions_of_a_tenant_each_get_their_own_answer
 );
