@@ -1,0 +1,261 @@
+//! `AddGroupMembers` calls written together (see `group_commit`).
+
+use super::*;
+
+/// An `AddGroupMembers` call waiting for its tenant's next batch.
+pub(super) struct PendingMembers {
+    pub(super) ctx: WriteContext,
+    pub(super) group: GroupId,
+    /// As asked: a missing user is named as the call alone would name it.
+    pub(super) users: Vec<UserId>,
+    pub(super) time: DateTime<Utc>,
+}
+
+/// `AddGroupMembers` calls of one tenant written together: each judged as if it
+/// came alone after the ones before it in the batch, each with its own revision
+/// (or none, when it adds nothing) and change set.
+impl PgStore {
+    pub(super) async fn add_members_at_once(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        users: Vec<UserId>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let pending = PendingMembers {
+            ctx: ctx.clone(),
+            group,
+            users,
+            time: now(),
+        };
+        self.in_batch(tenant, pending).await
+    }
+
+    /// The batch in one transaction: the tenant's row lock first (so what is
+    /// judged stays true until the commit), one statement probing every group,
+    /// user and membership, the judgement here, then one statement writing the
+    /// memberships, counters, revision and change sets. `None` when a statement
+    /// failed and nothing was written.
+    pub(super) async fn add_members_together(
+        &self,
+        tenant: TenantId,
+        batch: &[PendingMembers],
+    ) -> Option<Vec<StoreResult<Written<Vec<UserId>>>>> {
+        let mut tx = self.pool.begin().await.ok()?;
+        let _turn = self.turns.take(tenant).await;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(tenant.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .ok()?;
+        let Some(mut revision) = locked else {
+            return Some(
+                batch
+                    .iter()
+                    .map(|_| Err(StoreError::not_found("tenant", tenant)))
+                    .collect(),
+            );
+        };
+        // Each call's users, sorted and distinct, as one list of (group, user).
+        let asked: Vec<Vec<Uuid>> = batch
+            .iter()
+            .map(|w| {
+                let mut users: Vec<Uuid> = w.users.iter().map(|u| u.0).collect();
+                users.sort_unstable();
+                users.dedup();
+                users
+            })
+            .collect();
+        let groups: Vec<Uuid> = batch.iter().map(|w| w.group.0).collect();
+        let (mut pair_groups, mut pair_users) = (Vec::new(), Vec::new());
+        for (waiting, users) in batch.iter().zip(&asked) {
+            pair_groups.extend(std::iter::repeat_n(waiting.group.0, users.len()));
+            pair_users.extend_from_slice(users);
+        }
+        // One index probe per row whatever the statistics say (see
+        // `create_users_together`).
+        let (found_groups, probes): (Vec<Uuid>, Vec<(bool, bool)>) = {
+            let found_groups =
+                sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = ANY($2)")
+                    .bind(tenant.0)
+                    .bind(&groups)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .ok()?;
+            let probes = sqlx::query_as(
+                "SELECT u.found IS NOT NULL, m.found IS NOT NULL \
+                 FROM UNNEST($2::uuid[], $3::uuid[]) WITH ORDINALITY AS p(group_id, user_id, n) \
+                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM users \
+                     WHERE tenant_id = $1 AND id = p.user_id LIMIT 1) u ON TRUE \
+                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM memberships \
+                     WHERE tenant_id = $1 AND group_id = p.group_id AND user_id = p.user_id LIMIT 1) m ON TRUE \
+                 ORDER BY p.n",
+            )
+            .bind(tenant.0)
+            .bind(&pair_groups)
+            .bind(&pair_users)
+            .fetch_all(&mut *tx)
+            .await
+            .ok()?;
+            (found_groups, probes)
+        };
+        if probes.len() != pair_users.len() {
+            return None;
+        }
+
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut claimed = std::collections::HashSet::new();
+        let mut rows = MembershipColumns::default();
+        let mut sets: Vec<ChangeSet> = Vec::new();
+        let mut probes = probes.into_iter();
+        for (p, users) in batch.iter().zip(&asked) {
+            let probed: Vec<(bool, bool)> = probes.by_ref().take(users.len()).collect();
+            if !found_groups.contains(&p.group.0) {
+                answers.push(Err(StoreError::not_found("group", p.group)));
+                continue;
+            }
+            let missing: Vec<Uuid> = users
+                .iter()
+                .zip(&probed)
+                .filter(|(_, (user, _))| !user)
+                .map(|(u, _)| *u)
+                .collect();
+            if let Some(first) = p.users.iter().find(|u| missing.contains(&u.0)) {
+                answers.push(Err(StoreError::not_found("user", first)));
+                continue;
+            }
+            // New members: not members yet, nor added by an earlier call.
+            let added: Vec<UserId> = users
+                .iter()
+                .zip(&probed)
+                .filter(|(u, (_, member))| !member && claimed.insert((p.group.0, **u)))
+                .map(|(u, _)| UserId(*u))
+                .collect();
+            if added.is_empty() {
+                // Nothing changes: no revision, as a call alone.
+                answers.push(Ok(Written {
+                    value: added,
+                    revision,
+                }));
+                continue;
+            }
+            revision += 1;
+            rows.push(p.group.0, &added, revision, p.time);
+            sets.push(ChangeSet {
+                tenant_id: tenant,
+                revision,
+                commit_time: p.time,
+                actor: p.ctx.actor.clone(),
+                changes: added
+                    .iter()
+                    .map(|user| Change::MembershipAdded {
+                        membership: Membership {
+                            group_id: p.group,
+                            user_id: *user,
+                            join_revision: revision,
+                            join_time: p.time,
+                        },
+                    })
+                    .collect(),
+            });
+            answers.push(Ok(Written {
+                value: added,
+                revision,
+            }));
+        }
+        if sets.is_empty() {
+            tx.rollback().await.ok()?;
+            return Some(answers);
+        }
+        let payloads: Vec<String> = sets
+            .iter()
+            .map(|s| serde_json::to_string(&s.changes))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let (count_groups, counts) = rows.counts();
+        sqlx::query(
+            "WITH bump AS (UPDATE tenants SET revision = $2 WHERE id = $1), \
+             added AS (INSERT INTO memberships (tenant_id, group_id, user_id, join_revision, join_time) \
+                 SELECT $1, g, u, r, t FROM UNNEST($3::uuid[], $4::uuid[], $5::bigint[], $6::timestamptz[]) \
+                 AS a(g, u, r, t)), \
+             counted AS (UPDATE groups SET member_count = member_count + \
+                 (SELECT n FROM UNNEST($7::uuid[], $8::bigint[]) AS c(g, n) WHERE c.g = groups.id) \
+                 WHERE tenant_id = $1 AND id = ANY($7)), \
+             event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
+                 SELECT $1, r, t, a, c::json \
+                 FROM UNNEST($9::bigint[], $10::timestamptz[], $11::text[], $12::text[]) AS e(r, t, a, c)) \
+             SELECT 1",
+        )
+        .bind(tenant.0)
+        .bind(revision)
+        .bind(&rows.group)
+        .bind(&rows.user)
+        .bind(&rows.revision)
+        .bind(&rows.time)
+        .bind(&count_groups)
+        .bind(&counts)
+        .bind(sets.iter().map(|s| s.revision).collect::<Vec<_>>())
+        .bind(sets.iter().map(|s| s.commit_time).collect::<Vec<_>>())
+        .bind(sets.iter().map(|s| s.actor.as_str()).collect::<Vec<_>>())
+        .bind(&payloads)
+        .execute(&mut *tx)
+        .await
+        .ok()?;
+        if let Err(err) = tx.commit().await {
+            // Whether the commit took effect is unknown: each call that wrote
+            // gets the failure.
+            let message = err.to_string();
+            return Some(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Ok(written) if !written.value.is_empty() => Err(StoreError::Database(
+                            sqlx::Error::Protocol(format!("commit failed: {message}")),
+                        )),
+                        other => other,
+                    })
+                    .collect(),
+            );
+        }
+        for set in sets {
+            self.after_commit(Arc::new(set));
+        }
+        Some(answers)
+    }
+}
+
+/// New memberships as the columns of one `UNNEST`.
+#[derive(Default)]
+pub(super) struct MembershipColumns {
+    pub(super) group: Vec<Uuid>,
+    pub(super) user: Vec<Uuid>,
+    pub(super) revision: Vec<i64>,
+    pub(super) time: Vec<DateTime<Utc>>,
+}
+
+impl MembershipColumns {
+    pub(super) fn push(
+        &mut self,
+        group: Uuid,
+        users: &[UserId],
+        revision: Revision,
+        time: DateTime<Utc>,
+    ) {
+        for user in users {
+            self.group.push(group);
+            self.user.push(user.0);
+            self.revision.push(revision);
+            self.time.push(time);
+        }
+    }
+
+    /// How many members each group gains.
+    pub(super) fn counts(&self) -> (Vec<Uuid>, Vec<i64>) {
+        let mut counts: std::collections::BTreeMap<Uuid, i64> = Default::default();
+        for group in &self.group {
+            *counts.entry(*group).or_default() += 1;
+        }
+        counts.into_iter().unzip()
+    }
+}
