@@ -283,7 +283,8 @@ async fn apply_stream(
                             revision: event.revision,
                             changes,
                         });
-                        if ready.len() >= MAX_READY {
+                        let waiting: usize = ready.iter().map(|set| set.changes.len()).sum();
+                        if ready.len() >= MAX_READY || waiting >= MAX_READY_CHANGES {
                             apply_ready(follower, &mut ready).await?;
                         }
                     }
@@ -341,8 +342,11 @@ async fn apply_stream(
     anyhow::bail!("the directory closed the feed")
 }
 
-/// At most this many change sets are stored with one commit.
+/// At most this many change sets, and about this many changes, are stored with
+/// one commit: what waits in memory for it stays small (a change set of a bulk
+/// import holds a few thousand changes).
 const MAX_READY: usize = 256;
+const MAX_READY_CHANGES: usize = 16_384;
 
 /// Stores the ready change sets (one commit), then applies them in memory in
 /// order: nothing is answered from a change set before it is stored.
