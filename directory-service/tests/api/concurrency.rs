@@ -6,20 +6,86 @@
 //! twins and overlaps included.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
 
-use cohort_directory::domain::{Change, TenantId};
+use cohort_directory::domain::{Change, ChangeSet, TenantId};
 use cohort_shared::proto::directory::v1 as pb;
+use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use tonic::Code;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, Tenant, TestApp};
 
 const WRITERS: usize = 8;
 const OPS_PER_WRITER: usize = 25;
+
+/// Sends every request at once: one task each, released together (a barrier),
+/// so that the server has them all in flight; their results in order.
+async fn all_at_once<R, T, F, Fut>(
+    app: &TestApp,
+    requests: Vec<R>,
+    call: F,
+) -> Vec<Result<T, Status>>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+    F: Fn(DirectoryServiceClient<Channel>, R) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let (barrier, sent) = (barrier.clone(), call(app.client(), request));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                sent.await.map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+/// The tenant's change sets, after checking their revisions run from 1 to the
+/// tenant's, without a gap.
+async fn gapless_change_sets(app: &TestApp, t: &Tenant) -> Vec<ChangeSet> {
+    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
+    let sets = app
+        .store
+        .read_changes(tenant, 0, 100_000, i64::MAX)
+        .await
+        .unwrap();
+    let last = app.revision(t).await;
+    assert_eq!(
+        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    sets
+}
+
+/// On PostgreSQL, that some rows of `table` written by different calls (a
+/// different `distinct` column) were committed in one transaction.
+async fn assert_committed_together(app: &TestApp, table: &str, distinct: &str, message: &str) {
+    if app.backend == crate::helpers::Backend::Postgres {
+        let together = format!(
+            "EXISTS (SELECT 1 FROM {table} b WHERE b.xmin = a.xmin AND b.{distinct} <> a.{distinct})"
+        );
+        assert!(
+            app.count_rows(&format!("{table} a"), &together).await > 0,
+            "{message}"
+        );
+    }
+}
 
 async fn concurrent_writers_lose_and_duplicate_nothing(app: &TestApp) {
     let t = app.tenant().await;
@@ -87,17 +153,7 @@ async fn concurrent_writers_lose_and_duplicate_nothing(app: &TestApp) {
         "two writes reported the same revision"
     );
 
-    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app
-        .store
-        .read_changes(tenant, 0, 100_000, i64::MAX)
-        .await
-        .unwrap();
-    let last = app.revision(&t).await;
-    assert_eq!(
-        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
-        (1..=last).collect::<Vec<_>>()
-    );
+    let sets = gapless_change_sets(app, &t).await;
     assert!(unique.iter().all(|r| sets.iter().any(|s| s.revision == *r)));
 
     // Replaying the change sets gives exactly the stored memberships.
@@ -163,11 +219,10 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
     }
     calls.shuffle(&mut StdRng::seed_from_u64(5));
 
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
-    let mut tasks = Vec::new();
-    for call in calls.iter().copied() {
-        let (mut client, barrier, tenant) = (app.client(), barrier.clone(), t.id.clone());
-        tasks.push(tokio::spawn(async move {
+    let requests = calls
+        .iter()
+        .map(|call| {
+            let tenant = t.id.clone();
             let (tenant_id, name, email, request_id) = match call {
                 Create::Fresh(i) => (
                     tenant,
@@ -200,24 +255,23 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
                     String::new(),
                 ),
             };
-            barrier.wait().await;
-            client
-                .create_user(pb::CreateUserRequest {
-                    tenant_id,
-                    display_name: name,
-                    email,
-                    roles: vec![pb::Role::GlobalAdminUser as i32],
-                    request_id,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }));
-    }
+            pb::CreateUserRequest {
+                tenant_id,
+                display_name: name,
+                email,
+                roles: vec![pb::Role::GlobalAdminUser as i32],
+                request_id,
+            }
+        })
+        .collect();
+    let results = all_at_once(app, requests, |mut client, request| async move {
+        client.create_user(request).await
+    })
+    .await;
     let mut created = Vec::new();
     let mut same_email_created = 0;
     let mut twins: Vec<Vec<(String, i64)>> = vec![Vec::new(); 3];
-    for (call, task) in calls.iter().zip(tasks) {
-        let result = task.await.unwrap();
+    for (call, result) in calls.iter().zip(results) {
         match call {
             Create::Fresh(_) => {
                 let reply = result.expect("a fresh email is created");
@@ -264,17 +318,7 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
         created.len(),
         "two creates reported the same revision"
     );
-    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app
-        .store
-        .read_changes(tenant, 0, 100_000, i64::MAX)
-        .await
-        .unwrap();
-    let last = app.revision(&t).await;
-    assert_eq!(
-        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
-        (1..=last).collect::<Vec<_>>()
-    );
+    let sets = gapless_change_sets(app, &t).await;
     for (user, revision) in &created {
         let set = sets.iter().find(|s| s.revision == *revision).unwrap();
         match set.changes.as_slice() {
@@ -299,18 +343,13 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
         created.len() as i64 + 2,
         "no other user was written (the admin and Taken exist)"
     );
-    if app.backend == crate::helpers::Backend::Postgres {
-        // Written together: some users share their transaction.
-        assert!(
-            app.count_rows(
-                "users u",
-                "EXISTS (SELECT 1 FROM users v WHERE v.xmin = u.xmin AND v.id <> u.id)"
-            )
-            .await
-                > 0,
-            "concurrent creates of a tenant are committed together"
-        );
-    }
+    assert_committed_together(
+        app,
+        "users",
+        "id",
+        "concurrent creates of a tenant are committed together",
+    )
+    .await;
 }
 
 async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: &TestApp) {
@@ -347,26 +386,21 @@ async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: 
     calls.push((groups[0].clone(), vec![users[0].clone()]));
     calls.shuffle(&mut rng);
 
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
-    let mut tasks = Vec::new();
-    for (group, picked) in calls.clone() {
-        let (mut client, barrier, tenant) = (app.client(), barrier.clone(), t.id.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            client
-                .add_group_members(pb::AddGroupMembersRequest {
-                    tenant_id: tenant,
-                    group_id: group,
-                    user_ids: picked,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }));
-    }
+    let requests = calls
+        .iter()
+        .map(|(group, picked)| pb::AddGroupMembersRequest {
+            tenant_id: t.id.clone(),
+            group_id: group.clone(),
+            user_ids: picked.clone(),
+        })
+        .collect();
+    let results = all_at_once(app, requests, |mut client, request| async move {
+        client.add_group_members(request).await
+    })
+    .await;
     let mut added: Vec<(String, String)> = Vec::new();
     let mut revisions = Vec::new();
-    for ((group, picked), task) in calls.iter().zip(tasks) {
-        let result = task.await.unwrap();
+    for ((group, picked), result) in calls.iter().zip(results) {
         if picked.contains(&ghost) {
             let status = assert_error(result, Code::NotFound, None);
             assert!(
@@ -434,17 +468,7 @@ async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: 
 
     // One change set per revision, gapless, each holding exactly what its call
     // reported, at its revision.
-    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app
-        .store
-        .read_changes(tenant, 0, 100_000, i64::MAX)
-        .await
-        .unwrap();
-    let last = app.revision(&t).await;
-    assert_eq!(
-        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
-        (1..=last).collect::<Vec<_>>()
-    );
+    let sets = gapless_change_sets(app, &t).await;
     let mut replayed = BTreeSet::new();
     for set in sets.iter().filter(|s| distinct.contains(&s.revision)) {
         for change in &set.changes {
@@ -464,14 +488,13 @@ async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: 
         replayed, unique,
         "the change sets hold what the calls reported"
     );
-    if app.backend == crate::helpers::Backend::Postgres {
-        assert!(
-            app.count_rows("memberships m", "EXISTS (SELECT 1 FROM memberships n WHERE n.xmin = m.xmin AND n.join_revision <> m.join_revision)")
-                .await
-                > 0,
-            "concurrent additions of a tenant are committed together"
-        );
-    }
+    assert_committed_together(
+        app,
+        "memberships",
+        "join_revision",
+        "concurrent additions of a tenant are committed together",
+    )
+    .await;
 }
 
 async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp) {
@@ -525,29 +548,26 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
     ));
     calls.shuffle(&mut StdRng::seed_from_u64(13));
 
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(calls.len()));
-    let mut tasks = Vec::new();
-    for (tenant_id, display_name, parent_id, request_id) in calls.clone() {
-        let (mut client, barrier) = (app.client(), barrier.clone());
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            client
-                .create_group(pb::CreateGroupRequest {
-                    tenant_id,
-                    display_name,
-                    parent_id,
-                    is_organization: false,
-                    request_id,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }));
-    }
+    let requests = calls
+        .iter()
+        .map(
+            |(tenant_id, display_name, parent_id, request_id)| pb::CreateGroupRequest {
+                tenant_id: tenant_id.clone(),
+                display_name: display_name.clone(),
+                parent_id: parent_id.clone(),
+                is_organization: false,
+                request_id: request_id.clone(),
+            },
+        )
+        .collect();
+    let results = all_at_once(app, requests, |mut client, request| async move {
+        client.create_group(request).await
+    })
+    .await;
     let mut created: Vec<(pb::Group, i64)> = Vec::new();
     let mut same = 0;
     let mut twins: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
-    for ((tenant_id, name, parent_id, request_id), task) in calls.iter().zip(tasks) {
-        let result = task.await.unwrap();
+    for ((tenant_id, name, parent_id, request_id), result) in calls.iter().zip(results) {
         if *tenant_id != t.id {
             assert_error(result, Code::NotFound, None);
         } else if *parent_id == missing_parent {
@@ -594,17 +614,7 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
         created.len(),
         "two creates reported the same revision"
     );
-    let tenant = TenantId(Uuid::parse_str(&t.id).unwrap());
-    let sets = app
-        .store
-        .read_changes(tenant, 0, 100_000, i64::MAX)
-        .await
-        .unwrap();
-    let last = app.revision(&t).await;
-    assert_eq!(
-        sets.iter().map(|s| s.revision).collect::<Vec<_>>(),
-        (1..=last).collect::<Vec<_>>()
-    );
+    let sets = gapless_change_sets(app, &t).await;
     for (group, revision) in &created {
         let set = sets.iter().find(|s| s.revision == *revision).unwrap();
         match set.changes.as_slice() {
@@ -634,17 +644,13 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
         created.len() as i64 + 2,
         "no other group was written"
     );
-    if app.backend == crate::helpers::Backend::Postgres {
-        assert!(
-            app.count_rows(
-                "groups g",
-                "EXISTS (SELECT 1 FROM groups h WHERE h.xmin = g.xmin AND h.id <> g.id)"
-            )
-            .await
-                > 0,
-            "concurrent creates of a tenant are committed together"
-        );
-    }
+    assert_committed_together(
+        app,
+        "groups",
+        "id",
+        "concurrent creates of a tenant are committed together",
+    )
+    .await;
 }
 
 crate::on_both_backends!(

@@ -1,5 +1,6 @@
 //! `AddGroupMembers` calls written together (see `group_commit`).
 
+use super::group_commit::commit_failed;
 use super::*;
 
 /// An `AddGroupMembers` call waiting for its tenant's next batch.
@@ -203,16 +204,12 @@ impl PgStore {
         .await
         .ok()?;
         if let Err(err) = tx.commit().await {
-            // Whether the commit took effect is unknown: each call that wrote
-            // gets the failure.
-            let message = err.to_string();
+            // Each call that wrote gets the failure.
             return Some(
                 answers
                     .into_iter()
                     .map(|answer| match answer {
-                        Ok(written) if !written.value.is_empty() => Err(StoreError::Database(
-                            sqlx::Error::Protocol(format!("commit failed: {message}")),
-                        )),
+                        Ok(written) if !written.value.is_empty() => commit_failed(&err),
                         other => other,
                     })
                     .collect(),

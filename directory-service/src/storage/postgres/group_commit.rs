@@ -208,3 +208,12 @@ pub(super) async fn every_caller_gone<R>(replies: &mut [tokio::sync::oneshot::Se
         reply.closed().await;
     }
 }
+
+/// What a caller whose write was in a batch whose commit failed is told: whether
+/// the commit took effect is unknown, so the write is not tried again (that
+/// could apply it twice), and the caller gets the failure.
+pub(super) fn commit_failed<A>(err: &sqlx::Error) -> StoreResult<A> {
+    Err(StoreError::Database(sqlx::Error::Protocol(format!(
+        "commit failed: {err}"
+    ))))
+}
