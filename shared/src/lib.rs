@@ -10,11 +10,13 @@
 //! - [`malformed`]: undecodable requests answered as INVALID_ARGUMENT.
 //! - [`shed`]: load shedding (a bound on calls in flight).
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
+//! - [`log_writer`]: the log output, written out in batches by a background thread.
 
 pub mod auth;
 pub mod call_log;
 pub mod catalog;
 pub mod convert;
+pub mod log_writer;
 pub mod malformed;
 pub mod serving;
 pub mod shed;

@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tracing_subscriber::EnvFilter;
 
+use crate::log_writer::{BatchedLogGuard, BatchedWriter};
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -19,19 +21,19 @@ pub enum LogFormat {
 /// Keeps the log writer running; dropping it writes out what is still queued.
 /// Hold it for as long as the process logs (for `main`, until it returns).
 #[must_use = "logs queued when the guard drops are written then; drop it last"]
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] BatchedLogGuard);
 
 /// Human-readable or JSON lines on stderr, filtered by `RUST_LOG` (default `info`).
 /// A second call (tests) keeps the first subscriber.
 ///
 /// A call formats its line on its own thread; a background thread writes the
 /// lines, in batches, so that a busy server does not wait on stderr (a write per
-/// line under a lock cost a third of the throughput of small calls). Should the
-/// writer fall behind by 128k lines, lines are dropped rather than calls held up.
+/// line under a lock cost a third of the throughput of small calls), nor wake a
+/// thread per line ([`crate::log_writer`]). Should the writer fall behind by
+/// 32 MiB, lines are dropped (and counted) rather than calls held up.
 pub fn init_tracing(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) =
-        tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) = BatchedWriter::new(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
