@@ -181,7 +181,14 @@ impl Application {
         Ok(())
     }
 
+    /// Serves until SIGTERM or Ctrl-C; for a process that exits after.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(serving::shutdown_signal()).await
+        // The projection is stored, and the process exits next: freeing a large
+        // one allocation by allocation took longer than all the rest of the
+        // shutdown (1.6 s of `free` at 3M memberships), so it is left to the OS.
+        let projection = self.projection.clone();
+        let stopped = self.run_until(serving::shutdown_signal()).await;
+        std::mem::forget(projection);
+        stopped
     }
 }
