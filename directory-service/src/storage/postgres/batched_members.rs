@@ -75,7 +75,12 @@ impl PgStore {
             pair_users.extend_from_slice(users);
         }
         // One index probe per row whatever the statistics say (see
-        // `create_users_together`).
+        // `create_users_together`). The membership probe spells the user as a
+        // range so that only the primary key (tenant, group, user) serves it with
+        // an equality on its leading columns: with `user_id = ...` PostgreSQL took
+        // `memberships_by_user` as readily, which scatters a call's probes over
+        // the whole index (813 pages read for 1,000 probes at 3M memberships,
+        // against 2 in the group's own range of the primary key).
         let (found_groups, probes): (Vec<Uuid>, Vec<(bool, bool)>) = {
             let found_groups =
                 sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = ANY($2)")
@@ -90,7 +95,8 @@ impl PgStore {
                  LEFT JOIN LATERAL (SELECT TRUE AS found FROM users \
                      WHERE tenant_id = $1 AND id = p.user_id LIMIT 1) u ON TRUE \
                  LEFT JOIN LATERAL (SELECT TRUE AS found FROM memberships \
-                     WHERE tenant_id = $1 AND group_id = p.group_id AND user_id = p.user_id LIMIT 1) m ON TRUE \
+                     WHERE tenant_id = $1 AND group_id = p.group_id \
+                     AND user_id >= p.user_id AND user_id <= p.user_id LIMIT 1) m ON TRUE \
                  ORDER BY p.n",
             )
             .bind(tenant.0)
