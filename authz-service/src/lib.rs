@@ -18,6 +18,8 @@
 //!   there), reconnecting with backoff.
 //! - [`upstream`]: the directory's address and the credential presented to it.
 //! - [`grpc`]: the tonic service: consistency, deadlines, one error mapping.
+//! - [`metrics`]: the projection's own Prometheus metrics (the call metrics are
+//!   `cohort_shared::metrics`').
 //! - [`config`] and [`startup`]: settings and the application that binds its
 //!   listener and serves until stopped.
 
@@ -26,6 +28,7 @@ pub mod config;
 pub mod domain;
 pub mod follower;
 pub mod grpc;
+pub mod metrics;
 pub mod projection;
 pub mod startup;
 pub mod storage;

@@ -19,6 +19,7 @@ use crate::compaction::Compactor;
 use crate::config::Settings;
 use crate::follower::{self, Follower};
 use crate::grpc::AuthzApi;
+use crate::metrics::ProjectionCollector;
 use crate::projection::Projection;
 use crate::storage::postgres::PgProjection;
 use crate::storage::sqlite::SqliteProjection;
@@ -27,6 +28,8 @@ use crate::upstream::Upstream;
 
 pub struct Application {
     listener: TcpListener,
+    /// Where Prometheus metrics are served, when they are.
+    metrics_listener: Option<TcpListener>,
     store: Arc<dyn ProjectionStore>,
     projection: Arc<Projection>,
     compactor: Arc<Compactor>,
@@ -95,6 +98,8 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding --listen {}", settings.listen))?;
+        let metrics_listener =
+            cohort_shared::metrics::bind(settings.serving.metrics_listen).await?;
         // Without a token of its own for the directory, the service presents its
         // development credential: given the directory's --dev-token-file, the two
         // work together with no set-up (the compose stack does this).
@@ -108,6 +113,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            metrics_listener,
             store,
             projection,
             compactor,
@@ -124,6 +130,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address metrics are served on, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves until `shutdown` completes; in-flight calls finish first.
@@ -156,19 +169,30 @@ impl Application {
         });
 
         let addr = self.local_addr();
+        let projection = self.projection.clone();
+        let (call_metrics, metrics_server) =
+            cohort_shared::metrics::spawn(self.metrics_listener, |registry| {
+                registry.register_collector(Box::new(ProjectionCollector::new(projection)))
+            });
+
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
         let api = AuthzApi::new(self.projection, self.directory, self.max_wait)?;
-        let served = cohort_shared::serving::server(self.auth, self.limits, self.tls.as_ref())?
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                AuthzServiceServer::new(api)
-                    .max_decoding_message_size(self.limits.max_message_bytes)
-                    .max_encoding_message_size(self.limits.max_message_bytes),
-            )
-            .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
-            .await;
+        let served = cohort_shared::serving::server(
+            self.auth,
+            self.limits,
+            self.tls.as_ref(),
+            call_metrics,
+        )?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            AuthzServiceServer::new(api)
+                .max_decoding_message_size(self.limits.max_message_bytes)
+                .max_encoding_message_size(self.limits.max_message_bytes),
+        )
+        .serve_with_incoming_shutdown(serving::incoming(self.listener), shutdown)
+        .await;
         // The follower stops only now, after the calls in flight: a read waiting
         // for a revision the directory is about to commit still gets it, instead
         // of waiting out its deadline on a feed that was cut first. Those waits end
@@ -176,6 +200,7 @@ impl Application {
         ready.abort();
         let _ = closing.send(true);
         let _ = follower.await;
+        metrics_server.stop().await;
         served?;
         tracing::info!("authorization service stopped");
         Ok(())

@@ -24,6 +24,8 @@ use crate::storage::DirectoryStore;
 /// A built directory, bound to its address, ready to serve.
 pub struct Application {
     listener: TcpListener,
+    /// Where Prometheus metrics are served, when they are.
+    metrics_listener: Option<TcpListener>,
     store: Arc<dyn DirectoryStore>,
     feed: FeedSettings,
     auth: Auth,
@@ -41,7 +43,12 @@ impl Application {
             .auth(&settings.data_dir.join("dev-token"))?;
         let store = open_store(&settings.database()?, settings.max_connections).await?;
         let app = Self::with_store(settings.listen, store, settings.feed(), auth).await?;
-        Ok(app.with_limits(settings.serving.limits()).with_tls(tls))
+        let metrics_listener =
+            cohort_shared::metrics::bind(settings.serving.metrics_listen).await?;
+        Ok(app
+            .with_limits(settings.serving.limits())
+            .with_tls(tls)
+            .with_metrics_listener(metrics_listener))
     }
 
     /// Binds the listener for an already opened store.
@@ -56,6 +63,7 @@ impl Application {
             .with_context(|| format!("binding --listen {listen}"))?;
         Ok(Application {
             listener,
+            metrics_listener: None,
             store,
             feed,
             auth,
@@ -68,6 +76,19 @@ impl Application {
     pub fn with_tls(mut self, tls: Option<TlsFiles>) -> Self {
         self.tls = tls;
         self
+    }
+
+    /// Serves Prometheus metrics on this listener (None: not at all).
+    pub fn with_metrics_listener(mut self, listener: Option<TcpListener>) -> Self {
+        self.metrics_listener = listener;
+        self
+    }
+
+    /// The address metrics are served on, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Serves with other limits than the defaults.
@@ -111,32 +132,41 @@ impl Application {
         };
 
         let addr = self.local_addr();
+        let (call_metrics, metrics_server) =
+            cohort_shared::metrics::spawn(self.metrics_listener, |_| {});
+
         tracing::info!(%addr, "directory service listening");
-        let served = cohort_shared::serving::server(self.auth, self.limits, self.tls.as_ref())?
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                DirectoryServiceServer::new(DirectoryApi::new(self.store.clone()))
-                    .max_decoding_message_size(self.limits.max_message_bytes)
-                    .max_encoding_message_size(self.limits.max_message_bytes),
-            )
-            .add_service(
-                // The feed cuts its messages by the same limit the server applies.
-                ChangeFeedServiceServer::new(FeedApi::new(
-                    self.store,
-                    FeedSettings {
-                        message_bytes: self.limits.max_message_bytes,
-                        ..self.feed
-                    },
-                    closing_signal,
-                ))
+        let served = cohort_shared::serving::server(
+            self.auth,
+            self.limits,
+            self.tls.as_ref(),
+            call_metrics,
+        )?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            DirectoryServiceServer::new(DirectoryApi::new(self.store.clone()))
                 .max_decoding_message_size(self.limits.max_message_bytes)
                 .max_encoding_message_size(self.limits.max_message_bytes),
-            )
-            .serve_with_incoming_shutdown(cohort_shared::serving::incoming(self.listener), shutdown)
-            .await;
+        )
+        .add_service(
+            // The feed cuts its messages by the same limit the server applies.
+            ChangeFeedServiceServer::new(FeedApi::new(
+                self.store,
+                FeedSettings {
+                    message_bytes: self.limits.max_message_bytes,
+                    ..self.feed
+                },
+                closing_signal,
+            ))
+            .max_decoding_message_size(self.limits.max_message_bytes)
+            .max_encoding_message_size(self.limits.max_message_bytes),
+        )
+        .serve_with_incoming_shutdown(cohort_shared::serving::incoming(self.listener), shutdown)
+        .await;
         compaction.abort();
+        metrics_server.stop().await;
         served?;
         tracing::info!("directory service stopped");
         Ok(())

@@ -26,6 +26,8 @@ use tonic::codegen::http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::metrics::{CallInFlight, CallMetrics};
+
 /// The header that carries a request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -49,20 +51,35 @@ pub fn request_id<T>(request: &tonic::Request<T>) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallLogLayer;
+/// Logs every call, and records it in the call metrics when they are served.
+#[derive(Debug, Clone, Default)]
+pub struct CallLogLayer {
+    metrics: Option<CallMetrics>,
+}
+
+impl CallLogLayer {
+    /// Records every call in `metrics` too (None: metrics are not served, and
+    /// calls pay nothing for them).
+    pub fn new(metrics: Option<CallMetrics>) -> Self {
+        CallLogLayer { metrics }
+    }
+}
 
 impl<S> Layer<S> for CallLogLayer {
     type Service = CallLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CallLog { inner }
+        CallLog {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct CallLog<S> {
     inner: S,
+    metrics: Option<CallMetrics>,
 }
 
 /// Calls logged at DEBUG: health checks and reflection.
@@ -103,7 +120,7 @@ where
     S::Error: std::fmt::Display,
     ReqBody: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<CallBody<ResBody>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -123,7 +140,6 @@ where
         request
             .headers_mut()
             .insert(REQUEST_ID_HEADER, header.clone());
-        let quiet = is_quiet(&method);
         let span = if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug_span!("grpc", %method, %request_id)
         } else {
@@ -133,43 +149,149 @@ where
         // Take the service that was polled ready, leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let started = Instant::now();
+        let record = CallRecord {
+            in_flight: self.metrics.as_ref().map(|m| m.start(&method)),
+            quiet: is_quiet(&method),
+            method,
+            request_id,
+            tenant: tenant.clone(),
+            started: Instant::now(),
+        };
         Box::pin(async move {
+            // Dropped with this future if the caller goes first: logged as
+            // CANCELLED.
+            let record = FinishOnDrop(Some(record));
             let result = CALL_TENANT
-                .scope(tenant.clone(), inner.call(request).instrument(span))
+                .scope(tenant, inner.call(request).instrument(span))
                 .await;
-            let elapsed_ms =
-                tracing::field::display(Millis(started.elapsed().as_secs_f64() * 1000.0));
-            let tenant = tenant.get().map_or("", String::as_str);
             match result {
                 Ok(mut response) => {
-                    // Errors come "trailers-only", with the status in the headers;
-                    // a successful call's status follows in the trailers.
-                    let status = response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map(tonic::Code::from_i32)
-                        .unwrap_or(tonic::Code::Ok);
                     response.headers_mut().insert(REQUEST_ID_HEADER, header);
-                    if matches!(
-                        status,
-                        tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss
-                    ) {
-                        tracing::warn!(%method, %request_id, %tenant, status = ?status, elapsed_ms, "call");
-                    } else if quiet {
-                        tracing::debug!(%method, %request_id, %tenant, status = ?status, elapsed_ms, "call");
-                    } else {
-                        tracing::info!(%method, %request_id, %tenant, status = ?status, elapsed_ms, "call");
-                    }
-                    Ok(response)
+                    // Errors come "trailers-only", with the status in the headers,
+                    // and end here; other calls end with their trailers, when the
+                    // body (a whole stream, for a streaming call) has been sent.
+                    let record = match grpc_status(response.headers()) {
+                        Some(status) => {
+                            record.finish(status, None);
+                            FinishOnDrop(None)
+                        }
+                        None => record,
+                    };
+                    Ok(response.map(|inner| CallBody { inner, record }))
                 }
                 Err(err) => {
-                    tracing::warn!(%method, %request_id, %tenant, error = %err, elapsed_ms, "call failed in transport");
+                    record.finish(tonic::Code::Unknown, Some(&err));
                     Err(err)
                 }
             }
         })
+    }
+}
+
+fn grpc_status(headers: &tonic::codegen::http::HeaderMap) -> Option<tonic::Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+}
+
+/// What is known of a call until it ends: its one log line and its metrics are
+/// written then.
+struct CallRecord {
+    method: String,
+    request_id: String,
+    tenant: Arc<OnceLock<String>>,
+    started: Instant,
+    quiet: bool,
+    in_flight: Option<CallInFlight>,
+}
+
+impl CallRecord {
+    fn finish(self, status: tonic::Code, transport_error: Option<&dyn std::fmt::Display>) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if let Some(in_flight) = self.in_flight {
+            in_flight.finish(status, elapsed);
+        }
+        let elapsed_ms = tracing::field::display(Millis(elapsed * 1000.0));
+        let (method, request_id) = (&self.method, &self.request_id);
+        let tenant = self.tenant.get().map_or("", String::as_str);
+        if let Some(error) = transport_error {
+            tracing::warn!(%method, %request_id, %tenant, %error, elapsed_ms, "call failed in transport");
+        } else if matches!(
+            status,
+            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss
+        ) {
+            tracing::warn!(%method, %request_id, %tenant, status = ?status, elapsed_ms, "call");
+        } else if self.quiet {
+            tracing::debug!(%method, %request_id, %tenant, status = ?status, elapsed_ms, "call");
+        } else {
+            tracing::info!(%method, %request_id, %tenant, status = ?status, elapsed_ms, "call");
+        }
+    }
+}
+
+/// A call's record, finished as CANCELLED if it is dropped unfinished (the caller
+/// went away before the answer, or in the middle of a stream).
+struct FinishOnDrop(Option<CallRecord>);
+
+impl FinishOnDrop {
+    fn finish(mut self, status: tonic::Code, transport_error: Option<&dyn std::fmt::Display>) {
+        if let Some(record) = self.0.take() {
+            record.finish(status, transport_error);
+        }
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.take() {
+            record.finish(tonic::Code::Cancelled, None);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that ends its call's record when its trailers go out.
+    pub struct CallBody<B> {
+        #[pin]
+        inner: B,
+        record: FinishOnDrop,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for CallBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(Some(Ok(frame))) => frame
+                .trailers_ref()
+                .map(|trailers| grpc_status(trailers).unwrap_or(tonic::Code::Unknown)),
+            Poll::Ready(Some(Err(_))) => Some(tonic::Code::Unknown),
+            // Over without trailers: not a gRPC answer.
+            Poll::Ready(None) => Some(tonic::Code::Unknown),
+            Poll::Pending => None,
+        };
+        if let Some(status) = ended {
+            if let Some(record) = this.record.0.take() {
+                record.finish(status, None);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

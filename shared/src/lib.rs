@@ -8,6 +8,7 @@
 //! - [`auth`]: bearer credentials per calling service, tenant restrictions.
 //! - [`call_log`]: one log line per call, request ids across services.
 //! - [`malformed`]: undecodable requests answered as INVALID_ARGUMENT.
+//! - [`metrics`]: Prometheus metrics and the listener that serves them.
 //! - [`shed`]: load shedding (a bound on calls in flight).
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
 //! - [`log_writer`]: the log output, written out in batches by a background thread.
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod convert;
 pub mod log_writer;
 pub mod malformed;
+pub mod metrics;
 pub mod serving;
 pub mod shed;
 

@@ -219,6 +219,7 @@ pub fn server(
     auth: crate::auth::Auth,
     limits: Limits,
     tls: Option<&TlsFiles>,
+    call_metrics: Option<crate::metrics::CallMetrics>,
 ) -> anyhow::Result<tonic::transport::Server<ServerLayers>> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -227,7 +228,7 @@ pub fn server(
     Ok(builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(crate::call_log::CallLogLayer)
+        .layer(crate::call_log::CallLogLayer::new(call_metrics))
         .layer(crate::shed::ShedLayer::new(limits.max_concurrent_calls))
         .layer(crate::auth::AuthLayer::new(auth))
         .layer(crate::malformed::MalformedLayer))
@@ -293,6 +294,11 @@ impl TlsFiles {
 /// settings): limits, TLS and the callers' credentials.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServingArgs {
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP), for
+    /// example 127.0.0.1:9464; not served when unset.
+    #[arg(long, env = "COHORT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]
     pub max_concurrent_calls: usize,

@@ -1,0 +1,144 @@
+//! The authorization service's own metrics, read from the projection at each
+//! scrape (nothing is counted on the hot path):
+//!
+//! - `cohort_authz_feed_connected`: 1 while the directory's feed is open.
+//! - `cohort_authz_caught_up`: 1 once the feed has caught up after start.
+//! - `cohort_authz_tenants`, and `cohort_authz_users`, `cohort_authz_groups`,
+//!   `cohort_authz_memberships` summed over tenants: the projection's size.
+//! - `cohort_authz_tenant_revision{tenant}`: the revision each tenant is served at.
+//! - `cohort_authz_tenant_staleness_seconds{tenant}`: how long ago the directory
+//!   last vouched that this revision was its latest (the bound a
+//!   `minimize_latency` read may be behind by); absent until it first has.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use crate::projection::Projection;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+/// Reads the projection at each scrape.
+pub struct ProjectionCollector {
+    projection: Arc<Projection>,
+}
+
+impl std::fmt::Debug for ProjectionCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionCollector")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProjectionCollector {
+    pub fn new(projection: Arc<Projection>) -> Self {
+        ProjectionCollector { projection }
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+impl Collector for ProjectionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let projection = &self.projection;
+        gauge(
+            &mut encoder,
+            "cohort_authz_feed_connected",
+            "1 while the directory's change feed is open",
+            projection.connected().into(),
+        )?;
+        gauge(
+            &mut encoder,
+            "cohort_authz_caught_up",
+            "1 once the feed has caught up after start-up",
+            projection.is_synced().into(),
+        )?;
+        let tenants = projection.tenant_ids();
+        let (mut users, mut groups, mut memberships) = (0, 0, 0);
+        let mut revisions = Vec::with_capacity(tenants.len());
+        for tenant in &tenants {
+            if let Some(state) = projection.tenant(*tenant) {
+                let state = state.read().expect("not poisoned");
+                let size = state.size();
+                users += size.users;
+                groups += size.groups;
+                memberships += size.memberships;
+                revisions.push((*tenant, state.revision));
+            }
+        }
+        gauge(
+            &mut encoder,
+            "cohort_authz_tenants",
+            "Tenants in the projection",
+            tenants.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "cohort_authz_users",
+            "Users in the projection, all tenants",
+            users as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "cohort_authz_groups",
+            "Groups in the projection, all tenants",
+            groups as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "cohort_authz_memberships",
+            "Memberships in the projection, all tenants",
+            memberships as i64,
+        )?;
+
+        let mut family = encoder.encode_descriptor(
+            "cohort_authz_tenant_revision",
+            "The directory revision each tenant is served at",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (tenant, revision) in &revisions {
+            let label = TenantLabel {
+                tenant: tenant.to_string(),
+            };
+            ConstGauge::new(*revision).encode(family.encode_family(&label)?)?;
+        }
+
+        let now = SystemTime::now();
+        let mut family = encoder.encode_descriptor(
+            "cohort_authz_tenant_staleness",
+            "Time since the directory last vouched that the tenant's revision was its latest",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (tenant, _) in &revisions {
+            let Some(vouched) = projection.vouched(*tenant) else {
+                continue;
+            };
+            let seconds = now
+                .duration_since(vouched)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let label = TenantLabel {
+                tenant: tenant.to_string(),
+            };
+            ConstGauge::new(seconds).encode(family.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! Prometheus metrics, scraped from both real servers after real calls and read
+//! with a Prometheus text-format parser (`prometheus-parse`): the call metrics by
+//! service, method and status code, and the authorization service's projection.
+
+use std::time::Duration;
+
+use clap::Parser;
+use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::directory::v1 as dir;
+use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use cohort_tests::{channel, test_auth, Bearer, TEST_SECRET};
+use prometheus_parse::{Scrape, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET /metrics`, parsed (HTTP/1.1 by hand: the test needs nothing more).
+async fn scrape(addr: std::net::SocketAddr) -> (Scrape, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    (Scrape::parse(lines).unwrap(), body.to_owned())
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => panic!("no summaries here"),
+        })
+}
+
+/// `grpc_server_handled_total` of one method and code.
+fn handled(scrape: &Scrape, service: &str, method: &str, code: &str) -> Option<f64> {
+    value(
+        scrape,
+        "grpc_server_handled_total",
+        &[
+            ("grpc_service", service),
+            ("grpc_method", method),
+            ("grpc_code", code),
+        ],
+    )
+}
+
+/// `Check` of the admin's tenant-wide `global_admin.groups.manage`, at or after
+/// `revision`.
+fn check_request(tenant: &str, user: &str, revision: i64) -> authz::CheckRequest {
+    authz::CheckRequest {
+        tenant_id: tenant.to_owned(),
+        user_id: user.to_owned(),
+        permission: "global_admin.groups.manage".into(),
+        resource: Some(authz::Resource {
+            resource: Some(authz::resource::Resource::Tenant(true)),
+        }),
+        consistency: Some(authz::Consistency {
+            requirement: Some(authz::consistency::Requirement::AtLeastRevision(revision)),
+        }),
+        explain: false,
+    }
+}
+
+#[tokio::test]
+async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parser_reads() {
+    if cohort_tests::skip_against_external(
+        "both_services_serve_call_and_projection_metrics_that_a_prometheus_parser_reads",
+    ) {
+        return;
+    }
+    let data =
+        std::env::temp_dir().join(format!("cohort-metrics-{}", uuid::Uuid::new_v4().simple()));
+    let store = cohort_directory::startup::open_store(
+        &cohort_directory::config::Database::SqliteDir(data.join("directory")),
+        4,
+    )
+    .await
+    .unwrap();
+    let directory = cohort_directory::startup::Application::with_store(
+        "127.0.0.1:0".parse().unwrap(),
+        store,
+        Default::default(),
+        test_auth(Vec::new()),
+    )
+    .await
+    .unwrap()
+    .with_metrics_listener(Some(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ));
+    let (directory_addr, directory_metrics) =
+        (directory.local_addr(), directory.metrics_addr().unwrap());
+    let (stop_directory, directory_stopped) = tokio::sync::oneshot::channel::<()>();
+    let directory_task = tokio::spawn(directory.run_until(async {
+        let _ = directory_stopped.await;
+    }));
+
+    let settings = cohort_authz::config::Settings::try_parse_from([
+        "cohort-authz",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--directory",
+        &format!("http://{directory_addr}"),
+        "--data-dir",
+        &data.join("authz").display().to_string(),
+        "--auth-tokens",
+        &format!("test:{TEST_SECRET}"),
+        "--directory-token",
+        TEST_SECRET,
+    ])
+    .unwrap();
+    let authz = cohort_authz::startup::Application::build(&settings)
+        .await
+        .unwrap();
+    let (authz_addr, authz_metrics) = (authz.local_addr(), authz.metrics_addr().unwrap());
+    let (stop_authz, authz_stopped) = tokio::sync::oneshot::channel::<()>();
+    let authz_task = tokio::spawn(authz.run_until(async {
+        let _ = authz_stopped.await;
+    }));
+
+    let mut d = DirectoryServiceClient::with_interceptor(
+        channel(directory_addr).await.unwrap(),
+        Bearer::new(TEST_SECRET),
+    );
+    let created = d
+        .create_tenant(dir::CreateTenantRequest {
+            display_name: "Metrics".into(),
+            admin_display_name: "Ada".into(),
+            admin_email: "ada@metrics.test".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (tenant, admin) = (created.tenant.unwrap(), created.admin.unwrap());
+    let missing = d
+        .get_user(dir::GetUserRequest {
+            tenant_id: tenant.id.clone(),
+            user_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let mut a = AuthzServiceClient::with_interceptor(
+        channel(authz_addr).await.unwrap(),
+        Bearer::new(TEST_SECRET),
+    );
+    for _ in 0..2 {
+        let allowed = a
+            .check(check_request(&tenant.id, &admin.id, tenant.revision))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(allowed.allowed);
+    }
+
+    // A caller that gives up on a read waiting for a revision to come: the
+    // call is recorded as cancelled when the server sees the stream reset.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        a.check(check_request(
+            &tenant.id,
+            &admin.id,
+            tenant.revision + 1_000,
+        )),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the read does not answer before its revision"
+    );
+    let check_code = |code: &'static str| {
+        [
+            ("grpc_service", "cohort.authz.v1.AuthzService"),
+            ("grpc_method", "Check"),
+            ("grpc_code", code),
+        ]
+    };
+    let mut waited = 0;
+    while value(
+        &scrape(authz_metrics).await.0,
+        "grpc_server_handled_total",
+        &check_code("CANCELLED"),
+    )
+    .is_none()
+    {
+        waited += 1;
+        assert!(waited < 100, "the cancelled call was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (scraped, text) = scrape(directory_metrics).await;
+    let service = "cohort.directory.v1.DirectoryService";
+    let created_labels = [("grpc_service", service), ("grpc_method", "CreateTenant")];
+    assert_eq!(
+        value(&scraped, "grpc_server_started_total", &created_labels),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        handled(&scraped, service, "CreateTenant", "OK"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        handled(&scraped, service, "GetUser", "NOT_FOUND"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&scraped, "grpc_server_handling_seconds", &created_labels),
+        Some(1.0),
+        "one timed call, in the histogram's +Inf bucket: {text}"
+    );
+    // The authorization service's feed stream stays open: in flight, and not
+    // counted as answered until it ends.
+    assert!(
+        value(&scraped, "grpc_server_in_flight_calls", &[]).unwrap() >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "grpc_server_handled_total",
+            &[("grpc_method", "Watch")]
+        ),
+        None,
+        "{text}"
+    );
+
+    let (scraped, text) = scrape(authz_metrics).await;
+    assert_eq!(
+        handled(&scraped, "cohort.authz.v1.AuthzService", "Check", "OK"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "grpc_server_handled_total",
+            &check_code("CANCELLED")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&scraped, "grpc_server_in_flight_calls", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    let gauge = |name: &str| value(&scraped, name, &[]);
+    assert_eq!(gauge("cohort_authz_feed_connected"), Some(1.0), "{text}");
+    assert_eq!(gauge("cohort_authz_caught_up"), Some(1.0), "{text}");
+    assert_eq!(gauge("cohort_authz_tenants"), Some(1.0), "{text}");
+    assert_eq!(gauge("cohort_authz_users"), Some(1.0), "{text}");
+    assert_eq!(gauge("cohort_authz_groups"), Some(0.0), "{text}");
+    assert_eq!(gauge("cohort_authz_memberships"), Some(0.0), "{text}");
+    assert_eq!(
+        value(
+            &scraped,
+            "cohort_authz_tenant_revision",
+            &[("tenant", &tenant.id)]
+        ),
+        Some(tenant.revision as f64),
+        "{text}"
+    );
+
+    // Anything but /metrics is not found.
+    let mut stream = tokio::net::TcpStream::connect(authz_metrics).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+
+    let _ = stop_authz.send(());
+    tokio::time::timeout(Duration::from_secs(10), authz_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let _ = stop_directory.send(());
+    tokio::time::timeout(Duration::from_secs(10), directory_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // The metrics listeners close with their servers.
+    assert!(tokio::net::TcpStream::connect(authz_metrics).await.is_err());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn without_a_metrics_address_nothing_is_served() {
+    let data =
+        std::env::temp_dir().join(format!("cohort-metrics-{}", uuid::Uuid::new_v4().simple()));
+    let settings = cohort_authz::config::Settings::try_parse_from([
+        "cohort-authz",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data.display().to_string(),
+    ])
+    .unwrap();
+    assert_eq!(settings.serving.metrics_listen, None);
+    let authz = cohort_authz::startup::Application::build(&settings)
+        .await
+        .unwrap();
+    assert_eq!(authz.metrics_addr(), None);
+    drop(authz);
+    let _ = std::fs::remove_dir_all(&data);
+}
