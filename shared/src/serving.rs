@@ -392,11 +392,14 @@ impl ServingArgs {
         let mut credentials = self.credentials()?;
         if let Some(dev) = self.dev_credential(default_dev_file)? {
             let file = self.dev_token_file.as_deref().unwrap_or(default_dev_file);
+            // The secret itself is never logged (logs travel to aggregators);
+            // the command reads it from its file.
             tracing::warn!(
                 file = %file.display(),
-                "no credentials configured (--auth-tokens): accepting the development credential; \
-                 call with: grpcurl -plaintext -H 'authorization: Bearer {}' <address> list",
-                dev.secret()
+                "no credentials configured (--auth-tokens): accepting the development credential \
+                 kept in {0}; call with: grpcurl -plaintext -H \"authorization: Bearer $(cat {0})\" \
+                 <address> list",
+                file.display()
             );
             credentials.push(dev);
         }

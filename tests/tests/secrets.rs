@@ -1,0 +1,67 @@
+//! The development credential is announced in the log by the file that keeps it,
+//! never by its secret: logs travel to aggregators that the credential file's
+//! mode 0600 does not protect.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[test]
+fn the_development_credential_is_announced_by_its_file_and_its_secret_is_never_logged() {
+    let captured = Captured::default();
+    tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .json()
+        .init();
+    let data =
+        std::env::temp_dir().join(format!("cohort-secrets-{}", uuid::Uuid::new_v4().simple()));
+    let settings = cohort_directory::config::Settings::try_parse_from([
+        "cohort-directory",
+        "--data-dir",
+        &data.display().to_string(),
+    ])
+    .unwrap();
+    let file = data.join("dev-token");
+    std::fs::create_dir_all(&data).unwrap();
+    let _auth = settings.serving.auth(&file).unwrap();
+    let secret = std::fs::read_to_string(&file).unwrap();
+    assert!(secret.trim().len() >= 16, "a generated secret");
+
+    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("development credential"),
+        "the credential is announced: {logged}"
+    );
+    assert!(
+        logged.contains(&file.display().to_string()),
+        "by its file: {logged}"
+    );
+    assert!(
+        !logged.contains(secret.trim()),
+        "and never by its secret: {logged}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
