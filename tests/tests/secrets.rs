@@ -38,13 +38,18 @@ fn the_development_credential_is_announced_by_its_file_and_its_secret_is_never_l
         .init();
     let data =
         std::env::temp_dir().join(format!("cohort-secrets-{}", uuid::Uuid::new_v4().simple()));
+    let file = data.join("dev-token");
+    // Named on the command line, so that no environment of the test run (no
+    // COHORT_AUTH_TOKENS, no COHORT_DEV_TOKEN_FILE) changes what is tested.
     let settings = cohort_directory::config::Settings::try_parse_from([
         "cohort-directory",
         "--data-dir",
         &data.display().to_string(),
+        "--auth-tokens=",
+        "--dev-token-file",
+        &file.display().to_string(),
     ])
     .unwrap();
-    let file = data.join("dev-token");
     std::fs::create_dir_all(&data).unwrap();
     let _auth = settings.serving.auth(&file).unwrap();
     let secret = std::fs::read_to_string(&file).unwrap();
