@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 pub use cohort_shared::serving::LogFormat;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -30,8 +31,8 @@ pub struct Settings {
 
     /// Database URL for the projection: `postgres://...` or `sqlite://path`.
     /// Without it, SQLite in `--data-dir`.
-    #[arg(long, env = "COHORT_AUTHZ_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "COHORT_AUTHZ_DATABASE_URL", hide_env_values = true, value_parser = cohort_shared::serving::secret)]
+    pub database_url: Option<SecretString>,
 
     /// Folder for the embedded SQLite projection when no database URL is given.
     #[arg(long, env = "COHORT_AUTHZ_DATA_DIR", default_value = "data/authz")]
@@ -44,8 +45,8 @@ pub struct Settings {
 
     /// The secret this service presents to the directory (a credential the
     /// directory accepts, unrestricted: it follows every tenant).
-    #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true)]
-    pub directory_token: Option<String>,
+    #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true, value_parser = cohort_shared::serving::secret)]
+    pub directory_token: Option<SecretString>,
 
     /// CA (PEM) that signed the directory's certificate, for an https:// directory.
     #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_CA")]
@@ -72,7 +73,7 @@ impl Settings {
             anyhow::bail!("COHORT_AUTHZ_DIRECTORY / --directory: expected http://host:port");
         }
         self.serving.credentials()?;
-        if let Some(url) = &self.database_url {
+        if let Some(url) = self.database_url.as_ref().map(ExposeSecret::expose_secret) {
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
 use cohort_shared::serving;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use cohort_shared::auth::Auth;
@@ -42,28 +43,34 @@ pub struct Application {
 
 /// Opens the configured projection store and runs its migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ProjectionStore>> {
-    Ok(match &settings.database_url {
-        Some(url) if url.starts_with("sqlite:") => Arc::new(
-            SqliteProjection::connect(url)
-                .await
-                .context("opening the SQLite projection")?,
-        ),
-        Some(url) => Arc::new(
-            PgProjection::connect(url)
-                .await
-                .context("opening the PostgreSQL projection")?,
-        ),
-        None => Arc::new(
-            SqliteProjection::open_in(&settings.data_dir)
-                .await
-                .with_context(|| {
-                    format!(
-                        "opening the SQLite projection in {}",
-                        settings.data_dir.display()
-                    )
-                })?,
-        ),
-    })
+    Ok(
+        match settings
+            .database_url
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+        {
+            Some(url) if url.starts_with("sqlite:") => Arc::new(
+                SqliteProjection::connect(url)
+                    .await
+                    .context("opening the SQLite projection")?,
+            ),
+            Some(url) => Arc::new(
+                PgProjection::connect(url)
+                    .await
+                    .context("opening the PostgreSQL projection")?,
+            ),
+            None => Arc::new(
+                SqliteProjection::open_in(&settings.data_dir)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "opening the SQLite projection in {}",
+                            settings.data_dir.display()
+                        )
+                    })?,
+            ),
+        },
+    )
 }
 
 impl Application {
@@ -104,8 +111,12 @@ impl Application {
         // development credential: given the directory's --dev-token-file, the two
         // work together with no set-up (the compose stack does this).
         let dev_token_file = settings.data_dir.join("dev-token");
-        let directory_token = match &settings.directory_token {
-            Some(token) if !token.trim().is_empty() => Some(token.clone()),
+        let directory_token = match settings
+            .directory_token
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+        {
+            Some(token) if !token.trim().is_empty() => Some(token.to_owned()),
             _ => settings
                 .serving
                 .dev_credential(&dev_token_file)?

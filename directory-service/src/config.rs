@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -24,8 +25,8 @@ pub struct Settings {
 
     /// Database URL: `postgres://...` or `sqlite://path`. Without it, SQLite in
     /// `--data-dir`.
-    #[arg(long, env = "COHORT_DIRECTORY_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "COHORT_DIRECTORY_DATABASE_URL", hide_env_values = true, value_parser = cohort_shared::serving::secret)]
+    pub database_url: Option<SecretString>,
 
     /// Folder for the embedded SQLite database when no database URL is given.
     #[arg(
@@ -89,11 +90,22 @@ pub struct Settings {
 pub use cohort_shared::serving::LogFormat;
 
 /// Where the directory keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     Postgres(String),
     Sqlite(String),
     SqliteDir(PathBuf),
+}
+
+/// A PostgreSQL URL's password stays out of `Debug` output.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Postgres(_) => f.write_str("Postgres([REDACTED])"),
+            Database::Sqlite(url) => f.debug_tuple("Sqlite").field(url).finish(),
+            Database::SqliteDir(dir) => f.debug_tuple("SqliteDir").field(dir).finish(),
+        }
+    }
 }
 
 impl Settings {
@@ -113,12 +125,12 @@ impl Settings {
 
     /// The database to use; an unknown URL scheme is an error naming the setting.
     pub fn database(&self) -> anyhow::Result<Database> {
-        match &self.database_url {
+        match self.database_url.as_ref().map(ExposeSecret::expose_secret) {
             None => Ok(Database::SqliteDir(self.data_dir.clone())),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Database::Postgres(url.clone()))
+                Ok(Database::Postgres(url.to_owned()))
             }
-            Some(url) if url.starts_with("sqlite:") => Ok(Database::Sqlite(url.clone())),
+            Some(url) if url.starts_with("sqlite:") => Ok(Database::Sqlite(url.to_owned())),
             Some(_) => anyhow::bail!(
                 "COHORT_DIRECTORY_DATABASE_URL / --database-url: expected postgres://... or sqlite://..."
             ),

@@ -10,6 +10,13 @@ use tonic::transport::server::TcpIncoming;
 use tracing_subscriber::EnvFilter;
 
 use crate::log_writer::{BatchedLogGuard, BatchedWriter};
+use secrecy::{ExposeSecret, SecretString};
+
+/// A setting that holds a secret (credentials, database URLs with passwords):
+/// kept as a [`SecretString`], which `Debug` prints redacted.
+pub fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -329,8 +336,8 @@ pub struct ServingArgs {
     /// Credentials of the services that may call, `name:secret[:tenant,...]`,
     /// separated by `;` or spaces. Without any, the development credential of
     /// --dev-token-file is accepted.
-    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
-    pub auth_tokens: Option<String>,
+    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true, value_parser = secret)]
+    pub auth_tokens: Option<SecretString>,
 
     /// Where the development credential (`dev`) is kept when no credentials are
     /// configured (default: `dev-token` in the service's data folder). It is
@@ -365,7 +372,7 @@ impl ServingArgs {
     /// A setting that is empty (as an unset variable in a compose file gives)
     /// counts as none.
     pub fn credentials(&self) -> anyhow::Result<Vec<crate::auth::Credential>> {
-        match self.auth_tokens.as_deref().map(str::trim) {
+        match self.auth_tokens.as_ref().map(|t| t.expose_secret().trim()) {
             None | Some("") => Ok(Vec::new()),
             Some(raw) => crate::auth::Credential::parse_list(raw)
                 .map_err(|e| anyhow::anyhow!("COHORT_AUTH_TOKENS / --auth-tokens: {e}")),

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use cohort_shared::auth::Credential;
 use cohort_shared::serving::LogFormat;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Parser)]
@@ -47,12 +48,12 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_LISTEN", default_value = "127.0.0.1:50052")]
     pub authz_listen: SocketAddr,
     /// Credentials both services accept instead of the development one.
-    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true)]
-    pub auth_tokens: Option<String>,
+    #[arg(long, env = "COHORT_AUTH_TOKENS", hide_env_values = true, value_parser = cohort_shared::serving::secret)]
+    pub auth_tokens: Option<SecretString>,
     /// With --auth-tokens: the secret the authorization service presents to the
     /// directory.
-    #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true)]
-    pub directory_token: Option<String>,
+    #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true, value_parser = cohort_shared::serving::secret)]
+    pub directory_token: Option<SecretString>,
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -76,7 +77,8 @@ impl Stack {
         let token_file = data_dir.join("dev-token");
         let configured = settings
             .auth_tokens
-            .clone()
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
             .filter(|t| !t.trim().is_empty());
         let dev = match configured {
             Some(_) => None,
@@ -87,7 +89,8 @@ impl Stack {
             .unwrap_or_else(|| format!("dev:{}", dev.as_ref().expect("kept").secret()));
         let directory_token = settings
             .directory_token
-            .clone()
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
             .filter(|t| !t.trim().is_empty())
             .or_else(|| dev.as_ref().map(|d| d.secret().to_owned()))
             .ok_or_else(|| {

@@ -417,10 +417,10 @@ impl AuthzProcess {
         let mut settings =
             AuthzSettings::try_parse_from(["cohort-authz", "--listen", "127.0.0.1:0"])?;
         settings.directory = directory.to_owned();
-        settings.database_url = Some(database_url.to_owned());
+        settings.database_url = Some(database_url.into());
         settings.max_wait = Duration::from_secs(2);
-        settings.serving.auth_tokens = Some(format!("test:{TEST_SECRET}"));
-        settings.directory_token = Some(TEST_SECRET.to_owned());
+        settings.serving.auth_tokens = Some(format!("test:{TEST_SECRET}").into());
+        settings.directory_token = Some(TEST_SECRET.into());
         Ok(AuthzProcess {
             addr: settings.listen,
             settings,
@@ -485,7 +485,7 @@ impl AuthzProcess {
 
     /// Replaces the credentials it accepts (takes effect at the next start).
     pub fn set_auth_tokens(&mut self, tokens: String) {
-        self.settings.serving.auth_tokens = Some(tokens);
+        self.settings.serving.auth_tokens = Some(tokens.into());
     }
 
     /// The health of the authorization API.

@@ -70,3 +70,40 @@ fn the_development_credential_is_announced_by_its_file_and_its_secret_is_never_l
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn settings_print_their_credentials_and_database_urls_redacted() {
+    let password = "hunter2-database-password";
+    let token = "directory-token-0123456789abcdef";
+    let directory = cohort_directory::config::Settings::try_parse_from([
+        "cohort-directory",
+        "--database-url",
+        &format!("postgres://cohort:{password}@db:5432/cohort"),
+        "--auth-tokens",
+        &format!("ops:{token}"),
+    ])
+    .unwrap();
+    let authz = cohort_authz::config::Settings::try_parse_from([
+        "cohort-authz",
+        "--database-url",
+        &format!("postgres://cohort:{password}@db:5432/authz"),
+        "--directory-token",
+        token,
+        "--auth-tokens",
+        &format!("ops:{token}"),
+    ])
+    .unwrap();
+    let printed = format!(
+        "{directory:?} {authz:?} {:?}",
+        directory.database().unwrap()
+    );
+    assert!(!printed.contains(password), "{printed}");
+    assert!(!printed.contains(token), "{printed}");
+    // The settings still carry them.
+    assert_eq!(
+        directory.database().unwrap(),
+        cohort_directory::config::Database::Postgres(format!(
+            "postgres://cohort:{password}@db:5432/cohort"
+        ))
+    );
+}
