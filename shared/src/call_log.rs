@@ -3,9 +3,15 @@
 //! [`CallLogLayer`] wraps a server: every call gets a request id (the caller's
 //! `x-request-id`, or a new one), handlers record the call's tenant
 //! ([`record_tenant`], into a slot the layer keeps for the call), and when the
-//! call returns one line says method, request id, tenant, status and duration.
+//! call ends one line says method, request id, tenant, status and duration.
 //! The request id goes back in the response headers, and a service calling
 //! another forwards it ([`REQUEST_ID_HEADER`]).
+//!
+//! A call ends when its trailers go out ([`CallBody`] watches the response
+//! body): a unary call with its answer, a stream when it closes, with its final
+//! status. An error answered "trailers-only" ends at once, and a call whose
+//! caller goes away first ends as CANCELLED. The same moment feeds the call
+//! metrics ([`crate::metrics`]), when they are served.
 //!
 //! The line is one event, formatted once. A `grpc` span with the method and the
 //! request id (so that lines logged during the call carry them) is made only when
