@@ -43,6 +43,13 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_MAX_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
 
+    /// Health reports NOT_SERVING once the directory's feed has been lost (and
+    /// not caught up again) for this long, so that load balancers send reads to
+    /// a replica that is up to date; SERVING again once it has caught up. 0s:
+    /// never for a lost feed.
+    #[arg(long, env = "COHORT_AUTHZ_FEED_STALENESS_BOUND", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub feed_staleness_bound: Duration,
+
     /// The secret this service presents to the directory (a credential the
     /// directory accepts, unrestricted: it follows every tenant).
     #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_TOKEN", hide_env_values = true, value_parser = cohort_shared::serving::secret)]

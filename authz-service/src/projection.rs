@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -31,6 +31,9 @@ pub struct Projection {
     synced: watch::Sender<bool>,
     /// Whether the feed is open now.
     connected: AtomicBool,
+    /// Since when the feed has been lost: from the moment a stream ends until a
+    /// new one has caught up (None while it is up to date).
+    feed_lost_since: Mutex<Option<Instant>>,
     /// Per tenant: the last revision the directory vouched for, and when.
     vouched: Mutex<HashMap<Uuid, (Revision, SystemTime)>>,
 }
@@ -46,6 +49,7 @@ impl Projection {
             applied: watch::channel(0).0,
             synced: watch::channel(false).0,
             connected: AtomicBool::new(false),
+            feed_lost_since: Mutex::default(),
             vouched: Mutex::default(),
         }
     }
@@ -117,6 +121,21 @@ impl Projection {
 
     pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+        if !connected {
+            self.feed_lost_since
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Whether the feed has been lost, and not caught up since, for longer
+    /// than `bound`.
+    pub fn feed_lost_longer_than(&self, bound: Duration) -> bool {
+        self.feed_lost_since
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|since| since.elapsed() > bound)
     }
 
     pub fn connected(&self) -> bool {
@@ -141,7 +160,9 @@ impl Projection {
         ids
     }
 
+    /// The feed has caught up (at start-up, or again after it was lost).
     pub fn set_synced(&self) {
+        *self.feed_lost_since.lock().expect("not poisoned") = None;
         self.synced.send_replace(true);
     }
 

@@ -36,6 +36,7 @@ pub struct Application {
     compactor: Arc<Compactor>,
     directory: Upstream,
     max_wait: Duration,
+    feed_staleness_bound: Duration,
     auth: Auth,
     limits: cohort_shared::serving::Limits,
     tls: Option<cohort_shared::serving::TlsFiles>,
@@ -131,6 +132,7 @@ impl Application {
             directory: Upstream::new(settings.directory.clone(), directory_token)
                 .with_ca(settings.directory_ca.as_deref())?,
             max_wait: settings.max_wait,
+            feed_staleness_bound: settings.feed_staleness_bound,
             auth: settings.serving.auth(&dev_token_file)?,
             limits: settings.serving.limits(),
             tls: settings.serving.tls()?,
@@ -170,14 +172,11 @@ impl Application {
             },
             closing_signal,
         ));
-        let mut synced = self.projection.synced();
-        let ready = tokio::spawn(async move {
-            if synced.wait_for(|s| *s).await.is_ok() {
-                health_reporter
-                    .set_serving::<AuthzServiceServer<AuthzApi>>()
-                    .await;
-            }
-        });
+        let health = tokio::spawn(report_health(
+            health_reporter,
+            self.projection.clone(),
+            self.feed_staleness_bound,
+        ));
 
         let addr = self.local_addr();
         let projection = self.projection.clone();
@@ -208,7 +207,7 @@ impl Application {
         // for a revision the directory is about to commit still gets it, instead
         // of waiting out its deadline on a feed that was cut first. Those waits end
         // by themselves (the call's deadline, or --max-wait), so this is bounded.
-        ready.abort();
+        health.abort();
         let _ = closing.send(true);
         let _ = follower.await;
         metrics_server.stop().await;
@@ -226,5 +225,37 @@ impl Application {
         let stopped = self.run_until(serving::shutdown_signal()).await;
         std::mem::forget(projection);
         stopped
+    }
+}
+
+/// Keeps the API's health up to date: NOT_SERVING until the feed has caught up
+/// after start-up, and again while it has been lost for longer than `bound`
+/// (`Duration::ZERO`: never for a lost feed), so that a load balancer prefers a
+/// replica that is up to date. Checked every 100 ms: cheaper than making every
+/// feed event wake it, and quick enough for a probe.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    projection: Arc<Projection>,
+    bound: Duration,
+) {
+    let mut serving = false;
+    loop {
+        let lost = !bound.is_zero() && projection.feed_lost_longer_than(bound);
+        let now_serving = projection.is_synced() && !lost;
+        if now_serving != serving {
+            serving = now_serving;
+            if serving {
+                reporter.set_serving::<AuthzServiceServer<AuthzApi>>().await;
+            } else {
+                tracing::warn!(
+                    bound = ?bound,
+                    "the directory's feed has been lost for longer than --feed-staleness-bound: reporting NOT_SERVING until it has caught up"
+                );
+                reporter
+                    .set_not_serving::<AuthzServiceServer<AuthzApi>>()
+                    .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

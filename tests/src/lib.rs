@@ -483,6 +483,19 @@ impl AuthzProcess {
         Ok(process)
     }
 
+    /// Starts the authorization service reporting NOT_SERVING once its feed has
+    /// been lost for longer than `bound` (`--feed-staleness-bound`).
+    pub async fn start_with_feed_staleness_bound(
+        directory: &str,
+        database_url: &str,
+        bound: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut process = AuthzProcess::start_lazily(directory, database_url)?;
+        process.settings.feed_staleness_bound = bound;
+        process.launch().await?;
+        Ok(process)
+    }
+
     /// Replaces the credentials it accepts (takes effect at the next start).
     pub fn set_auth_tokens(&mut self, tokens: String) {
         self.settings.serving.auth_tokens = Some(tokens.into());

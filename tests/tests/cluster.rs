@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::directory::v1 as dir;
-use cohort_tests::{drop_database, fresh_database, AuthzProcess, Cluster};
+use cohort_tests::{drop_database, fresh_database, AuthzProcess, Cluster, DirectoryProcess};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -412,5 +412,58 @@ async fn health_is_not_serving_until_the_feed_has_caught_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(authz.health().await.unwrap(), ServingStatus::NotServing);
     authz.stop().await.unwrap();
+    drop_database(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn health_is_not_serving_while_the_feed_has_been_lost_for_longer_than_its_bound() {
+    if cohort_tests::skip_against_external(
+        "health_is_not_serving_while_the_feed_has_been_lost_for_longer_than_its_bound",
+    ) {
+        return;
+    }
+    let mut directory = DirectoryProcess::start().await.unwrap();
+    let (url, name) = fresh_database().await.unwrap();
+    let authz = AuthzProcess::start_with_feed_staleness_bound(
+        &directory.endpoint(),
+        &url,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    authz.wait_until_serving().await.unwrap();
+
+    let status_after = |wanted: ServingStatus| {
+        let authz = &authz;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let status = authz.health().await.unwrap();
+                if status == wanted {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "health stayed {status:?}, not {wanted:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // The directory goes away: still SERVING within the bound, then NOT_SERVING.
+    directory.stop().await.unwrap();
+    let lost = tokio::time::Instant::now();
+    status_after(ServingStatus::NotServing).await;
+    assert!(
+        lost.elapsed() >= Duration::from_millis(500),
+        "NOT_SERVING only past the bound"
+    );
+    // It comes back: SERVING again once the feed has caught up.
+    directory.restart().await.unwrap();
+    status_after(ServingStatus::Serving).await;
+
+    let mut authz = authz;
+    authz.stop().await.unwrap();
+    directory.finish().await.unwrap();
     drop_database(&name).await.unwrap();
 }
