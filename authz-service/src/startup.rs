@@ -44,34 +44,32 @@ pub struct Application {
 
 /// Opens the configured projection store and runs its migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ProjectionStore>> {
-    Ok(
-        match settings
-            .database_url
-            .as_ref()
-            .map(ExposeSecret::expose_secret)
-        {
-            Some(url) if url.starts_with("sqlite:") => Arc::new(
-                SqliteProjection::connect(url)
-                    .await
-                    .context("opening the SQLite projection")?,
-            ),
-            Some(url) => Arc::new(
-                PgProjection::connect(url)
-                    .await
-                    .context("opening the PostgreSQL projection")?,
-            ),
-            None => Arc::new(
-                SqliteProjection::open_in(&settings.data_dir)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "opening the SQLite projection in {}",
-                            settings.data_dir.display()
-                        )
-                    })?,
-            ),
-        },
-    )
+    let url = settings
+        .database_url
+        .as_ref()
+        .map(ExposeSecret::expose_secret);
+    Ok(match url {
+        Some(url) if url.starts_with("sqlite:") => Arc::new(
+            SqliteProjection::connect(url)
+                .await
+                .context("opening the SQLite projection")?,
+        ),
+        Some(url) => Arc::new(
+            PgProjection::connect(url)
+                .await
+                .context("opening the PostgreSQL projection")?,
+        ),
+        None => Arc::new(
+            SqliteProjection::open_in(&settings.data_dir)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the SQLite projection in {}",
+                        settings.data_dir.display()
+                    )
+                })?,
+        ),
+    })
 }
 
 impl Application {

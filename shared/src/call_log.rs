@@ -166,7 +166,7 @@ where
         Box::pin(async move {
             // Dropped with this future if the caller goes first: logged as
             // CANCELLED.
-            let record = FinishOnDrop(Some(record));
+            let mut record = FinishOnDrop(Some(record));
             let result = CALL_TENANT
                 .scope(tenant, inner.call(request).instrument(span))
                 .await;
@@ -176,17 +176,13 @@ where
                     // Errors come "trailers-only", with the status in the headers,
                     // and end here; other calls end with their trailers, when the
                     // body (a whole stream, for a streaming call) has been sent.
-                    let record = match grpc_status(response.headers()) {
-                        Some(status) => {
-                            record.finish(status, None);
-                            FinishOnDrop(None)
-                        }
-                        None => record,
-                    };
+                    if let Some(status) = grpc_status(response.headers()) {
+                        record.end(status, None);
+                    }
                     Ok(response.map(|inner| CallBody { inner, record }))
                 }
                 Err(err) => {
-                    record.finish(tonic::Code::Unknown, Some(&err));
+                    record.end(tonic::Code::Unknown, Some(&err));
                     Err(err)
                 }
             }
@@ -242,7 +238,8 @@ impl CallRecord {
 struct FinishOnDrop(Option<CallRecord>);
 
 impl FinishOnDrop {
-    fn finish(mut self, status: tonic::Code, transport_error: Option<&dyn std::fmt::Display>) {
+    /// Finishes the record, the first time only.
+    fn end(&mut self, status: tonic::Code, transport_error: Option<&dyn std::fmt::Display>) {
         if let Some(record) = self.0.take() {
             record.finish(status, transport_error);
         }
@@ -251,9 +248,7 @@ impl FinishOnDrop {
 
 impl Drop for FinishOnDrop {
     fn drop(&mut self) {
-        if let Some(record) = self.0.take() {
-            record.finish(tonic::Code::Cancelled, None);
-        }
+        self.end(tonic::Code::Cancelled, None);
     }
 }
 
@@ -286,9 +281,7 @@ impl<B: http_body::Body> http_body::Body for CallBody<B> {
             Poll::Pending => None,
         };
         if let Some(status) = ended {
-            if let Some(record) = this.record.0.take() {
-                record.finish(status, None);
-            }
+            this.record.end(status, None);
         }
         polled
     }
