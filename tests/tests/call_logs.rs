@@ -2,33 +2,9 @@
 //! fully consistent read in the authorization service asks the directory for its
 //! revision, and both services' lines name the caller's request id.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_tests::Cluster;
-
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn calls_are_logged_once_each_with_their_request_id_across_services() {
@@ -37,7 +13,7 @@ async fn calls_are_logged_once_each_with_their_request_id_across_services() {
     ) {
         return;
     }
-    let captured = Captured::default();
+    let captured = cohort_tests::CapturedLog::default();
     tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_ansi(false)
@@ -91,7 +67,7 @@ async fn calls_are_logged_once_each_with_their_request_id_across_services() {
     assert!(reply.into_inner().allowed);
     cluster.finish().await.unwrap();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines_of = |id: &str| {
         logs.lines()
             .filter(|l| l.contains(id) && l.contains(" call "))

@@ -13,15 +13,19 @@ use cohort_tests::{channel, test_auth, Bearer, TEST_SECRET};
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `GET /metrics`, parsed (HTTP/1.1 by hand: the test needs nothing more).
-async fn scrape(addr: std::net::SocketAddr) -> (Scrape, String) {
+/// `GET path`, the whole response (HTTP/1.1 by hand: the test needs nothing more).
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// `GET /metrics`, parsed.
+async fn scrape(addr: std::net::SocketAddr) -> (Scrape, String) {
+    let response = get(addr, "/metrics").await;
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -284,13 +288,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
     );
 
     // Anything but /metrics is not found.
-    let mut stream = tokio::net::TcpStream::connect(authz_metrics).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = get(authz_metrics, "/").await;
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
 
     let _ = stop_authz.send(());

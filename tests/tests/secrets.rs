@@ -2,35 +2,11 @@
 //! never by its secret: logs travel to aggregators that the credential file's
 //! mode 0600 does not protect.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use clap::Parser;
-
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[test]
 fn the_development_credential_is_announced_by_its_file_and_its_secret_is_never_logged() {
-    let captured = Captured::default();
+    let captured = cohort_tests::CapturedLog::default();
     tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_ansi(false)
@@ -55,7 +31,7 @@ fn the_development_credential_is_announced_by_its_file_and_its_secret_is_never_l
     let secret = std::fs::read_to_string(&file).unwrap();
     assert!(secret.trim().len() >= 16, "a generated secret");
 
-    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logged = captured.text();
     assert!(
         logged.contains("development credential"),
         "the credential is announced: {logged}"

@@ -73,6 +73,31 @@ async fn gapless_change_sets(app: &TestApp, t: &Tenant) -> Vec<ChangeSet> {
     sets
 }
 
+/// The change set of each reported revision, in the order given, after checking
+/// that no two calls reported the same revision and that the tenant's revisions
+/// run without a gap.
+async fn change_set_of_each(app: &TestApp, t: &Tenant, reported: &[i64]) -> Vec<ChangeSet> {
+    let distinct: BTreeSet<i64> = reported.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        reported.len(),
+        "two creates reported the same revision"
+    );
+    let mut by_revision: std::collections::BTreeMap<i64, ChangeSet> = gapless_change_sets(app, t)
+        .await
+        .into_iter()
+        .map(|set| (set.revision, set))
+        .collect();
+    reported
+        .iter()
+        .map(|r| {
+            by_revision
+                .remove(r)
+                .expect("a change set at every reported revision")
+        })
+        .collect()
+}
+
 /// On PostgreSQL, that some rows of `table` written by different calls (a
 /// different `distinct` column) were committed in one transaction.
 async fn assert_committed_together(app: &TestApp, table: &str, distinct: &str, message: &str) {
@@ -312,15 +337,9 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
 
     // Each created user at its own revision, whose change set holds it alone,
     // and the tenant's revisions gapless.
-    let revisions: BTreeSet<i64> = created.iter().map(|(_, r)| *r).collect();
-    assert_eq!(
-        revisions.len(),
-        created.len(),
-        "two creates reported the same revision"
-    );
-    let sets = gapless_change_sets(app, &t).await;
-    for (user, revision) in &created {
-        let set = sets.iter().find(|s| s.revision == *revision).unwrap();
+    let revisions: Vec<i64> = created.iter().map(|(_, r)| *r).collect();
+    let sets = change_set_of_each(app, &t, &revisions).await;
+    for ((user, revision), set) in created.iter().zip(&sets) {
         match set.changes.as_slice() {
             [Change::UserUpserted { user: changed }] => {
                 assert_eq!(changed.id.to_string(), user.id);
@@ -608,15 +627,9 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
     assert_eq!(same, 1, "one of the groups with the same name is created");
     assert_eq!(created.len(), 30 + 10 + 1 + 3);
 
-    let revisions: BTreeSet<i64> = created.iter().map(|(_, r)| *r).collect();
-    assert_eq!(
-        revisions.len(),
-        created.len(),
-        "two creates reported the same revision"
-    );
-    let sets = gapless_change_sets(app, &t).await;
-    for (group, revision) in &created {
-        let set = sets.iter().find(|s| s.revision == *revision).unwrap();
+    let revisions: Vec<i64> = created.iter().map(|(_, r)| *r).collect();
+    let sets = change_set_of_each(app, &t, &revisions).await;
+    for ((group, revision), set) in created.iter().zip(&sets) {
         match set.changes.as_slice() {
             [Change::GroupUpserted { group: changed }] => {
                 assert_eq!(changed.id.to_string(), group.id);
