@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -191,6 +192,7 @@ impl AuthzApi {
                 request.metadata_mut().insert(REQUEST_ID_HEADER, id);
             }
             self.directory.authorize(&mut request);
+            cohort_shared::telemetry::inject(request.metadata_mut());
             let reply = client.get_tenant(request).await;
             match reply {
                 Ok(r) => Ok(r.into_inner().tenant.map(|t| t.revision).unwrap_or(0)),
@@ -200,7 +202,9 @@ impl AuthzApi {
                 Err(status) => Err(unavailable(status.message().to_owned())),
             }
         };
-        tokio::time::timeout_at(deadline, ask)
+        let span =
+            cohort_shared::telemetry::client_span("cohort.directory.v1.DirectoryService/GetTenant");
+        tokio::time::timeout_at(deadline, ask.instrument(span))
             .await
             .map_err(|_| unavailable("timed out".into()))?
     }

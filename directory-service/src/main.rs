@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
         let probed = cohort_shared::serving::probe_health(settings.listen, service).await;
         cohort_shared::serving::exit_with_probe(service, probed);
     }
-    let _log = cohort_shared::serving::init_tracing(settings.log_format);
+    let _log = cohort_shared::serving::init_tracing(settings.log_format, "cohort-directory")?;
     let app = Application::build(&settings).await?;
     // One line on standard output that scripts can read the bound port from.
     println!("listening on {}", app.local_addr());

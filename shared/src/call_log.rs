@@ -15,8 +15,17 @@
 //!
 //! The line is one event, formatted once. A `grpc` span with the method and the
 //! request id (so that lines logged during the call carry them) is made only when
-//! DEBUG is on: a span per call, entered at every poll of the call, cost more
-//! than the line itself.
+//! DEBUG is on, or when traces are exported ([`crate::telemetry`]: then it is the
+//! call's server span, ended with the record): a span per call, entered at every
+//! poll of the call, cost more than the line itself.
+//!
+//! Why not tower-http's `TraceLayer::new_for_grpc` with its request-id layers:
+//! its callbacks see the call only through a span (the end-of-stream callback
+//! gets the trailers and the duration, not the method, the request id or the
+//! start), so every call would pay for a span, which is what this layer avoids;
+//! and the tenant, recorded by the handler, and the metrics would still need a
+//! layer of their own. Here one record serves the line, the metrics and the
+//! span.
 //!
 //! Health checks and reflection are logged at DEBUG: orchestrators probe every
 //! few seconds and grpcurl asks reflection before every call, and neither is
@@ -146,10 +155,16 @@ where
         request
             .headers_mut()
             .insert(REQUEST_ID_HEADER, header.clone());
-        let span = if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug_span!("grpc", %method, %request_id)
-        } else {
-            tracing::Span::none()
+        // The exported span when traces are on; else the DEBUG span for the lines
+        // logged during the call, when DEBUG is on.
+        let trace = crate::telemetry::enabled()
+            .then(|| crate::telemetry::server_span(&method, &request_id, request.headers()));
+        let span = match &trace {
+            Some(trace) => trace.clone(),
+            None if tracing::enabled!(tracing::Level::DEBUG) => {
+                tracing::debug_span!("grpc", %method, %request_id)
+            }
+            None => tracing::Span::none(),
         };
         let tenant: Arc<OnceLock<String>> = Arc::default();
         // Take the service that was polled ready, leave a fresh clone behind.
@@ -162,6 +177,7 @@ where
             request_id,
             tenant: tenant.clone(),
             started: Instant::now(),
+            trace,
         };
         Box::pin(async move {
             // Dropped with this future if the caller goes first: logged as
@@ -207,6 +223,8 @@ struct CallRecord {
     started: Instant,
     quiet: bool,
     in_flight: Option<CallInFlight>,
+    /// The call's exported span, when traces are on: it ends with the record.
+    trace: Option<tracing::Span>,
 }
 
 impl CallRecord {
@@ -218,6 +236,9 @@ impl CallRecord {
         let elapsed_ms = tracing::field::display(Millis(elapsed * 1000.0));
         let (method, request_id) = (&self.method, &self.request_id);
         let tenant = self.tenant.get().map_or("", String::as_str);
+        if let Some(span) = &self.trace {
+            crate::telemetry::end_server_span(span, status, self.tenant.get().map(String::as_str));
+        }
         if let Some(error) = transport_error {
             tracing::warn!(%method, %request_id, %tenant, %error, elapsed_ms, "call failed in transport");
         } else if matches!(

@@ -11,6 +11,7 @@
 //! - [`metrics`]: Prometheus metrics and the listener that serves them.
 //! - [`shed`]: load shedding (a bound on calls in flight).
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
+//! - [`telemetry`]: OpenTelemetry traces (off unless an OTLP endpoint is set).
 //! - [`log_writer`]: the log output, written out in batches by a background thread.
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod malformed;
 pub mod metrics;
 pub mod serving;
 pub mod shed;
+pub mod telemetry;
 
 /// Generated gRPC code, one module per proto package.
 pub mod proto {
