@@ -13,6 +13,7 @@ use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
 use cohort_shared::serving;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 
 use cohort_shared::auth::Auth;
 
@@ -37,6 +38,8 @@ pub struct Application {
     directory: Upstream,
     max_wait: Duration,
     feed_staleness_bound: Duration,
+    /// How long it serves on, NOT_SERVING, once a stop begins.
+    shutdown_drain: Duration,
     auth: Auth,
     limits: cohort_shared::serving::Limits,
     tls: Option<cohort_shared::serving::TlsFiles>,
@@ -131,6 +134,7 @@ impl Application {
                 .with_ca(settings.directory_ca.as_deref())?,
             max_wait: settings.max_wait,
             feed_staleness_bound: settings.feed_staleness_bound,
+            shutdown_drain: settings.serving.shutdown_drain,
             auth: settings.serving.auth(&dev_token_file)?,
             limits: settings.serving.limits(),
             tls: settings.serving.tls()?,
@@ -152,7 +156,10 @@ impl Application {
 
     /// Serves until `shutdown` completes; in-flight calls finish first.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // Health watches end when the server stops taking calls (else its
+        // graceful stop would wait on them for ever).
+        let (stopped, stopped_signal) = tokio::sync::watch::channel(false);
+        let (health_reporter, health_service) = serving::health_service(stopped_signal);
         health_reporter
             .set_not_serving::<AuthzServiceServer<AuthzApi>>()
             .await;
@@ -171,10 +178,27 @@ impl Application {
             closing_signal,
         ));
         let health = tokio::spawn(report_health(
-            health_reporter,
+            health_reporter.clone(),
             self.projection.clone(),
             self.feed_staleness_bound,
         ));
+        // At a stop, health stops following the feed and says NOT_SERVING.
+        let following_health = health.abort_handle();
+        let drain = self.shutdown_drain;
+        let shutdown = async move {
+            let signal = async {
+                shutdown.await;
+                following_health.abort();
+            };
+            serving::stop_serving_then_drain(
+                signal,
+                &health_reporter,
+                &[<AuthzServiceServer<AuthzApi> as NamedService>::NAME],
+                drain,
+            )
+            .await;
+            let _ = stopped.send(true);
+        };
 
         let addr = self.local_addr();
         let projection = self.projection.clone();

@@ -5,11 +5,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 
 use cohort_shared::auth::Auth;
 use cohort_shared::serving::{Limits, TlsFiles};
@@ -31,6 +33,8 @@ pub struct Application {
     auth: Auth,
     limits: Limits,
     tls: Option<TlsFiles>,
+    /// How long it serves on, NOT_SERVING, once a stop begins.
+    shutdown_drain: Duration,
 }
 
 impl Application {
@@ -48,7 +52,8 @@ impl Application {
         Ok(app
             .with_limits(settings.serving.limits())
             .with_tls(tls)
-            .with_metrics_listener(metrics_listener))
+            .with_metrics_listener(metrics_listener)
+            .with_shutdown_drain(settings.serving.shutdown_drain))
     }
 
     /// Binds the listener for an already opened store.
@@ -69,7 +74,15 @@ impl Application {
             auth,
             limits: Limits::default(),
             tls: None,
+            shutdown_drain: Duration::ZERO,
         })
+    }
+
+    /// Serves on for `drain` after health turned NOT_SERVING at a stop
+    /// ([`cohort_shared::serving::stop_serving_then_drain`]).
+    pub fn with_shutdown_drain(mut self, drain: Duration) -> Self {
+        self.shutdown_drain = drain;
+        self
     }
 
     /// Serves over TLS (None: plaintext).
@@ -107,7 +120,12 @@ impl Application {
     /// Serves until `shutdown` completes; in-flight calls finish first and open
     /// feed streams are closed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // Feed streams and health watches never end on their own; they are ended
+        // when the server stops taking calls (after the drain: followers keep up
+        // until then), so that its graceful stop does not wait on them forever.
+        let (closing, closing_signal) = tokio::sync::watch::channel(false);
+        let (health_reporter, health_service) =
+            cohort_shared::serving::health_service(closing_signal.clone());
         health_reporter
             .set_serving::<DirectoryServiceServer<DirectoryApi>>()
             .await;
@@ -123,11 +141,18 @@ impl Application {
             self.feed.retention,
         ));
 
-        // Feed streams never end on their own; they are closed when shutdown starts,
-        // so that the server's graceful stop does not wait on them forever.
-        let (closing, closing_signal) = tokio::sync::watch::channel(false);
+        let drain = self.shutdown_drain;
         let shutdown = async move {
-            shutdown.await;
+            cohort_shared::serving::stop_serving_then_drain(
+                shutdown,
+                &health_reporter,
+                &[
+                    <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
+                    <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
+                ],
+                drain,
+            )
+            .await;
             let _ = closing.send(true);
         };
 

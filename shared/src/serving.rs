@@ -176,6 +176,94 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The gRPC health service, whose `Watch` streams end (with a last NOT_SERVING)
+/// once `stopped` turns true: a server stops gracefully only when every stream
+/// has ended, and a load balancer watching health would otherwise hold it open
+/// for ever. Give it the signal that the server has stopped taking calls.
+pub fn health_service(
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<EndingHealth>,
+) {
+    let reporter = tonic_health::server::HealthReporter::new();
+    let inner = tonic_health::server::HealthService::from_health_reporter(reporter.clone());
+    (
+        reporter,
+        tonic_health::pb::health_server::HealthServer::new(EndingHealth { inner, stopped }),
+    )
+}
+
+/// tonic-health's service, with `Watch` streams that end at a stop
+/// ([`health_service`]).
+pub struct EndingHealth {
+    inner: tonic_health::server::HealthService,
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl tonic_health::pb::health_server::Health for EndingHealth {
+    async fn check(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>>
+                + Send,
+        >,
+    >;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        use futures::StreamExt;
+        let statuses = self.inner.watch(request).await?.into_inner();
+        let mut stopped = self.stopped.clone();
+        let stopping = async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        let last = tonic_health::pb::HealthCheckResponse {
+            status: tonic_health::pb::health_check_response::ServingStatus::NotServing as i32,
+        };
+        Ok(tonic::Response::new(Box::pin(
+            statuses
+                .take_until(stopping)
+                .chain(futures::stream::once(async move { Ok(last) })),
+        )))
+    }
+}
+
+/// The start of a graceful stop. When `signal` completes, health reports each of
+/// `services` (and the server as a whole) NOT_SERVING, so that probes and load
+/// balancers stop sending calls here; after `drain` (time for them to notice,
+/// while calls are still served) this completes, and the server stops taking
+/// calls and finishes those in flight.
+pub async fn stop_serving_then_drain(
+    signal: impl std::future::Future<Output = ()>,
+    health: &tonic_health::server::HealthReporter,
+    services: &[&str],
+    drain: Duration,
+) {
+    signal.await;
+    for service in services.iter().copied().chain([""]) {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    if !drain.is_zero() {
+        tracing::info!(
+            ?drain,
+            "stopping: health reports NOT_SERVING; calls are still served until the drain ends"
+        );
+        tokio::time::sleep(drain).await;
+    }
+}
+
 /// Asks the gRPC health service at `addr` whether `service` is serving: for
 /// container health checks (`--health-probe`), with no extra binary in the image.
 pub async fn probe_health(addr: std::net::SocketAddr, service: &str) -> Result<(), String> {
@@ -355,6 +443,12 @@ pub struct ServingArgs {
     /// example 127.0.0.1:9464; not served when unset.
     #[arg(long, env = "COHORT_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// How long a stopping server keeps serving after its health turned
+    /// NOT_SERVING (at SIGTERM), so that load balancers move callers elsewhere
+    /// before it stops taking calls; for example 5s behind a load balancer.
+    #[arg(long, env = "COHORT_SHUTDOWN_DRAIN", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_drain: Duration,
 
     /// Calls in flight at once; one more is refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "COHORT_MAX_CONCURRENT_CALLS", default_value_t = 256)]

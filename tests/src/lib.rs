@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cohort_authz::config::Settings as AuthzSettings;
+pub use cohort_authz::config::Settings as AuthzSettings;
 use cohort_directory::startup::{open_store, Application};
 use cohort_shared::auth::{Auth, Credential};
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
@@ -477,10 +477,10 @@ impl AuthzProcess {
         database_url: &str,
         max_message_bytes: usize,
     ) -> anyhow::Result<Self> {
-        let mut process = AuthzProcess::start_lazily(directory, database_url)?;
-        process.settings.serving.max_message_bytes = max_message_bytes;
-        process.launch().await?;
-        Ok(process)
+        Self::start_configured(directory, database_url, |s| {
+            s.serving.max_message_bytes = max_message_bytes
+        })
+        .await
     }
 
     /// Starts the authorization service reporting NOT_SERVING once its feed has
@@ -490,8 +490,18 @@ impl AuthzProcess {
         database_url: &str,
         bound: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_configured(directory, database_url, |s| s.feed_staleness_bound = bound).await
+    }
+
+    /// Starts the authorization service with the test settings as `configure`
+    /// changes them.
+    pub async fn start_configured(
+        directory: &str,
+        database_url: &str,
+        configure: impl FnOnce(&mut AuthzSettings),
+    ) -> anyhow::Result<Self> {
         let mut process = AuthzProcess::start_lazily(directory, database_url)?;
-        process.settings.feed_staleness_bound = bound;
+        configure(&mut process.settings);
         process.launch().await?;
         Ok(process)
     }

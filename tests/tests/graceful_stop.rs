@@ -1,12 +1,19 @@
 //! Stopping the authorization service gracefully: calls in flight are answered,
 //! including reads waiting for a revision the directory commits after the stop
-//! began (the follower keeps following until those calls are done).
+//! began (the follower keeps following until those calls are done). Health says
+//! NOT_SERVING from the moment a stop begins, and calls are served through the
+//! drain that follows.
 
 use std::time::Duration;
 
+use cohort_directory::config::Database;
+use cohort_directory::startup::{open_store, Application};
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_tests::{fresh_database, AuthzProcess, DirectoryProcess};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 #[tokio::test]
 async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
@@ -81,4 +88,140 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
 
     directory.finish().await.unwrap();
     cohort_tests::drop_database(&database).await.unwrap();
+}
+
+/// Reads a health `Watch` stream until it reports `wanted`.
+async fn watch_until(
+    statuses: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    wanted: ServingStatus,
+) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(reply) = statuses.message().await.unwrap() {
+            if reply.status() == wanted {
+                return;
+            }
+        }
+        panic!("the health stream ended before {wanted:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {wanted:?} within 10 s"));
+}
+
+async fn watch(
+    addr: std::net::SocketAddr,
+    service: &str,
+) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+    HealthClient::new(cohort_tests::channel(addr).await.unwrap())
+        .watch(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_draining() {
+    if cohort_tests::skip_against_external(
+        "health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_draining",
+    ) {
+        return;
+    }
+    let drain = Duration::from_millis(1500);
+    let data_dir =
+        std::env::temp_dir().join(format!("cohort-it-{}", uuid::Uuid::new_v4().simple()));
+    let store = open_store(&Database::SqliteDir(data_dir.clone()), 4)
+        .await
+        .unwrap();
+    let app = Application::with_store(
+        "127.0.0.1:0".parse().unwrap(),
+        store,
+        Default::default(),
+        cohort_tests::test_auth(Vec::new()),
+    )
+    .await
+    .unwrap()
+    .with_shutdown_drain(drain);
+    let directory_addr = app.local_addr();
+    let (stop_directory, stopped) = tokio::sync::oneshot::channel::<()>();
+    let directory = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let directory_url = format!("http://{directory_addr}");
+    let (url, database) = fresh_database().await.unwrap();
+    let mut authz =
+        AuthzProcess::start_configured(&directory_url, &url, |s| s.serving.shutdown_drain = drain)
+            .await
+            .unwrap();
+    authz.wait_until_serving().await.unwrap();
+
+    // The authorization service: NOT_SERVING at once, answers while draining.
+    let mut authz_health = watch(authz.addr, "cohort.authz.v1.AuthzService").await;
+    watch_until(&mut authz_health, ServingStatus::Serving).await;
+    let mut overall = watch(authz.addr, "").await;
+    watch_until(&mut overall, ServingStatus::Serving).await;
+    let mut client = authz.client().await.unwrap();
+    let draining = async {
+        watch_until(&mut authz_health, ServingStatus::NotServing).await;
+        watch_until(&mut overall, ServingStatus::NotServing).await;
+        let began = std::time::Instant::now();
+        let served = client
+            .check(authz::CheckRequest {
+                tenant_id: uuid::Uuid::new_v4().to_string(),
+                user_id: uuid::Uuid::new_v4().to_string(),
+                permission: "global_admin.configuration.access".into(),
+                resource: Some(authz::Resource {
+                    resource: Some(authz::resource::Resource::Tenant(true)),
+                }),
+                consistency: None,
+                explain: false,
+            })
+            .await;
+        // Answered by the API (an unknown tenant), not refused by a stopped server.
+        assert_eq!(served.unwrap_err().code(), tonic::Code::NotFound);
+        began
+    };
+    let began = std::time::Instant::now();
+    // Bounded: a health watch left open must not hold the stop up for ever.
+    let stopping = tokio::time::timeout(Duration::from_secs(20), authz.stop());
+    let (stopped, _) = tokio::join!(stopping, draining);
+    stopped
+        .expect("stopped although health watches are open")
+        .unwrap();
+    assert!(
+        began.elapsed() >= drain,
+        "stopped after {:?}, before the drain of {drain:?} ended",
+        began.elapsed()
+    );
+
+    // The directory: both of its services, the same way.
+    let mut api_health = watch(directory_addr, "cohort.directory.v1.DirectoryService").await;
+    let mut feed_health = watch(directory_addr, "cohort.directory.v1.ChangeFeedService").await;
+    watch_until(&mut api_health, ServingStatus::Serving).await;
+    watch_until(&mut feed_health, ServingStatus::Serving).await;
+    let mut d = dir::directory_service_client::DirectoryServiceClient::with_interceptor(
+        cohort_tests::channel(directory_addr).await.unwrap(),
+        cohort_tests::Bearer::new(&cohort_tests::test_secret()),
+    );
+    let began = std::time::Instant::now();
+    stop_directory.send(()).unwrap();
+    watch_until(&mut api_health, ServingStatus::NotServing).await;
+    watch_until(&mut feed_health, ServingStatus::NotServing).await;
+    d.create_tenant(dir::CreateTenantRequest {
+        display_name: "Draining".into(),
+        admin_display_name: "Ada".into(),
+        admin_email: "ada@draining.test".into(),
+        request_id: String::new(),
+    })
+    .await
+    .expect("a write is still served while draining");
+    tokio::time::timeout(Duration::from_secs(20), directory)
+        .await
+        .expect("stopped although health watches are open")
+        .unwrap()
+        .unwrap();
+    assert!(began.elapsed() >= drain);
+
+    cohort_tests::drop_database(&database).await.unwrap();
+    let _ = std::fs::remove_dir_all(data_dir);
 }
