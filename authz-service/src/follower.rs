@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::compaction::{Compactor, PAGE_CHANGES};
 use crate::domain::{Change, GroupId, Revision, TenantState, UserId};
+use crate::metrics::FollowerMetrics;
 use crate::projection::Projection;
 use crate::storage::{format, Appended, Base, Generation, ProjectionStore, StoreResult};
 use crate::upstream::Upstream;
@@ -48,6 +49,7 @@ pub struct Follower {
     pub store: Arc<dyn ProjectionStore>,
     pub projection: Arc<Projection>,
     pub compactor: Arc<Compactor>,
+    pub metrics: FollowerMetrics,
 }
 
 /// A tenant snapshot being received.
@@ -63,6 +65,7 @@ struct Resync {
     seq: i64,
     changes: u64,
     writes: VecDeque<JoinHandle<StoreResult<()>>>,
+    began: std::time::Instant,
 }
 
 impl Resync {
@@ -118,6 +121,7 @@ pub async fn follow(follower: Follower, mut closing: watch::Receiver<bool>) {
         let stopped = tokio::select! {
             result = run => {
                 if let Err(err) = result {
+                    follower.metrics.feed_losses.inc();
                     tracing::warn!(error = %err, retry_in = ?backoff, "lost the directory's feed");
                 }
                 false
@@ -189,9 +193,9 @@ async fn apply_stream(
     let mut gathering: Option<Gathering> = None;
     // Whole live change sets received but not yet stored: those that arrive
     // together are stored with one commit (see `apply_ready`).
-    let mut ready: Vec<Appended> = Vec::new();
+    let mut ready = ReadySets::default();
     loop {
-        let message = if ready.is_empty() {
+        let message = if ready.sets.is_empty() {
             stream.message().await?
         } else {
             // Dropping `message()` unfinished loses nothing: the stream keeps
@@ -229,6 +233,7 @@ async fn apply_stream(
                     seq: 0,
                     changes: 0,
                     writes: VecDeque::new(),
+                    began: std::time::Instant::now(),
                 });
             }
             Event::Change(event) => {
@@ -278,13 +283,18 @@ async fn apply_stream(
                             });
                             continue;
                         }
-                        ready.push(Appended {
+                        ready.sets.push(Appended {
                             tenant,
                             revision: event.revision,
                             changes,
                         });
-                        let waiting: usize = ready.iter().map(|set| set.changes.len()).sum();
-                        if ready.len() >= MAX_READY || waiting >= MAX_READY_CHANGES {
+                        ready.committed.push(
+                            event
+                                .commit_time
+                                .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+                        );
+                        let waiting: usize = ready.sets.iter().map(|set| set.changes.len()).sum();
+                        if ready.sets.len() >= MAX_READY || waiting >= MAX_READY_CHANGES {
                             apply_ready(follower, &mut ready).await?;
                         }
                     }
@@ -320,6 +330,11 @@ async fn apply_stream(
                 let size = state.size();
                 projection.replace(r.tenant, state);
                 compactor.based(r.tenant, r.changes, 0);
+                follower.metrics.snapshots.inc();
+                follower
+                    .metrics
+                    .snapshot_seconds
+                    .observe(r.began.elapsed().as_secs_f64());
                 tracing::info!(
                     tenant = %r.tenant,
                     revision = r.revision,
@@ -350,19 +365,36 @@ const MAX_READY_CHANGES: usize = 16_384;
 
 /// Stores the ready change sets (one commit), then applies them in memory in
 /// order: nothing is answered from a change set before it is stored.
-async fn apply_ready(follower: &Follower, ready: &mut Vec<Appended>) -> anyhow::Result<()> {
-    if ready.is_empty() {
+async fn apply_ready(follower: &Follower, ready: &mut ReadySets) -> anyhow::Result<()> {
+    if ready.sets.is_empty() {
         return Ok(());
     }
-    follower.store.append_all(ready).await?;
-    for set in ready.drain(..) {
+    follower.store.append_all(&ready.sets).await?;
+    for set in ready.sets.drain(..) {
         follower
             .projection
             .apply(set.tenant, set.revision, set.changes);
         follower.projection.vouch(set.tenant, set.revision);
         follower.compactor.appended(set.tenant);
     }
+    let applied = std::time::SystemTime::now();
+    for committed in ready.committed.drain(..).flatten() {
+        // Clocks of two hosts: a commit "after" now counts as no delay.
+        let delay = applied.duration_since(committed).unwrap_or_default();
+        follower
+            .metrics
+            .propagation_seconds
+            .observe(delay.as_secs_f64());
+    }
     Ok(())
+}
+
+/// Live change sets received whole and not yet stored, with their commit times
+/// (for the propagation metric).
+#[derive(Default)]
+struct ReadySets {
+    sets: Vec<Appended>,
+    committed: Vec<Option<std::time::SystemTime>>,
 }
 
 fn uuid(field: &str, raw: &str) -> anyhow::Result<Uuid> {

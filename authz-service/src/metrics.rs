@@ -9,6 +9,19 @@
 //! - `cohort_authz_tenant_staleness_seconds{tenant}`: how long ago the directory
 //!   last vouched that this revision was its latest (the bound a
 //!   `minimize_latency` read may be behind by); absent until it first has.
+//!
+//! And what the follower counts as it works ([`FollowerMetrics`]):
+//!
+//! - `cohort_authz_change_propagation_seconds`: from a change set's commit in the
+//!   directory (its clock) to its being applied here (this one's): the
+//!   follower's lag in seconds, as a histogram.
+//! - `cohort_authz_snapshots_applied_total` and `cohort_authz_snapshot_seconds`:
+//!   tenant resyncs, and how long each took from its first message to serving.
+//! - `cohort_authz_feed_losses_total`: times the feed was lost (and reopened with
+//!   backoff).
+//!
+//! The lag in revisions is the directory's `cohort_directory_tenant_revision`
+//! minus `cohort_authz_tenant_revision`, per tenant.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,7 +32,65 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
 use crate::projection::Projection;
+
+/// What the follower counts; cloning shares them.
+#[derive(Clone, Debug)]
+pub struct FollowerMetrics {
+    pub propagation_seconds: Histogram,
+    pub snapshots: Counter,
+    pub snapshot_seconds: Histogram,
+    pub feed_losses: Counter,
+}
+
+impl Default for FollowerMetrics {
+    fn default() -> Self {
+        FollowerMetrics {
+            // From a millisecond (same host, idle) to a minute (a long resync).
+            propagation_seconds: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ]),
+            snapshots: Counter::default(),
+            snapshot_seconds: Histogram::new([
+                0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ]),
+            feed_losses: Counter::default(),
+        }
+    }
+}
+
+impl FollowerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        use prometheus_client::registry::Unit;
+        registry.register_with_unit(
+            "cohort_authz_change_propagation",
+            "From a change set's commit in the directory to its being applied here",
+            Unit::Seconds,
+            self.propagation_seconds.clone(),
+        );
+        registry.register(
+            "cohort_authz_snapshots_applied",
+            "Tenant snapshots (resyncs) applied",
+            self.snapshots.clone(),
+        );
+        registry.register_with_unit(
+            "cohort_authz_snapshot",
+            "How long a tenant snapshot took, from its first message to serving",
+            Unit::Seconds,
+            self.snapshot_seconds.clone(),
+        );
+        registry.register(
+            "cohort_authz_feed_losses",
+            "Times the directory's feed was lost",
+            self.feed_losses.clone(),
+        );
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabel {

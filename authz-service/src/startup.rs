@@ -21,7 +21,7 @@ use crate::compaction::Compactor;
 use crate::config::Settings;
 use crate::follower::{self, Follower};
 use crate::grpc::AuthzApi;
-use crate::metrics::ProjectionCollector;
+use crate::metrics::{FollowerMetrics, ProjectionCollector};
 use crate::projection::Projection;
 use crate::storage::postgres::PgProjection;
 use crate::storage::sqlite::SqliteProjection;
@@ -167,6 +167,7 @@ impl Application {
             serving::reflection_services(&["cohort.authz.v1.AuthzService"])?;
 
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
+        let follower_metrics = FollowerMetrics::default();
         let follower = tokio::spawn(follower::follow(
             Follower {
                 directory: self.directory.clone(),
@@ -174,6 +175,7 @@ impl Application {
                 store: self.store.clone(),
                 projection: self.projection.clone(),
                 compactor: self.compactor.clone(),
+                metrics: follower_metrics.clone(),
             },
             closing_signal,
         ));
@@ -204,7 +206,8 @@ impl Application {
         let projection = self.projection.clone();
         let (call_metrics, metrics_server) =
             cohort_shared::metrics::spawn(self.metrics_listener, |registry| {
-                registry.register_collector(Box::new(ProjectionCollector::new(projection)))
+                registry.register_collector(Box::new(ProjectionCollector::new(projection)));
+                follower_metrics.register(registry);
             });
 
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");

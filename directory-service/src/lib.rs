@@ -9,6 +9,7 @@
 //!   (snapshot, live changes, checkpoints) with backpressure.
 //! - [`grpc`]: the tonic services: converts requests into domain types, calls the
 //!   store, converts results back; one mapping from errors to `tonic::Status`.
+//! - [`metrics`]: the directory's own Prometheus metrics (feed, commits, pool).
 //! - [`config`] and [`startup`]: typed settings from flags and environment, and the
 //!   [`startup::Application`] that binds its listener and serves until stopped.
 
@@ -16,5 +17,6 @@ pub mod config;
 pub mod domain;
 pub mod feed;
 pub mod grpc;
+pub mod metrics;
 pub mod startup;
 pub mod storage;

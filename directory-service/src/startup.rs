@@ -19,6 +19,7 @@ use cohort_shared::serving::{Limits, TlsFiles};
 use crate::config::{Database, Settings};
 use crate::feed::{self, FeedSettings};
 use crate::grpc::{DirectoryApi, FeedApi};
+use crate::metrics::DirectoryMetrics;
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::DirectoryStore;
@@ -157,8 +158,28 @@ impl Application {
         };
 
         let addr = self.local_addr();
+        let feed_api = FeedApi::new(
+            self.store.clone(),
+            FeedSettings {
+                message_bytes: self.limits.max_message_bytes,
+                ..self.feed
+            },
+            closing_signal,
+        );
+        let directory_metrics = self
+            .metrics_listener
+            .is_some()
+            .then(DirectoryMetrics::default);
         let (call_metrics, metrics_server) =
-            cohort_shared::metrics::spawn(self.metrics_listener, |_| {});
+            cohort_shared::metrics::spawn(self.metrics_listener, |registry| {
+                if let Some(metrics) = &directory_metrics {
+                    metrics.register(registry, feed_api.places(), self.store.clone());
+                }
+            });
+        let following_commits = directory_metrics
+            .clone()
+            .map(|metrics| tokio::spawn(metrics.follow_commits(self.store.clone())));
+        let feed_api = feed_api.with_metrics(directory_metrics);
 
         tracing::info!(%addr, "directory service listening");
         let served = cohort_shared::serving::server(
@@ -177,20 +198,16 @@ impl Application {
         )
         .add_service(
             // The feed cuts its messages by the same limit the server applies.
-            ChangeFeedServiceServer::new(FeedApi::new(
-                self.store,
-                FeedSettings {
-                    message_bytes: self.limits.max_message_bytes,
-                    ..self.feed
-                },
-                closing_signal,
-            ))
-            .max_decoding_message_size(self.limits.max_message_bytes)
-            .max_encoding_message_size(self.limits.max_message_bytes),
+            ChangeFeedServiceServer::new(feed_api)
+                .max_decoding_message_size(self.limits.max_message_bytes)
+                .max_encoding_message_size(self.limits.max_message_bytes),
         )
         .serve_with_incoming_shutdown(cohort_shared::serving::incoming(self.listener), shutdown)
         .await;
         compaction.abort();
+        if let Some(task) = following_commits {
+            task.abort();
+        }
         metrics_server.stop().await;
         served?;
         tracing::info!("directory service stopped");

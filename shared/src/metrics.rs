@@ -10,6 +10,7 @@
 //! - `grpc_server_handled_total{grpc_service, grpc_method, grpc_code}`
 //! - `grpc_server_handling_seconds{grpc_service, grpc_method}` (histogram)
 //! - `grpc_server_in_flight_calls` (calls started and not yet answered)
+//! - `grpc_server_shed_calls_total` (calls refused at the limit of calls in flight)
 //!
 //! `prometheus-client` (the Prometheus project's own Rust client) rather than a
 //! global recorder: each server owns its registry, so the many servers of one
@@ -59,6 +60,8 @@ pub struct CallMetrics {
     handled: Family<HandledLabels, Counter>,
     handling: Family<MethodLabels, Histogram>,
     in_flight: Gauge,
+    /// Calls refused by load shedding ([`crate::shed`]).
+    shed: Counter,
     /// Each method's metrics, found by its path without building label sets:
     /// labels built per call (two strings, three map lookups) cost the cheapest
     /// calls a tenth of their CPU.
@@ -97,6 +100,7 @@ impl CallMetrics {
                 Histogram::new(LATENCY_BUCKETS.iter().copied())
             }),
             in_flight: Gauge::default(),
+            shed: Counter::default(),
             methods: Arc::default(),
         };
         registry.register(
@@ -120,7 +124,17 @@ impl CallMetrics {
             "gRPC calls started and not yet answered",
             metrics.in_flight.clone(),
         );
+        registry.register(
+            "grpc_server_shed_calls",
+            "gRPC calls refused with RESOURCE_EXHAUSTED because the server was at its limit of calls in flight",
+            metrics.shed.clone(),
+        );
         metrics
+    }
+
+    /// Counts a call refused by load shedding.
+    pub fn record_shed(&self) {
+        self.shed.inc();
     }
 
     fn method(&self, path: &str) -> Arc<MethodMetrics> {

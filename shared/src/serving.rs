@@ -373,8 +373,11 @@ pub fn server(
     Ok(builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(crate::call_log::CallLogLayer::new(call_metrics))
-        .layer(crate::shed::ShedLayer::new(limits.max_concurrent_calls))
+        .layer(crate::call_log::CallLogLayer::new(call_metrics.clone()))
+        .layer(crate::shed::ShedLayer::new(
+            limits.max_concurrent_calls,
+            call_metrics,
+        ))
         .layer(crate::auth::AuthLayer::new(auth))
         .layer(crate::malformed::MalformedLayer))
 }

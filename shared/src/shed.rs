@@ -1,8 +1,12 @@
 //! Load shedding: at most `limit` calls in flight per server; one more is refused
-//! at once with RESOURCE_EXHAUSTED rather than queued without bound. (tower's
-//! `LoadShed` answers with an error tonic cannot turn into a status; this answers
-//! with the status itself.) The gRPC health service is never shed, so an
-//! overloaded server still answers its probes.
+//! at once with RESOURCE_EXHAUSTED rather than queued without bound, and counted
+//! (`grpc_server_shed_calls_total`). The gRPC health service is never shed, so
+//! an overloaded server still answers its probes.
+//!
+//! Why not tower's `ConcurrencyLimit` under `LoadShed` (tonic turns `LoadShed`'s
+//! `Overloaded` into RESOURCE_EXHAUSTED too): a server-wide layer cannot let the
+//! health service past the limit, and its status says only "Too many requests",
+//! not what to do; the semaphore and the exemption are the whole of this layer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,15 +17,21 @@ use tokio::sync::Semaphore;
 use tonic::codegen::http::{Request, Response};
 use tower::{Layer, Service};
 
+use crate::metrics::CallMetrics;
+
 #[derive(Debug, Clone)]
 pub struct ShedLayer {
     permits: Arc<Semaphore>,
+    metrics: Option<CallMetrics>,
 }
 
 impl ShedLayer {
-    pub fn new(limit: usize) -> Self {
+    /// Sheds beyond `limit` calls in flight, counting them in `metrics` (when
+    /// served).
+    pub fn new(limit: usize, metrics: Option<CallMetrics>) -> Self {
         ShedLayer {
             permits: Arc::new(Semaphore::new(limit.max(1))),
+            metrics,
         }
     }
 }
@@ -33,6 +43,7 @@ impl<S> Layer<S> for ShedLayer {
         Shed {
             inner,
             permits: self.permits.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -41,6 +52,7 @@ impl<S> Layer<S> for ShedLayer {
 pub struct Shed<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    metrics: Option<CallMetrics>,
 }
 
 impl<S, ReqBody> Service<Request<ReqBody>> for Shed<S>
@@ -65,6 +77,9 @@ where
             Some(self.permits.clone().try_acquire_owned())
         };
         if let Some(Err(_)) = permit {
+            if let Some(metrics) = &self.metrics {
+                metrics.record_shed();
+            }
             let status = tonic::Status::resource_exhausted(
                 "the server is at its limit of calls in flight; retry with backoff",
             );

@@ -120,6 +120,9 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         "127.0.0.1:0",
         "--metrics-listen",
         "127.0.0.1:0",
+        // One call at a time: a second one while a read waits is shed.
+        "--max-concurrent-calls",
+        "1",
         "--directory",
         &format!("http://{directory_addr}"),
         "--data-dir",
@@ -163,13 +166,27 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
+    // A live change set after the tenant's snapshot.
+    let later = d
+        .create_user(dir::CreateUserRequest {
+            tenant_id: tenant.id.clone(),
+            display_name: "Bo".into(),
+            email: "bo@metrics.test".into(),
+            roles: vec![dir::Role::GlobalAdminUser as i32],
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+
     let mut a = AuthzServiceClient::with_interceptor(
         channel(authz_addr).await.unwrap(),
         Bearer::new(TEST_SECRET),
     );
     for _ in 0..2 {
         let allowed = a
-            .check(check_request(&tenant.id, &admin.id, tenant.revision))
+            .check(check_request(&tenant.id, &admin.id, later))
             .await
             .unwrap()
             .into_inner();
@@ -178,15 +195,21 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
 
     // A caller that gives up on a read waiting for a revision to come: the
     // call is recorded as cancelled when the server sees the stream reset.
-    let gave_up = tokio::time::timeout(
-        Duration::from_millis(200),
-        a.check(check_request(
-            &tenant.id,
-            &admin.id,
-            tenant.revision + 1_000,
-        )),
-    )
-    .await;
+    // Meanwhile, a second call finds the only place taken and is shed.
+    let mut second = a.clone();
+    let (gave_up, shed) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            a.check(check_request(&tenant.id, &admin.id, later + 1_000)),
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            second
+                .check(check_request(&tenant.id, &admin.id, later))
+                .await
+        }
+    );
+    assert_eq!(shed.unwrap_err().code(), tonic::Code::ResourceExhausted);
     assert!(
         gave_up.is_err(),
         "the read does not answer before its revision"
@@ -250,6 +273,39 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         "{text}"
     );
 
+    // The directory's own: the follower's stream and what it was sent, the
+    // commits and the tenant's revision, the pool.
+    let gauge = |name: &str| value(&scraped, name, &[]);
+    assert_eq!(gauge("cohort_directory_feed_streams"), Some(1.0), "{text}");
+    assert!(
+        gauge("cohort_directory_feed_messages_sent_total").unwrap() >= 4.0,
+        "caught up, the snapshot's begin, part and end, the change set: {text}"
+    );
+    assert_eq!(gauge("cohort_directory_commits_total"), Some(2.0), "{text}");
+    assert_eq!(
+        value(
+            &scraped,
+            "cohort_directory_tenant_revision",
+            &[("tenant", &tenant.id)]
+        ),
+        Some(later as f64),
+        "{text}"
+    );
+    assert_eq!(
+        gauge("cohort_directory_db_max_connections"),
+        Some(4.0),
+        "{text}"
+    );
+    assert!(
+        value(
+            &scraped,
+            "cohort_directory_db_connections",
+            &[("state", "idle")]
+        )
+        .is_some(),
+        "{text}"
+    );
+
     let (scraped, text) = scrape(authz_metrics).await;
     assert_eq!(
         handled(&scraped, "cohort.authz.v1.AuthzService", "Check", "OK"),
@@ -274,7 +330,31 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
     assert_eq!(gauge("cohort_authz_feed_connected"), Some(1.0), "{text}");
     assert_eq!(gauge("cohort_authz_caught_up"), Some(1.0), "{text}");
     assert_eq!(gauge("cohort_authz_tenants"), Some(1.0), "{text}");
-    assert_eq!(gauge("cohort_authz_users"), Some(1.0), "{text}");
+    assert_eq!(gauge("cohort_authz_users"), Some(2.0), "{text}");
+    assert_eq!(gauge("grpc_server_shed_calls_total"), Some(1.0), "{text}");
+    assert_eq!(
+        handled(
+            &scraped,
+            "cohort.authz.v1.AuthzService",
+            "Check",
+            "RESOURCE_EXHAUSTED"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The tenant came as a snapshot, the user as a live change set.
+    assert_eq!(
+        gauge("cohort_authz_snapshots_applied_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(gauge("cohort_authz_snapshot_seconds"), Some(1.0), "{text}");
+    assert_eq!(
+        gauge("cohort_authz_change_propagation_seconds"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(gauge("cohort_authz_feed_losses_total"), Some(0.0), "{text}");
     assert_eq!(gauge("cohort_authz_groups"), Some(0.0), "{text}");
     assert_eq!(gauge("cohort_authz_memberships"), Some(0.0), "{text}");
     assert_eq!(
@@ -283,7 +363,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
             "cohort_authz_tenant_revision",
             &[("tenant", &tenant.id)]
         ),
-        Some(tenant.revision as f64),
+        Some(later as f64),
         "{text}"
     );
 

@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::FeedSettings;
 
 /// The open streams' places.
+#[derive(Clone)]
 pub struct Places {
     general: Arc<Semaphore>,
     reserved: Arc<Semaphore>,
@@ -77,6 +78,14 @@ impl Places {
             credential: credential.to_owned(),
             held: self.held.clone(),
         })
+    }
+}
+
+impl Places {
+    /// The streams open now, by credential (for the metrics).
+    pub fn open_streams(&self) -> Vec<(String, usize)> {
+        let held = self.held.lock().expect("not poisoned");
+        held.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 

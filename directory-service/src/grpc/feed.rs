@@ -15,6 +15,7 @@ use super::convert;
 use super::error::ApiError;
 use crate::domain::{Change, ChangeSet, TenantId, ValidationError};
 use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Places, Subscription};
+use crate::metrics::DirectoryMetrics;
 use crate::storage::DirectoryStore;
 
 pub struct FeedApi {
@@ -24,6 +25,8 @@ pub struct FeedApi {
     closing: tokio::sync::watch::Receiver<bool>,
     /// The open streams' places, each held by its watcher task.
     places: Places,
+    /// Counts what the streams send, when metrics are served.
+    metrics: Option<DirectoryMetrics>,
 }
 
 impl FeedApi {
@@ -37,7 +40,19 @@ impl FeedApi {
             places: Places::new(&settings),
             settings,
             closing,
+            metrics: None,
         }
+    }
+
+    /// Counts the messages its streams send in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<DirectoryMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Its streams' places (for the metrics of open streams).
+    pub fn places(&self) -> Places {
+        self.places.clone()
     }
 }
 
@@ -60,6 +75,10 @@ impl ChangeFeedService for FeedApi {
             principal.check_tenant(&cursor.tenant_id)?;
         }
         let subscription = parse_subscription(request.into_inner()).map_err(ApiError::from)?;
+        let sent = self
+            .metrics
+            .as_ref()
+            .map(|m| m.feed_messages(&principal.name));
         let place = self
             .places
             .admit(&principal.name, subscription.all_tenants)
@@ -73,7 +92,12 @@ impl ChangeFeedService for FeedApi {
         )
         .await
         .map_err(feed_status)?;
-        let stream = events.map(|event| event.map(watch_response).map_err(feed_status));
+        let stream = events.map(move |event| {
+            if let (Some(sent), Ok(_)) = (&sent, &event) {
+                sent.inc();
+            }
+            event.map(watch_response).map_err(feed_status)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -322,6 +322,18 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// where the database can tell (PostgreSQL), from other replicas. A receiver
     /// that lags is told so and should re-read the tenant heads.
     fn commit_signal(&self) -> broadcast::Receiver<Commit>;
+    /// The connection pool's use, for the metrics.
+    fn connections(&self) -> Connections;
+}
+
+/// A connection pool's use at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 /// A consistent read of one tenant's state, as the changes that rebuild it.

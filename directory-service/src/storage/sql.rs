@@ -1634,6 +1634,14 @@ impl DirectoryStore for Store {
     fn commit_signal(&self) -> tokio::sync::broadcast::Receiver<crate::storage::Commit> {
         self.commits.subscribe()
     }
+
+    fn connections(&self) -> crate::storage::Connections {
+        crate::storage::Connections {
+            open: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
 }
 
 /// Where a snapshot read has got to: each stage pages by its own key.
