@@ -146,6 +146,16 @@ echo
 echo "ran against the compose stack; skipped (they start, kill or reconfigure servers): $(echo "$skipped" | grep -c . || true)"
 for test in $skipped; do echo "  skipped: $test"; done
 
+log "metrics: both services serve them on their ports, after the suite's calls ($(elapsed))"
+command -v curl >/dev/null || { apt-get update -qq; apt-get install -y -qq curl >/dev/null; }
+for endpoint in directory=9464 authz=9465; do
+    port=${endpoint#*=}
+    scraped=$(nsenter -t "$net_pid" -n -- curl -fsS "http://127.0.0.1:$port/metrics")
+    grep -q '^grpc_server_handled_total{.*grpc_code="OK"} [1-9]' <<<"$scraped" \
+        || { echo "ERROR: ${endpoint%=*}'s metrics on :$port count no answered call" >&2; exit 1; }
+    grep -c '^# TYPE' <<<"$scraped" | sed "s/^/${endpoint%=*}: metric families: /"
+done
+
 log "the README's deploy commands, as written, against this stack ($(elapsed))"
 # `docker compose` there means this stack (project and files from the
 # environment); the images are built already, so `--build` is left out.
