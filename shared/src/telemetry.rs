@@ -147,8 +147,15 @@ impl TraceExporter {
         let tracer = provider.tracer("cohort");
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         ENABLED.store(true, Ordering::Relaxed);
+        // The span's own attributes only: not the source location, thread,
+        // tracing target and poll timings that tracing-opentelemetry adds by
+        // default (the same for every call, and work per span).
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
                     .with_target(TRACE_TARGET, tracing::Level::INFO),
