@@ -7,6 +7,13 @@
 //! (UNAUTHENTICATED; only the gRPC health service is open), and hands the handlers
 //! the caller's [`Principal`], which says which tenants it may touch
 //! ([`Principal::check_tenant`], PERMISSION_DENIED otherwise).
+//!
+//! Why a layer of ours rather than a tonic interceptor or tower-http's
+//! `ValidateRequestHeaderLayer::bearer`: interceptors attach per service (the
+//! directory's two, reflection's two, health), and a service added without one
+//! would be open; this layer wraps the whole server. tower-http's checks one
+//! token, not a list compared in constant time, and hands the handlers no
+//! principal.
 
 use std::future::Future;
 use std::pin::Pin;

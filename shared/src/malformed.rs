@@ -1,7 +1,8 @@
 //! A request that is not valid protobuf is the caller's error: tonic reports it as
 //! INTERNAL ("failed to decode Protobuf message: Type.field: ..."), which would
 //! blame the server and invite retries. This layer turns exactly that answer into
-//! INVALID_ARGUMENT, keeping tonic's message (it names the field).
+//! INVALID_ARGUMENT, keeping tonic's message (it names the field). (No library
+//! layer does this: it corrects one tonic answer.)
 
 use std::future::Future;
 use std::pin::Pin;
