@@ -556,6 +556,29 @@ impl AuthzProcess {
     }
 }
 
+/// A `Check` of `permission` on the whole tenant, read as `consistency` asks
+/// (None: the service's latest).
+pub fn tenant_check(
+    tenant: &str,
+    user: &str,
+    permission: &str,
+    consistency: Option<cohort_shared::proto::authz::v1::consistency::Requirement>,
+) -> cohort_shared::proto::authz::v1::CheckRequest {
+    use cohort_shared::proto::authz::v1 as authz;
+    authz::CheckRequest {
+        tenant_id: tenant.to_owned(),
+        user_id: user.to_owned(),
+        permission: permission.to_owned(),
+        resource: Some(authz::Resource {
+            resource: Some(authz::resource::Resource::Tenant(true)),
+        }),
+        consistency: consistency.map(|requirement| authz::Consistency {
+            requirement: Some(requirement),
+        }),
+        explain: false,
+    }
+}
+
 /// Both services, each on a fresh PostgreSQL database.
 pub struct Cluster {
     pub directory: DirectoryProcess,

@@ -256,19 +256,15 @@ async fn a_credential_limited_to_a_tenant_reaches_no_other() {
 
     // The authorization service: the same.
     let mut a = cluster.authz.client_with(LIMITED_SECRET).await.unwrap();
-    let check = |tenant: &str, user: &str| authz::CheckRequest {
-        tenant_id: tenant.into(),
-        user_id: user.into(),
-        permission: "global_admin.groups.manage".into(),
-        resource: Some(authz::Resource {
-            resource: Some(authz::resource::Resource::Tenant(true)),
-        }),
-        consistency: Some(authz::Consistency {
-            requirement: Some(authz::consistency::Requirement::AtLeastRevision(
+    let check = |tenant: &str, user: &str| {
+        cohort_tests::tenant_check(
+            tenant,
+            user,
+            "global_admin.groups.manage",
+            Some(authz::consistency::Requirement::AtLeastRevision(
                 group.revision,
             )),
-        }),
-        explain: false,
+        )
     };
     assert!(
         a.check(check(&a_id, &a_admin))

@@ -40,18 +40,12 @@ async fn calls_are_logged_once_each_with_their_request_id_across_services() {
     let created = created.into_inner();
     let (tenant, admin) = (created.tenant.unwrap().id, created.admin.unwrap().id);
 
-    let mut request = tonic::Request::new(authz::CheckRequest {
-        tenant_id: tenant.clone(),
-        user_id: admin,
-        permission: "global_admin.groups.manage".into(),
-        resource: Some(authz::Resource {
-            resource: Some(authz::resource::Resource::Tenant(true)),
-        }),
-        consistency: Some(authz::Consistency {
-            requirement: Some(authz::consistency::Requirement::FullyConsistent(true)),
-        }),
-        explain: false,
-    });
+    let mut request = tonic::Request::new(cohort_tests::tenant_check(
+        &tenant,
+        &admin,
+        "global_admin.groups.manage",
+        Some(authz::consistency::Requirement::FullyConsistent(true)),
+    ));
     request
         .metadata_mut()
         .insert("x-request-id", "trace-me-42".parse().unwrap());

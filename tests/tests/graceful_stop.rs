@@ -47,20 +47,14 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
     let mut client = authz.client().await.unwrap();
     let read = tokio::spawn(async move {
         client
-            .check(authz::CheckRequest {
-                tenant_id: tenant.clone(),
-                user_id: admin,
-                permission: "global_admin.configuration.access".into(),
-                resource: Some(authz::Resource {
-                    resource: Some(authz::resource::Resource::Tenant(true)),
-                }),
-                consistency: Some(authz::Consistency {
-                    requirement: Some(authz::consistency::Requirement::AtLeastRevision(
-                        created.revision + 1,
-                    )),
-                }),
-                explain: false,
-            })
+            .check(cohort_tests::tenant_check(
+                &tenant,
+                &admin,
+                "global_admin.configuration.access",
+                Some(authz::consistency::Requirement::AtLeastRevision(
+                    created.revision + 1,
+                )),
+            ))
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -166,16 +160,12 @@ async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_
         watch_until(&mut overall, ServingStatus::NotServing).await;
         let began = std::time::Instant::now();
         let served = client
-            .check(authz::CheckRequest {
-                tenant_id: uuid::Uuid::new_v4().to_string(),
-                user_id: uuid::Uuid::new_v4().to_string(),
-                permission: "global_admin.configuration.access".into(),
-                resource: Some(authz::Resource {
-                    resource: Some(authz::resource::Resource::Tenant(true)),
-                }),
-                consistency: None,
-                explain: false,
-            })
+            .check(cohort_tests::tenant_check(
+                &uuid::Uuid::new_v4().to_string(),
+                &uuid::Uuid::new_v4().to_string(),
+                "global_admin.configuration.access",
+                None,
+            ))
             .await;
         // Answered by the API (an unknown tenant), not refused by a stopped server.
         assert_eq!(served.unwrap_err().code(), tonic::Code::NotFound);

@@ -67,18 +67,12 @@ fn handled(scrape: &Scrape, service: &str, method: &str, code: &str) -> Option<f
 /// `Check` of the admin's tenant-wide `global_admin.groups.manage`, at or after
 /// `revision`.
 fn check_request(tenant: &str, user: &str, revision: i64) -> authz::CheckRequest {
-    authz::CheckRequest {
-        tenant_id: tenant.to_owned(),
-        user_id: user.to_owned(),
-        permission: "global_admin.groups.manage".into(),
-        resource: Some(authz::Resource {
-            resource: Some(authz::resource::Resource::Tenant(true)),
-        }),
-        consistency: Some(authz::Consistency {
-            requirement: Some(authz::consistency::Requirement::AtLeastRevision(revision)),
-        }),
-        explain: false,
-    }
+    cohort_tests::tenant_check(
+        tenant,
+        user,
+        "global_admin.groups.manage",
+        Some(authz::consistency::Requirement::AtLeastRevision(revision)),
+    )
 }
 
 #[tokio::test]

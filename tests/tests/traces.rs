@@ -46,6 +46,31 @@ impl TraceService for Receiver {
     }
 }
 
+impl Receiver {
+    /// The spans of `trace_id` (hex) received, once there are `at_least`, or
+    /// after 10 s.
+    async fn trace(&self, trace_id: &str, at_least: usize) -> Vec<Span> {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut trace = Vec::new();
+        for _ in 0..200 {
+            trace = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| hex(&s.trace_id) == trace_id)
+                .cloned()
+                .collect();
+            if trace.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(trace.len() >= at_least, "spans of {trace_id}: {trace:#?}");
+        trace
+    }
+}
+
 fn attributes(span: &Span) -> HashMap<String, String> {
     span.attributes
         .iter()
@@ -107,18 +132,12 @@ async fn one_request_through_both_services_is_one_trace() {
     // The caller's trace and span.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let mut request = tonic::Request::new(authz::CheckRequest {
-        tenant_id: tenant.clone(),
-        user_id: admin,
-        permission: "global_admin.groups.manage".into(),
-        resource: Some(authz::Resource {
-            resource: Some(authz::resource::Resource::Tenant(true)),
-        }),
-        consistency: Some(authz::Consistency {
-            requirement: Some(authz::consistency::Requirement::FullyConsistent(true)),
-        }),
-        explain: false,
-    });
+    let mut request = tonic::Request::new(cohort_tests::tenant_check(
+        &tenant,
+        &admin,
+        "global_admin.groups.manage",
+        Some(authz::consistency::Requirement::FullyConsistent(true)),
+    ));
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
@@ -134,22 +153,7 @@ async fn one_request_through_both_services_is_one_trace() {
     assert!(reply.into_inner().allowed);
 
     // The three spans of the trace, once exported.
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let mut trace = Vec::new();
-    for _ in 0..200 {
-        trace = receiver
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| hex(&s.trace_id) == trace_id)
-            .cloned()
-            .collect::<Vec<_>>();
-        if trace.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let trace = receiver.trace(trace_id, 3).await;
     let named = |name: &str| {
         trace
             .iter()
@@ -173,6 +177,7 @@ async fn one_request_through_both_services_is_one_trace() {
 
     assert_eq!(trace.len(), 3, "{trace:#?}");
     assert_eq!(check.kind, SpanKind::Server as i32);
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     assert_eq!(hex(&check.parent_span_id), caller_span, "the caller's span");
     assert_eq!(client.parent_span_id, check.span_id);
     assert_eq!(served.parent_span_id, client.span_id);
@@ -201,16 +206,12 @@ async fn one_request_through_both_services_is_one_trace() {
     // A failed call is marked so: a Check in an unknown tenant is NOT_FOUND,
     // the caller's error, so its span is not an error; its status code says it.
     let unknown = uuid::Uuid::new_v4().to_string();
-    let mut request = tonic::Request::new(authz::CheckRequest {
-        tenant_id: unknown.clone(),
-        user_id: uuid::Uuid::new_v4().to_string(),
-        permission: "global_admin.groups.manage".into(),
-        resource: Some(authz::Resource {
-            resource: Some(authz::resource::Resource::Tenant(true)),
-        }),
-        consistency: None,
-        explain: false,
-    });
+    let mut request = tonic::Request::new(cohort_tests::tenant_check(
+        &unknown,
+        &uuid::Uuid::new_v4().to_string(),
+        "global_admin.groups.manage",
+        None,
+    ));
     let failed_trace = "0af7651916cd43dd8448eb211c80319c";
     request.metadata_mut().insert(
         "traceparent",
@@ -227,21 +228,7 @@ async fn one_request_through_both_services_is_one_trace() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
-    let mut failed = None;
-    for _ in 0..200 {
-        failed = receiver
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| hex(&s.trace_id) == failed_trace)
-            .cloned();
-        if failed.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let failed = failed.expect("the failed call's span");
+    let failed = receiver.trace(failed_trace, 1).await.remove(0);
     assert_eq!(attributes(&failed)["rpc.grpc.status_code"], "5");
     assert_eq!(attributes(&failed)["cohort.tenant_id"], unknown);
     cluster.finish().await.unwrap();
