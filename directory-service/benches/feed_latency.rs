@@ -23,26 +23,23 @@ use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 
-#[path = "support.rs"]
-mod support;
+use cohort_test_support::{ScratchDatabase, ScratchDir};
 
 const WRITES: usize = 500;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (url, database) = support::create_database().await?;
-    let pg: Arc<dyn DirectoryStore> = Arc::new(PgStore::connect(&url, 8).await?);
+    let database = ScratchDatabase::create("cohort_bench").await?;
+    let pg: Arc<dyn DirectoryStore> = Arc::new(PgStore::connect(database.url(), 8).await?);
     println!("| backend | write call, median | write to delivery, median | p99 | max |");
     println!("|---|---|---|---|---|");
     let result = measure("PostgreSQL", pg).await;
-    support::drop_database(&database).await?;
+    database.drop_now().await?;
     result?;
 
-    let dir = std::env::temp_dir().join(format!("cohort-bench-{}", uuid::Uuid::new_v4().simple()));
-    let sqlite: Arc<dyn DirectoryStore> = Arc::new(SqliteStore::open_in(&dir, 8).await?);
-    let result = measure("SQLite", sqlite).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let dir = ScratchDir::create("cohort-bench")?;
+    let sqlite: Arc<dyn DirectoryStore> = Arc::new(SqliteStore::open_in(dir.path(), 8).await?);
+    measure("SQLite", sqlite).await
 }
 
 async fn measure(backend: &str, store: Arc<dyn DirectoryStore>) -> anyhow::Result<()> {

@@ -22,8 +22,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-#[path = "support.rs"]
-mod support;
+use cohort_test_support::ScratchDatabase;
 
 const SAMPLES: usize = 200;
 
@@ -38,10 +37,9 @@ fn env_number(name: &str, default: i64) -> i64 {
 async fn main() -> anyhow::Result<()> {
     let users = env_number("COHORT_BENCH_USERS", 1_000_000);
     let groups = env_number("COHORT_BENCH_GROUPS", 100_000);
-    let (url, database) = support::create_database().await?;
-
-    let result = run(&url, users, groups).await;
-    support::drop_database(&database).await?;
+    let database = ScratchDatabase::create("cohort_bench").await?;
+    let result = run(database.url(), users, groups).await;
+    database.drop_now().await?;
     result
 }
 

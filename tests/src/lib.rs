@@ -19,7 +19,6 @@ use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use cohort_shared::serving::TlsFiles;
-use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -30,31 +29,12 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-pub fn admin_database_url() -> String {
-    std::env::var("COHORT_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+pub use cohort_test_support::{admin_database_url, ScratchDatabase, ScratchDir};
 
-/// A new, empty PostgreSQL database: its URL and name.
-pub async fn fresh_database() -> anyhow::Result<(String, String)> {
-    let admin_url = admin_database_url();
-    let name = format!("cohort_it_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("a database URL names a database");
-    Ok((format!("{base}/{name}"), name))
-}
-
-pub async fn drop_database(name: &str) -> anyhow::Result<()> {
-    let mut admin = sqlx::PgConnection::connect(&admin_database_url()).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
+/// A new, empty PostgreSQL database, dropped with its guard (also when the test
+/// fails).
+pub async fn fresh_database() -> anyhow::Result<ScratchDatabase> {
+    ScratchDatabase::create("cohort_it").await
 }
 
 /// A server running on a runtime of its own, so that killing it ends every task it
@@ -583,7 +563,7 @@ pub fn tenant_check(
 pub struct Cluster {
     pub directory: DirectoryProcess,
     pub authz: AuthzProcess,
-    databases: Vec<String>,
+    databases: Vec<ScratchDatabase>,
 }
 
 impl Cluster {
@@ -613,14 +593,14 @@ impl Cluster {
                 databases: Vec::new(),
             });
         }
-        let (directory_url, directory_db) = fresh_database().await?;
-        let (authz_url, authz_db) = fresh_database().await?;
+        let directory_db = fresh_database().await?;
+        let authz_db = fresh_database().await?;
         let directory = DirectoryProcess::start_on(
-            cohort_directory::config::Database::Postgres(directory_url),
+            cohort_directory::config::Database::Postgres(directory_db.url().to_owned()),
             "127.0.0.1:0".parse()?,
         )
         .await?;
-        let authz = AuthzProcess::start(&directory.endpoint(), &authz_url).await?;
+        let authz = AuthzProcess::start(&directory.endpoint(), authz_db.url()).await?;
         authz.wait_until_serving().await?;
         Ok(Cluster {
             directory,
@@ -632,8 +612,8 @@ impl Cluster {
     pub async fn finish(mut self) -> anyhow::Result<()> {
         self.authz.stop().await?;
         self.directory.stop().await?;
-        for db in &self.databases {
-            drop_database(db).await?;
+        for db in self.databases.drain(..) {
+            db.drop_now().await?;
         }
         Ok(())
     }

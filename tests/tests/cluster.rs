@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::directory::v1 as dir;
-use cohort_tests::{drop_database, fresh_database, AuthzProcess, Cluster, DirectoryProcess};
+use cohort_tests::{AuthzProcess, Cluster, DirectoryProcess};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -404,7 +404,8 @@ async fn health_is_not_serving_until_the_feed_has_caught_up() {
     if cohort_tests::skip_against_external("health_is_not_serving_until_the_feed_has_caught_up") {
         return;
     }
-    let (url, name) = fresh_database().await.unwrap();
+    let name = cohort_tests::fresh_database().await.unwrap();
+    let url = name.url().to_owned();
     // Nothing listens there: the service starts, but never catches up.
     let mut authz = AuthzProcess::start("http://127.0.0.1:9", &url)
         .await
@@ -412,7 +413,7 @@ async fn health_is_not_serving_until_the_feed_has_caught_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(authz.health().await.unwrap(), ServingStatus::NotServing);
     authz.stop().await.unwrap();
-    drop_database(&name).await.unwrap();
+    name.drop_now().await.unwrap();
 }
 
 #[tokio::test]
@@ -423,7 +424,8 @@ async fn health_is_not_serving_while_the_feed_has_been_lost_for_longer_than_its_
         return;
     }
     let mut directory = DirectoryProcess::start().await.unwrap();
-    let (url, name) = fresh_database().await.unwrap();
+    let name = cohort_tests::fresh_database().await.unwrap();
+    let url = name.url().to_owned();
     let authz = AuthzProcess::start_with_feed_staleness_bound(
         &directory.endpoint(),
         &url,
@@ -465,5 +467,5 @@ async fn health_is_not_serving_while_the_feed_has_been_lost_for_longer_than_its_
     let mut authz = authz;
     authz.stop().await.unwrap();
     directory.finish().await.unwrap();
-    drop_database(&name).await.unwrap();
+    name.drop_now().await.unwrap();
 }

@@ -4,7 +4,7 @@
 //! far larger than a message still reach the authorization service, whole.
 
 use cohort_shared::proto::directory::v1 as pb;
-use cohort_tests::{fresh_database, AuthzProcess, DirectoryProcess};
+use cohort_tests::{AuthzProcess, DirectoryProcess};
 use pb::batch_create_users_request::NewUser;
 use pb::Role;
 
@@ -51,7 +51,8 @@ async fn the_follower_takes_feed_messages_up_to_the_configured_limit() {
 
     // A new authorization service syncs from a snapshot: it must take the large
     // page, or stay NOT_SERVING for good.
-    let (url, database) = fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_database().await.unwrap();
+    let url = database.url().to_owned();
     let mut authz = AuthzProcess::start_with_message_limit(&directory.endpoint(), &url, LIMIT)
         .await
         .unwrap();
@@ -59,7 +60,7 @@ async fn the_follower_takes_feed_messages_up_to_the_configured_limit() {
     authz.stop().await.unwrap();
     synced.expect("the authorization service syncs from a snapshot with a 4.6 MB message");
     directory.finish().await.unwrap();
-    cohort_tests::drop_database(&database).await.unwrap();
+    database.drop_now().await.unwrap();
 }
 
 const SMALL: usize = 64 * 1024;
@@ -188,7 +189,8 @@ async fn at_the_smallest_message_limit_no_write_is_too_large_for_the_feed() {
     )
     .await
     .unwrap();
-    let (url, database) = fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_database().await.unwrap();
+    let url = database.url().to_owned();
     let mut live = AuthzProcess::start_with_message_limit(&directory.endpoint(), &url, SMALL)
         .await
         .unwrap();
@@ -238,7 +240,8 @@ async fn at_the_smallest_message_limit_no_write_is_too_large_for_the_feed() {
         .into_inner()
         .revision;
 
-    let (url2, database2) = fresh_database().await.unwrap();
+    let database2 = cohort_tests::fresh_database().await.unwrap();
+    let url2 = database2.url().to_owned();
     let mut fresh = AuthzProcess::start_with_message_limit(&directory.endpoint(), &url2, SMALL)
         .await
         .unwrap();
@@ -304,8 +307,8 @@ async fn at_the_smallest_message_limit_no_write_is_too_large_for_the_feed() {
     live.stop().await.unwrap();
     fresh.stop().await.unwrap();
     directory.finish().await.unwrap();
-    cohort_tests::drop_database(&database).await.unwrap();
-    cohort_tests::drop_database(&database2).await.unwrap();
+    database.drop_now().await.unwrap();
+    database2.drop_now().await.unwrap();
 }
 
 /// No credential can lock the authorization service out of the feed: a caller
@@ -375,7 +378,8 @@ async fn no_credential_can_lock_the_authorization_service_out_of_the_feed() {
         "every general place is taken"
     );
 
-    let (url, database) = fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_database().await.unwrap();
+    let url = database.url().to_owned();
     let mut authz = AuthzProcess::start(&directory.endpoint(), &url)
         .await
         .unwrap();
@@ -384,5 +388,5 @@ async fn no_credential_can_lock_the_authorization_service_out_of_the_feed() {
     synced.expect("the authorization service syncs on its reserved place");
     drop(held);
     directory.finish().await.unwrap();
-    cohort_tests::drop_database(&database).await.unwrap();
+    database.drop_now().await.unwrap();
 }

@@ -10,7 +10,7 @@ use cohort_directory::config::Database;
 use cohort_directory::startup::{open_store, Application};
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::directory::v1 as dir;
-use cohort_tests::{fresh_database, AuthzProcess, DirectoryProcess};
+use cohort_tests::{AuthzProcess, DirectoryProcess};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -23,7 +23,8 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
         return;
     }
     let directory = DirectoryProcess::start().await.unwrap();
-    let (url, database) = fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_database().await.unwrap();
+    let url = database.url().to_owned();
     let mut authz = AuthzProcess::start(&directory.endpoint(), &url)
         .await
         .unwrap();
@@ -81,7 +82,7 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
     assert_eq!(answer.into_inner().revision, created.revision + 1);
 
     directory.finish().await.unwrap();
-    cohort_tests::drop_database(&database).await.unwrap();
+    database.drop_now().await.unwrap();
 }
 
 /// Reads a health `Watch` stream until it reports `wanted`.
@@ -142,7 +143,8 @@ async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_
         let _ = stopped.await;
     }));
     let directory_url = format!("http://{directory_addr}");
-    let (url, database) = fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_database().await.unwrap();
+    let url = database.url().to_owned();
     let mut authz =
         AuthzProcess::start_configured(&directory_url, &url, |s| s.serving.shutdown_drain = drain)
             .await
@@ -212,6 +214,6 @@ async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_
         .unwrap();
     assert!(began.elapsed() >= drain);
 
-    cohort_tests::drop_database(&database).await.unwrap();
+    database.drop_now().await.unwrap();
     let _ = std::fs::remove_dir_all(data_dir);
 }

@@ -30,16 +30,17 @@ const SHAPE: Shape = Shape {
 struct Backend {
     store: Arc<dyn ProjectionStore>,
     url: String,
-    cleanup: Option<String>,
+    cleanup: Option<cohort_tests::ScratchDatabase>,
 }
 
 impl Backend {
     async fn postgres() -> Backend {
-        let (url, name) = cohort_tests::fresh_database().await.unwrap();
+        let database = cohort_tests::fresh_database().await.unwrap();
+        let url = database.url().to_owned();
         Backend {
             store: Arc::new(PgProjection::connect(&url).await.unwrap()),
             url,
-            cleanup: Some(name),
+            cleanup: Some(database),
         }
     }
 
@@ -63,7 +64,7 @@ impl Backend {
 
     async fn finish(self) {
         match self.cleanup {
-            Some(name) => cohort_tests::drop_database(&name).await.unwrap(),
+            Some(database) => database.drop_now().await.unwrap(),
             None => {
                 let path = self.url.trim_start_matches("sqlite://");
                 for suffix in ["", "-wal", "-shm"] {

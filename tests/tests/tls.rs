@@ -5,9 +5,7 @@
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_shared::serving::TlsFiles;
-use cohort_tests::{
-    drop_database, fresh_database, AuthzProcess, Bearer, DirectoryProcess, TEST_SECRET,
-};
+use cohort_tests::{AuthzProcess, Bearer, DirectoryProcess, TEST_SECRET};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -45,7 +43,8 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         std::env::temp_dir().join(format!("cohort-tls-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
     let tls = certificates(&scratch);
-    let (directory_url, directory_db) = fresh_database().await.unwrap();
+    let directory_db = cohort_tests::fresh_database().await.unwrap();
+    let directory_url = directory_db.url().to_owned();
     let mut directory = DirectoryProcess::start_with(
         cohort_directory::config::Database::Postgres(directory_url),
         "127.0.0.1:0".parse().unwrap(),
@@ -95,7 +94,8 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         .into_inner();
 
     // The authorization service follows it over TLS.
-    let (authz_url, authz_db) = fresh_database().await.unwrap();
+    let authz_db = cohort_tests::fresh_database().await.unwrap();
+    let authz_url = authz_db.url().to_owned();
     let mut authz = AuthzProcess::start_following_tls(&https, &authz_url, &scratch.join("ca.pem"))
         .await
         .unwrap();
@@ -123,7 +123,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
 
     authz.stop().await.unwrap();
     directory.stop().await.unwrap();
-    drop_database(&directory_db).await.unwrap();
-    drop_database(&authz_db).await.unwrap();
+    directory_db.drop_now().await.unwrap();
+    authz_db.drop_now().await.unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
 }

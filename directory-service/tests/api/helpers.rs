@@ -4,9 +4,9 @@
 //!
 //! PostgreSQL is reached at `COHORT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates its own
-//! database there and drops it when it passes.
+//! database there, dropped with the app, also when the test fails
+//! (`cohort-test-support`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use cohort_directory::feed::FeedSettings;
@@ -19,6 +19,7 @@ use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use cohort_shared::serving::Limits;
+use cohort_test_support::{ScratchDatabase, ScratchDir};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,9 +34,11 @@ pub enum Backend {
     Sqlite,
 }
 
+/// What a test app owns, removed with it (also when the test fails).
 enum Scratch {
-    Postgres { database: String },
-    Sqlite { dir: PathBuf },
+    Postgres(ScratchDatabase),
+    // Held for its removal on drop.
+    Sqlite(#[allow(dead_code)] ScratchDir),
 }
 
 pub struct TestApp {
@@ -53,37 +56,7 @@ pub struct TestApp {
     scratch: Option<Scratch>,
 }
 
-pub fn admin_database_url() -> String {
-    std::env::var("COHORT_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// The URL of a new, empty PostgreSQL database, and its name.
-pub async fn fresh_postgres_database() -> (String, String) {
-    let admin_url = admin_database_url();
-    let database = format!("cohort_test_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect(
-        "PostgreSQL must be reachable at COHORT_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)",
-    );
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("a database URL names a database");
-    (format!("{base}/{database}"), database)
-}
-
-pub async fn drop_postgres_database(database: &str) {
-    let mut admin = sqlx::PgConnection::connect(&admin_database_url())
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
+pub use cohort_test_support::admin_database_url;
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, FeedSettings::default()).await
@@ -98,15 +71,16 @@ pub async fn spawn_app_with(backend: Backend, feed: FeedSettings) -> TestApp {
 pub async fn spawn_app_limited(backend: Backend, feed: FeedSettings, limits: Limits) -> TestApp {
     let (database_url, scratch) = match backend {
         Backend::Postgres => {
-            let (url, database) = fresh_postgres_database().await;
-            (url, Scratch::Postgres { database })
+            let database = ScratchDatabase::create("cohort_test").await.expect(
+                "PostgreSQL must be reachable at COHORT_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)",
+            );
+            (database.url().to_owned(), Scratch::Postgres(database))
         }
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(format!("cohort-test-{}", Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = ScratchDir::create("cohort-test").unwrap();
             (
-                format!("sqlite://{}", dir.join("directory.db").display()),
-                Scratch::Sqlite { dir },
+                format!("sqlite://{}", dir.path().join("directory.db").display()),
+                Scratch::Sqlite(dir),
             )
         }
     };
@@ -430,12 +404,10 @@ impl TestApp {
         drop(self.client);
         drop(self.feed);
         drop(self.store);
-        match &self.scratch {
-            Some(Scratch::Postgres { database }) => drop_postgres_database(database).await,
-            Some(Scratch::Sqlite { dir }) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            None => {}
+        match self.scratch.take() {
+            Some(Scratch::Postgres(database)) => database.drop_now().await.unwrap(),
+            // The folder goes with its guard.
+            Some(Scratch::Sqlite(_)) | None => {}
         }
     }
 }
