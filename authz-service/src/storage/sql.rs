@@ -16,7 +16,11 @@ use crate::storage::{
 
 /// The tenants among `tenants` that are not in `known`, each once.
 fn unknown_among(tenants: &[Uuid], known: &[Uuid]) -> Vec<Uuid> {
-    let mut unknown: Vec<Uuid> = tenants.iter().filter(|t| !known.contains(t)).copied().collect();
+    let mut unknown: Vec<Uuid> = tenants
+        .iter()
+        .filter(|t| !known.contains(t))
+        .copied()
+        .collect();
     unknown.sort_unstable();
     unknown.dedup();
     unknown
@@ -153,7 +157,12 @@ impl ProjectionStore for Store {
         Ok(out)
     }
 
-    async fn append(&self, tenant: Uuid, revision: Revision, changes: &[Change]) -> StoreResult<()> {
+    async fn append(
+        &self,
+        tenant: Uuid,
+        revision: Revision,
+        changes: &[Change],
+    ) -> StoreResult<()> {
         let body = LogEntry::encode(changes);
         let appended = self.append_entry(tenant, revision, &body).await?;
         if appended.is_some() {
@@ -234,7 +243,12 @@ impl ProjectionStore for Store {
         Ok(())
     }
 
-    async fn commit_base(&self, tenant: Uuid, generation: Generation, base: Base) -> StoreResult<u64> {
+    async fn commit_base(
+        &self,
+        tenant: Uuid,
+        generation: Generation,
+        base: Base,
+    ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
         let carried = match base {
             Base::Snapshot { revision } => {

@@ -18,12 +18,13 @@ use sqlx::{QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{
-    CatalogAssignment, CatalogId, Change, ChangeSet, Etag, Group, GroupFilter, GroupId, GroupUpdate, Membership,
-    NewGroup, NewTenant, NewUser, Page, PageRequest, RequestId, Tenant, User, UserFilter, UserId, UserState,
-    UserUpdate, WriteContext,
+    CatalogAssignment, CatalogId, Change, ChangeSet, Etag, Group, GroupFilter, GroupId,
+    GroupUpdate, Membership, NewGroup, NewTenant, NewUser, Page, PageRequest, RequestId, Tenant,
+    User, UserFilter, UserId, UserState, UserUpdate, WriteContext,
 };
 use crate::storage::rows::{
-    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, MembershipsAdded, TenantRow, UserGroupRow, UserRow,
+    convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, MembershipsAdded,
+    TenantRow, UserGroupRow, UserRow,
 };
 use crate::storage::{DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
 
@@ -88,7 +89,11 @@ enum Created {
 /// same request id that came first. That twin can show as its request id taken,
 /// or, on the first try, as its email or name taken (the row's key is checked
 /// before the request id's).
-fn created_or_retry(created: StoreResult<Created>, first_try: bool, has_request_id: bool) -> StoreResult<Option<Revision>> {
+fn created_or_retry(
+    created: StoreResult<Created>,
+    first_try: bool,
+    has_request_id: bool,
+) -> StoreResult<Option<Revision>> {
     match created {
         Ok(Created::At(revision)) => Ok(Some(revision)),
         Ok(Created::RequestIdTaken) => Ok(None),
@@ -133,10 +138,16 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 /// Maps a unique violation to ALREADY_EXISTS on `field`; other errors pass through.
-fn unique_as(field: &'static str, message: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+fn unique_as(
+    field: &'static str,
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| {
         if is_unique_violation(&err) {
-            StoreError::AlreadyExists { field: field.to_owned(), message: message() }
+            StoreError::AlreadyExists {
+                field: field.to_owned(),
+                message: message(),
+            }
         } else {
             StoreError::Database(err)
         }
@@ -145,7 +156,11 @@ fn unique_as(field: &'static str, message: impl FnOnce() -> String) -> impl FnOn
 
 fn check_etag(kind: &'static str, etag: Option<Etag>, current: Revision) -> StoreResult<()> {
     match etag {
-        Some(Etag(expected)) if expected != current => Err(StoreError::EtagMismatch { kind, expected, current }),
+        Some(Etag(expected)) if expected != current => Err(StoreError::EtagMismatch {
+            kind,
+            expected,
+            current,
+        }),
         _ => Ok(()),
     }
 }
@@ -165,7 +180,10 @@ fn after_id(page: &PageRequest) -> StoreResult<Option<Uuid>> {
 
 /// A LIKE pattern matching `needle` anywhere, with LIKE's wildcards escaped.
 fn contains_pattern(needle: &str) -> String {
-    let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = needle
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -187,23 +205,39 @@ impl Store {
     async fn begin_write(&self, tenant: TenantId) -> StoreResult<WriteTx> {
         let mut tx = self.pool.begin().await?;
         let turn = self.turns.take(tenant).await;
-        let revision: Option<i64> =
-            sqlx::query_scalar("UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision")
-                .bind(tenant.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let revision: Option<i64> = sqlx::query_scalar(
+            "UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision",
+        )
+        .bind(tenant.0)
+        .fetch_optional(&mut *tx)
+        .await?;
         let revision = revision.ok_or_else(|| StoreError::not_found("tenant", tenant))?;
-        Ok(WriteTx { tx, tenant, revision, changes: Vec::new(), _turn: turn })
+        Ok(WriteTx {
+            tx,
+            tenant,
+            revision,
+            changes: Vec::new(),
+            _turn: turn,
+        })
     }
 
     /// Commits the transaction with its change set, or rolls it back when it
     /// changed nothing. Returns the tenant's revision after the call.
-    async fn finish<T>(&self, ctx: &WriteContext, mut w: WriteTx, value: T) -> StoreResult<Written<T>> {
+    async fn finish<T>(
+        &self,
+        ctx: &WriteContext,
+        mut w: WriteTx,
+        value: T,
+    ) -> StoreResult<Written<T>> {
         if w.changes.is_empty() {
             w.tx.rollback().await?;
-            return Ok(Written { value, revision: w.revision - 1 });
+            return Ok(Written {
+                value,
+                revision: w.revision - 1,
+            });
         }
-        let payload = serde_json::to_string(&w.changes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload =
+            serde_json::to_string(&w.changes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let set = ChangeSet {
             tenant_id: w.tenant,
             revision: w.revision,
@@ -224,7 +258,10 @@ impl Store {
         .await?;
         w.tx.commit().await?;
         self.after_commit(std::sync::Arc::new(set));
-        Ok(Written { value, revision: w.revision })
+        Ok(Written {
+            value,
+            revision: w.revision,
+        })
     }
 
     /// Adds members in a write of their own (the backends' `add_members_at_once`
@@ -242,8 +279,11 @@ impl Store {
         asked.dedup();
         let now = now();
         let revision = w.revision;
-        let MembershipsAdded { group_found, found, added } =
-            add_memberships(w.conn(), tenant.0, group.0, &asked, revision, now).await?;
+        let MembershipsAdded {
+            group_found,
+            found,
+            added,
+        } = add_memberships(w.conn(), tenant.0, group.0, &asked, revision, now).await?;
         if !group_found {
             return Err(StoreError::not_found("group", group));
         }
@@ -254,9 +294,15 @@ impl Store {
             }
         }
         let added: Vec<UserId> = added.into_iter().map(UserId).collect();
-        w.changes.extend(added.iter().map(|user| Change::MembershipAdded {
-            membership: Membership { group_id: group, user_id: *user, join_revision: revision, join_time: now },
-        }));
+        w.changes
+            .extend(added.iter().map(|user| Change::MembershipAdded {
+                membership: Membership {
+                    group_id: group,
+                    user_id: *user,
+                    join_revision: revision,
+                    join_time: now,
+                },
+            }));
         self.finish(ctx, w, added).await
     }
 
@@ -267,7 +313,9 @@ impl Store {
         request_id: &Option<RequestId>,
         fingerprint: &str,
     ) -> StoreResult<Option<(Uuid, Revision)>> {
-        let Some(request_id) = request_id else { return Ok(None) };
+        let Some(request_id) = request_id else {
+            return Ok(None);
+        };
         let found: Option<(String, Uuid, i64)> = sqlx::query_as(
             "SELECT fingerprint, resource_id, revision FROM idempotency_keys WHERE scope = $1 AND request_id = $2",
         )
@@ -293,7 +341,9 @@ impl Store {
         resource: Uuid,
         revision: Revision,
     ) -> Result<(), sqlx::Error> {
-        let Some(request_id) = request_id else { return Ok(()) };
+        let Some(request_id) = request_id else {
+            return Ok(());
+        };
         sqlx::query(
             "INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, create_time) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -318,20 +368,31 @@ impl Store {
         new: &[NewUser],
         fingerprints: &[String],
     ) -> StoreResult<Vec<Option<(Uuid, Revision)>>> {
-        let asked: Vec<&str> = new.iter().filter_map(|n| n.request_id.as_ref().map(|r| r.as_str())).collect();
+        let asked: Vec<&str> = new
+            .iter()
+            .filter_map(|n| n.request_id.as_ref().map(|r| r.as_str()))
+            .collect();
         let stored: std::collections::HashMap<String, (String, Uuid, i64)> = if asked.is_empty() {
             Default::default()
         } else {
-            stored_requests(conn, scope, &asked).await?.into_iter().map(|(r, f, id, rev)| (r, (f, id, rev))).collect()
+            stored_requests(conn, scope, &asked)
+                .await?
+                .into_iter()
+                .map(|(r, f, id, rev)| (r, (f, id, rev)))
+                .collect()
         };
         new.iter()
             .zip(fingerprints)
             .enumerate()
             .map(|(i, (n, fingerprint))| {
-                let Some(request_id) = &n.request_id else { return Ok(None) };
+                let Some(request_id) = &n.request_id else {
+                    return Ok(None);
+                };
                 match stored.get(request_id.as_str()) {
                     None => Ok(None),
-                    Some((first, id, revision)) if first == fingerprint => Ok(Some((*id, *revision))),
+                    Some((first, id, revision)) if first == fingerprint => {
+                        Ok(Some((*id, *revision)))
+                    }
                     Some(_) => Err(StoreError::InvalidArgument {
                         field: format!("users[{i}].request_id"),
                         message: "was already used for a different request".into(),
@@ -350,42 +411,61 @@ impl Store {
         indexes: &[usize],
     ) -> StoreResult<()> {
         let keys: Vec<String> = indexes.iter().map(|i| new[*i].email.key()).collect();
-        let taken: std::collections::HashSet<String> = emails_taken(conn, tenant.0, &keys).await?.into_iter().collect();
-        match indexes.iter().find(|i| taken.contains(&new[**i].email.key())) {
+        let taken: std::collections::HashSet<String> = emails_taken(conn, tenant.0, &keys)
+            .await?
+            .into_iter()
+            .collect();
+        match indexes
+            .iter()
+            .find(|i| taken.contains(&new[**i].email.key()))
+        {
             None => Ok(()),
             Some(i) => Err(StoreError::AlreadyExists {
                 field: format!("users[{i}].email"),
-                message: format!("a user with email {} already exists in this tenant", new[*i].email.as_str()),
+                message: format!(
+                    "a user with email {} already exists in this tenant",
+                    new[*i].email.as_str()
+                ),
             }),
         }
     }
 
     async fn fetch_user(conn: &mut DbConn, tenant: TenantId, id: UserId) -> StoreResult<User> {
-        let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2"))
-                .bind(tenant.0)
-                .bind(id.0)
-                .fetch_optional(conn)
-                .await?;
-        row.ok_or_else(|| StoreError::not_found("user", id))?.try_into()
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+        ))
+        .bind(tenant.0)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
+        row.ok_or_else(|| StoreError::not_found("user", id))?
+            .try_into()
     }
 
     async fn fetch_group(conn: &mut DbConn, tenant: TenantId, id: GroupId) -> StoreResult<Group> {
-        let row: Option<GroupRow> =
-            sqlx::query_as(&format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2"))
-                .bind(tenant.0)
-                .bind(id.0)
-                .fetch_optional(conn)
-                .await?;
-        row.ok_or_else(|| StoreError::not_found("group", id))?.try_into()
+        let row: Option<GroupRow> = sqlx::query_as(&format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2"
+        ))
+        .bind(tenant.0)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
+        row.ok_or_else(|| StoreError::not_found("group", id))?
+            .try_into()
     }
 
     /// Fails with NOT_FOUND naming the first of `users` that is not in the tenant.
-    async fn require_users(conn: &mut DbConn, tenant: TenantId, users: &[UserId]) -> StoreResult<Vec<User>> {
+    async fn require_users(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        users: &[UserId],
+    ) -> StoreResult<Vec<User>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "
+        ));
         q.push_bind(tenant.0).push(" AND u.id IN (");
         push_in_list(&mut q, users.iter().map(|user| user.0));
         let found: Vec<User> = convert_all(q.build_query_as::<UserRow>().fetch_all(conn).await?)?;
@@ -398,9 +478,16 @@ impl Store {
 
     /// Fails with NOT_FOUND naming the first of `users` that is not in the tenant
     /// (reading only ids).
-    async fn require_user_ids(conn: &mut DbConn, tenant: TenantId, users: &[UserId]) -> StoreResult<()> {
+    async fn require_user_ids(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        users: &[UserId],
+    ) -> StoreResult<()> {
         let asked: Vec<Uuid> = users.iter().map(|u| u.0).collect();
-        let found: std::collections::HashSet<Uuid> = users_among(conn, tenant.0, &asked).await?.into_iter().collect();
+        let found: std::collections::HashSet<Uuid> = users_among(conn, tenant.0, &asked)
+            .await?
+            .into_iter()
+            .collect();
         match users.iter().find(|id| !found.contains(&id.0)) {
             Some(missing) => Err(StoreError::not_found("user", missing)),
             None => Ok(()),
@@ -408,7 +495,11 @@ impl Store {
     }
 
     /// The groups a user administers, in id order.
-    async fn administered_groups(conn: &mut DbConn, tenant: TenantId, user: UserId) -> StoreResult<Vec<GroupId>> {
+    async fn administered_groups(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        user: UserId,
+    ) -> StoreResult<Vec<GroupId>> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT group_id FROM group_administrators WHERE tenant_id = $1 AND user_id = $2 ORDER BY group_id",
         )
@@ -421,7 +512,11 @@ impl Store {
 
     /// Refuses a change that would leave the tenant without an active Global Admin
     /// ADMIN (`user` is the one losing the role or access).
-    async fn keep_an_administrator(conn: &mut DbConn, tenant: TenantId, user: &User) -> StoreResult<()> {
+    async fn keep_an_administrator(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        user: &User,
+    ) -> StoreResult<()> {
         if user.state != UserState::Active || !user.roles.contains(Role::GlobalAdminAdmin) {
             return Ok(());
         }
@@ -439,7 +534,10 @@ impl Store {
         if others == 0 {
             return Err(StoreError::precondition(
                 "LAST_GLOBAL_ADMIN",
-                format!("user {} is the tenant's last active Global Admin ADMIN", user.id),
+                format!(
+                    "user {} is the tenant's last active Global Admin ADMIN",
+                    user.id
+                ),
             ));
         }
         Ok(())
@@ -477,17 +575,29 @@ impl Store {
     }
 
     fn name_taken(group: &Group) -> impl FnOnce() -> String + '_ {
-        move || format!("a sibling group named {} already exists", group.display_name.as_str())
+        move || {
+            format!(
+                "a sibling group named {} already exists",
+                group.display_name.as_str()
+            )
+        }
     }
 
     fn email_taken(user: &User) -> impl FnOnce() -> String + '_ {
-        move || format!("a user with email {} already exists in this tenant", user.email.as_str())
+        move || {
+            format!(
+                "a user with email {} already exists in this tenant",
+                user.email.as_str()
+            )
+        }
     }
 
     /// Inserts a new user (at the transaction's revision) and records the change.
     async fn insert_user(w: &mut WriteTx, user: &User) -> StoreResult<()> {
         debug_assert_eq!(user.revision, w.revision);
-        insert_user_row(w.conn(), &Self::user_row(user)).await.map_err(unique_as("email", Self::email_taken(user)))?;
+        insert_user_row(w.conn(), &Self::user_row(user))
+            .await
+            .map_err(unique_as("email", Self::email_taken(user)))?;
         w.changes.push(Change::UserUpserted { user: user.clone() });
         Ok(())
     }
@@ -515,7 +625,9 @@ impl Store {
             .await?;
         let mut q = QueryBuilder::<Db>::new("INSERT INTO user_roles (tenant_id, user_id, role) ");
         q.push_values(roles, |mut row, role| {
-            row.push_bind(w.tenant.0).push_bind(id.0).push_bind(role.as_str());
+            row.push_bind(w.tenant.0)
+                .push_bind(id.0)
+                .push_bind(role.as_str());
         });
         q.build().execute(w.conn()).await?;
         Ok(())
@@ -525,7 +637,12 @@ impl Store {
     async fn save_user(w: &mut WriteTx, user: &mut User) -> StoreResult<()> {
         user.update_time = now();
         user.revision = w.revision;
-        let email_taken = || format!("a user with email {} already exists in this tenant", user.email.as_str());
+        let email_taken = || {
+            format!(
+                "a user with email {} already exists in this tenant",
+                user.email.as_str()
+            )
+        };
         sqlx::query(
             "UPDATE users SET display_name = $3, email = $4, email_key = $5, search_text = $6, roles = $7, \
              suspended = $8, update_time = $9, revision = $10 WHERE tenant_id = $1 AND id = $2",
@@ -551,7 +668,12 @@ impl Store {
     async fn save_group(w: &mut WriteTx, group: &mut Group) -> StoreResult<()> {
         group.update_time = now();
         group.revision = w.revision;
-        let name_taken = || format!("a sibling group named {} already exists", group.display_name.as_str());
+        let name_taken = || {
+            format!(
+                "a sibling group named {} already exists",
+                group.display_name.as_str()
+            )
+        };
         sqlx::query(
             "UPDATE groups SET display_name = $3, name_key = $4, parent_id = $5, is_organization = $6, \
              inherited_roles = $7, update_time = $8, revision = $9 WHERE tenant_id = $1 AND id = $2",
@@ -572,17 +694,24 @@ impl Store {
     }
 
     /// Adds `delta` to one of a group's counters.
-    async fn adjust_count(w: &mut WriteTx, group: GroupId, column: Counter, delta: i64) -> StoreResult<()> {
+    async fn adjust_count(
+        w: &mut WriteTx,
+        group: GroupId,
+        column: Counter,
+        delta: i64,
+    ) -> StoreResult<()> {
         if delta == 0 {
             return Ok(());
         }
         let column = column.as_str();
-        sqlx::query(&format!("UPDATE groups SET {column} = {column} + $3 WHERE tenant_id = $1 AND id = $2"))
-            .bind(w.tenant.0)
-            .bind(group.0)
-            .bind(delta)
-            .execute(w.conn())
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE groups SET {column} = {column} + $3 WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(w.tenant.0)
+        .bind(group.0)
+        .bind(delta)
+        .execute(w.conn())
+        .await?;
         Ok(())
     }
 
@@ -592,7 +721,11 @@ impl Store {
     /// recursive query's size and hash-joins it against whole tables (a scan of the
     /// tenant's groups per level); each level here is one lookup on
     /// `groups_by_parent`.
-    async fn subtree(conn: &mut DbConn, tenant: TenantId, root: GroupId) -> StoreResult<Vec<GroupId>> {
+    async fn subtree(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        root: GroupId,
+    ) -> StoreResult<Vec<GroupId>> {
         let mut all = vec![root];
         let mut level = vec![root.0];
         while !level.is_empty() {
@@ -623,17 +756,22 @@ impl Store {
             if id == ancestor.0 {
                 return Ok(true);
             }
-            current = sqlx::query_scalar("SELECT parent_id FROM groups WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.0)
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .flatten();
+            current =
+                sqlx::query_scalar("SELECT parent_id FROM groups WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.0)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .flatten();
         }
         Ok(false)
     }
 
-    async fn administrator_ids(conn: &mut DbConn, tenant: TenantId, group: GroupId) -> StoreResult<Vec<UserId>> {
+    async fn administrator_ids(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        group: GroupId,
+    ) -> StoreResult<Vec<UserId>> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT user_id FROM group_administrators WHERE tenant_id = $1 AND group_id = $2 ORDER BY user_id",
         )
@@ -648,7 +786,11 @@ impl Store {
     /// only the difference, keeps the counter, and records what changed, as the
     /// whole set for a replacement and as the ids added or removed for an
     /// addition or removal. Returns the new set.
-    async fn write_administrators(w: &mut WriteTx, group: &mut Group, edit: AdministratorEdit) -> StoreResult<Vec<UserId>> {
+    async fn write_administrators(
+        w: &mut WriteTx,
+        group: &mut Group,
+        edit: AdministratorEdit,
+    ) -> StoreResult<Vec<UserId>> {
         let tenant = w.tenant;
         let mut current = Self::administrator_ids(w.conn(), tenant, group.id).await?;
         // Sorted here too, so that lookups below do not rest on the database's
@@ -660,7 +802,11 @@ impl Store {
             AdministratorEdit::Remove(users) => {
                 let mut leaving = users.clone();
                 leaving.sort_unstable();
-                current.iter().copied().filter(|id| leaving.binary_search(id).is_err()).collect()
+                current
+                    .iter()
+                    .copied()
+                    .filter(|id| leaving.binary_search(id).is_err())
+                    .collect()
             }
         };
         wanted.sort_unstable();
@@ -668,18 +814,34 @@ impl Store {
         if current == wanted {
             return Ok(current);
         }
-        let removed: Vec<UserId> = current.iter().copied().filter(|id| wanted.binary_search(id).is_err()).collect();
-        let added: Vec<UserId> = wanted.iter().copied().filter(|id| current.binary_search(id).is_err()).collect();
+        let removed: Vec<UserId> = current
+            .iter()
+            .copied()
+            .filter(|id| wanted.binary_search(id).is_err())
+            .collect();
+        let added: Vec<UserId> = wanted
+            .iter()
+            .copied()
+            .filter(|id| current.binary_search(id).is_err())
+            .collect();
         for chunk in removed.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new("DELETE FROM group_administrators WHERE tenant_id = ");
-            q.push_bind(tenant.0).push(" AND group_id = ").push_bind(group.id.0).push(" AND user_id IN (");
+            let mut q =
+                QueryBuilder::<Db>::new("DELETE FROM group_administrators WHERE tenant_id = ");
+            q.push_bind(tenant.0)
+                .push(" AND group_id = ")
+                .push_bind(group.id.0)
+                .push(" AND user_id IN (");
             push_in_list(&mut q, chunk.iter().map(|user| user.0));
             q.build().execute(w.conn()).await?;
         }
         for chunk in added.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new("INSERT INTO group_administrators (tenant_id, group_id, user_id) ");
+            let mut q = QueryBuilder::<Db>::new(
+                "INSERT INTO group_administrators (tenant_id, group_id, user_id) ",
+            );
             q.push_values(chunk, |mut row, user| {
-                row.push_bind(tenant.0).push_bind(group.id.0).push_bind(user.0);
+                row.push_bind(tenant.0)
+                    .push_bind(group.id.0)
+                    .push_bind(user.0);
             });
             q.build().execute(w.conn()).await?;
         }
@@ -693,18 +855,34 @@ impl Store {
         Self::save_group(w, group).await?;
         let group_id = group.id;
         w.changes.push(match edit {
-            AdministratorEdit::Replace(_) => Change::AdministratorsChanged { group_id, administrator_ids: wanted.clone() },
-            AdministratorEdit::Add(_) => Change::AdministratorsAdded { group_id, administrator_ids: added },
-            AdministratorEdit::Remove(_) => Change::AdministratorsRemoved { group_id, administrator_ids: removed },
+            AdministratorEdit::Replace(_) => Change::AdministratorsChanged {
+                group_id,
+                administrator_ids: wanted.clone(),
+            },
+            AdministratorEdit::Add(_) => Change::AdministratorsAdded {
+                group_id,
+                administrator_ids: added,
+            },
+            AdministratorEdit::Remove(_) => Change::AdministratorsRemoved {
+                group_id,
+                administrator_ids: removed,
+            },
         });
         Ok(wanted)
     }
 
     /// Checks that every user exists and may administer groups.
-    async fn require_eligible(conn: &mut DbConn, tenant: TenantId, users: &[UserId]) -> StoreResult<()> {
+    async fn require_eligible(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        users: &[UserId],
+    ) -> StoreResult<()> {
         let found = Self::require_users(conn, tenant, users).await?;
-        let ineligible: Vec<String> =
-            found.iter().filter(|u| !u.may_administer_groups()).map(|u| u.id.to_string()).collect();
+        let ineligible: Vec<String> = found
+            .iter()
+            .filter(|u| !u.may_administer_groups())
+            .map(|u| u.id.to_string())
+            .collect();
         if !ineligible.is_empty() {
             return Err(StoreError::FailedPrecondition {
                 reason: "NOT_ELIGIBLE_AS_ADMINISTRATOR",
@@ -730,7 +908,11 @@ impl Store {
         let mut w = self.begin_write(tenant).await?;
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         check_etag("group", etag, g.revision)?;
-        let current = g.inherited_roles.iter().find(|(t, _)| *t == tool).map(|(_, r)| *r);
+        let current = g
+            .inherited_roles
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .map(|(_, r)| *r);
         if current != role {
             g.inherited_roles.retain(|(t, _)| *t != tool);
             if let Some(role) = role {
@@ -739,8 +921,15 @@ impl Store {
             }
             Self::save_group(&mut w, &mut g).await?;
             w.changes.push(match role {
-                Some(role) => Change::InheritedRoleSet { group_id: group, tool, role },
-                None => Change::InheritedRoleCleared { group_id: group, tool },
+                Some(role) => Change::InheritedRoleSet {
+                    group_id: group,
+                    tool,
+                    role,
+                },
+                None => Change::InheritedRoleCleared {
+                    group_id: group,
+                    tool,
+                },
             });
         }
         self.finish(ctx, w, g).await
@@ -772,13 +961,19 @@ fn fingerprint(input: &impl serde::Serialize) -> String {
 #[async_trait]
 impl DirectoryStore for Store {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn create_tenant(&self, ctx: &WriteContext, new: NewTenant) -> StoreResult<Written<(Tenant, User)>> {
+    async fn create_tenant(
+        &self,
+        ctx: &WriteContext,
+        new: NewTenant,
+    ) -> StoreResult<Written<(Tenant, User)>> {
         let fingerprint = fingerprint(&new);
         // Two tries: a concurrent create with the same request id makes the first
         // fail on the idempotency key, and the second then replays its result.
         for attempt in 0..2 {
             let mut conn = self.pool.acquire().await?;
-            if let Some((id, revision)) = Self::replayed(&mut conn, GLOBAL_SCOPE, &new.request_id, &fingerprint).await? {
+            if let Some((id, revision)) =
+                Self::replayed(&mut conn, GLOBAL_SCOPE, &new.request_id, &fingerprint).await?
+            {
                 let tenant = self.get_tenant(TenantId(id)).await?;
                 let first_admin: UserRow = sqlx::query_as(&format!(
                     "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 ORDER BY u.id LIMIT 1"
@@ -786,7 +981,10 @@ impl DirectoryStore for Store {
                 .bind(id)
                 .fetch_one(&mut *conn)
                 .await?;
-                return Ok(Written { value: (tenant, first_admin.try_into()?), revision });
+                return Ok(Written {
+                    value: (tenant, first_admin.try_into()?),
+                    revision,
+                });
             }
             drop(conn);
 
@@ -805,8 +1003,16 @@ impl DirectoryStore for Store {
                 .execute(&mut *tx)
                 .await?;
             let turn = self.turns.take(tenant.id).await;
-            let mut w = WriteTx { tx, tenant: tenant.id, revision: tenant.revision, changes: Vec::new(), _turn: turn };
-            w.changes.push(Change::TenantCreated { tenant: tenant.clone() });
+            let mut w = WriteTx {
+                tx,
+                tenant: tenant.id,
+                revision: tenant.revision,
+                changes: Vec::new(),
+                _turn: turn,
+            };
+            w.changes.push(Change::TenantCreated {
+                tenant: tenant.clone(),
+            });
             let admin = NewUser {
                 display_name: new.admin_display_name.clone(),
                 email: new.admin_email.clone(),
@@ -816,7 +1022,16 @@ impl DirectoryStore for Store {
             };
             let admin = Self::new_user(tenant.id, &admin, tenant.create_time, tenant.revision);
             Self::insert_user(&mut w, &admin).await?;
-            match Self::remember_request(w.conn(), GLOBAL_SCOPE, &new.request_id, &fingerprint, tenant.id.0, 1).await {
+            match Self::remember_request(
+                w.conn(),
+                GLOBAL_SCOPE,
+                &new.request_id,
+                &fingerprint,
+                tenant.id.0,
+                1,
+            )
+            .await
+            {
                 Ok(()) => return self.finish(ctx, w, (tenant, admin)).await,
                 Err(err) if is_unique_violation(&err) && attempt == 0 => continue,
                 Err(err) => return Err(err.into()),
@@ -827,33 +1042,51 @@ impl DirectoryStore for Store {
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant> {
-        let row: Option<TenantRow> =
-            sqlx::query_as("SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1")
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.ok_or_else(|| StoreError::not_found("tenant", id))?.try_into()
+        let row: Option<TenantRow> = sqlx::query_as(
+            "SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| StoreError::not_found("tenant", id))?
+            .try_into()
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_tenants(&self, page: &PageRequest) -> StoreResult<Page<Tenant>> {
-        let mut q = QueryBuilder::<Db>::new("SELECT id, display_name, revision, create_time FROM tenants WHERE TRUE");
+        let mut q = QueryBuilder::<Db>::new(
+            "SELECT id, display_name, revision, create_time FROM tenants WHERE TRUE",
+        );
         if let Some(after) = after_id(page)? {
             q.push(" AND id > ").push_bind(after);
         }
         q.push(" ORDER BY id LIMIT ").push_bind(page.fetch_limit());
-        let rows = q.build_query_as::<TenantRow>().fetch_all(&self.pool).await?;
+        let rows = q
+            .build_query_as::<TenantRow>()
+            .fetch_all(&self.pool)
+            .await?;
         Ok(page.page(convert_all(rows)?, |t: &Tenant| t.id.to_string()))
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, new), err(level = "debug"))]
-    async fn create_user(&self, ctx: &WriteContext, tenant: TenantId, new: NewUser) -> StoreResult<Written<User>> {
+    async fn create_user(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        new: NewUser,
+    ) -> StoreResult<Written<User>> {
         let fingerprint = fingerprint(&new);
         // Two tries: a concurrent create with the same request id makes the first
         // fail, and the second then replays its result.
         for attempt in 0..2 {
-            if let Some((id, revision)) = self.replay_of(tenant, &new.request_id, &fingerprint).await? {
-                return Ok(Written { value: self.get_user(tenant, UserId(id)).await?, revision });
+            if let Some((id, revision)) = self
+                .replay_of(tenant, &new.request_id, &fingerprint)
+                .await?
+            {
+                return Ok(Written {
+                    value: self.get_user(tenant, UserId(id)).await?,
+                    revision,
+                });
             }
             let time = now();
             let mut user = Self::new_user(tenant, &new, time, 0);
@@ -865,12 +1098,19 @@ impl DirectoryStore for Store {
                 changes: vec![Change::UserUpserted { user: user.clone() }],
             };
             let created = self.create_user_at_once(&shot, &user).await;
-            if let Some(revision) = created_or_retry(created, attempt == 0, new.request_id.is_some())? {
+            if let Some(revision) =
+                created_or_retry(created, attempt == 0, new.request_id.is_some())?
+            {
                 user.revision = revision;
-                return Ok(Written { value: user, revision });
+                return Ok(Written {
+                    value: user,
+                    revision,
+                });
             }
         }
-        Err(StoreError::Corrupt("a request id was taken, yet no result is stored for it".into()))
+        Err(StoreError::Corrupt(
+            "a request id was taken, yet no result is stored for it".into(),
+        ))
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, new), fields(users = new.len()), err(level = "debug"))]
@@ -906,21 +1146,36 @@ impl DirectoryStore for Store {
             })
             .collect();
         let users: Vec<User> = created.iter().map(|(_, u)| u.clone()).collect();
-        insert_users(w.conn(), &users).await.map_err(unique_as("users", || {
-            "a user of the batch already exists in this tenant".to_owned()
-        }))?;
+        insert_users(w.conn(), &users)
+            .await
+            .map_err(unique_as("users", || {
+                "a user of the batch already exists in this tenant".to_owned()
+            }))?;
         let keys: Vec<(&str, &str, Uuid)> = created
             .iter()
-            .filter_map(|(i, u)| new[*i].request_id.as_ref().map(|r| (r.as_str(), fingerprints[*i].as_str(), u.id.0)))
+            .filter_map(|(i, u)| {
+                new[*i]
+                    .request_id
+                    .as_ref()
+                    .map(|r| (r.as_str(), fingerprints[*i].as_str(), u.id.0))
+            })
             .collect();
         if !keys.is_empty() {
             let revision = w.revision;
             insert_request_ids(w.conn(), tenant.0, &keys, revision, now).await?;
         }
-        w.changes.extend(created.iter().map(|(_, user)| Change::UserUpserted { user: user.clone() }));
+        w.changes.extend(
+            created
+                .iter()
+                .map(|(_, user)| Change::UserUpserted { user: user.clone() }),
+        );
 
         // The users in request order: the new ones, and the first results of replays.
-        let replayed_ids: Vec<UserId> = replays.iter().flatten().map(|(id, _)| UserId(*id)).collect();
+        let replayed_ids: Vec<UserId> = replays
+            .iter()
+            .flatten()
+            .map(|(id, _)| UserId(*id))
+            .collect();
         let replayed_users = Self::require_users(w.conn(), tenant, &replayed_ids).await?;
         let mut created = created.into_iter().peekable();
         let users: Vec<User> = replays
@@ -932,14 +1187,22 @@ impl DirectoryStore for Store {
                     .find(|u| u.id.0 == *id)
                     .cloned()
                     .expect("require_users found every replayed user"),
-                None => created.next_if(|(j, _)| *j == i).expect("every fresh user was created").1,
+                None => {
+                    created
+                        .next_if(|(j, _)| *j == i)
+                        .expect("every fresh user was created")
+                        .1
+                }
             })
             .collect();
         if w.changes.is_empty() {
             // Every user was a replay: nothing new to commit.
             w.tx.rollback().await?;
             let revision = replays.iter().flatten().map(|(_, r)| *r).max().unwrap_or(0);
-            return Ok(Written { value: users, revision });
+            return Ok(Written {
+                value: users,
+                revision,
+            });
         }
         self.finish(ctx, w, users).await
     }
@@ -950,14 +1213,23 @@ impl DirectoryStore for Store {
     }
 
     #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
-    async fn list_users(&self, tenant: TenantId, filter: &UserFilter, page: &PageRequest) -> StoreResult<Page<User>> {
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
+    async fn list_users(
+        &self,
+        tenant: TenantId,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<User>> {
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "
+        ));
         q.push_bind(tenant.0);
         if let Some(after) = after_id(page)? {
             q.push(" AND u.id > ").push_bind(after);
         }
         if let Some(query) = &filter.query {
-            q.push(" AND u.search_text LIKE ").push_bind(contains_pattern(query)).push(" ESCAPE '\\'");
+            q.push(" AND u.search_text LIKE ")
+                .push_bind(contains_pattern(query))
+                .push(" ESCAPE '\\'");
         }
         if let Some(role) = filter.role {
             q.push(" AND EXISTS (SELECT 1 FROM user_roles r WHERE r.tenant_id = u.tenant_id AND r.user_id = u.id AND r.role = ")
@@ -970,9 +1242,11 @@ impl DirectoryStore for Store {
                 .push(")");
         }
         if let Some(state) = filter.state {
-            q.push(" AND u.suspended = ").push_bind(state == UserState::Suspended);
+            q.push(" AND u.suspended = ")
+                .push_bind(state == UserState::Suspended);
         }
-        q.push(" ORDER BY u.id LIMIT ").push_bind(page.fetch_limit());
+        q.push(" ORDER BY u.id LIMIT ")
+            .push_bind(page.fetch_limit());
         let rows = q.build_query_as::<UserRow>().fetch_all(&self.pool).await?;
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
@@ -1029,7 +1303,11 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let mut user = Self::fetch_user(w.conn(), tenant, id).await?;
         check_etag("user", etag, user.revision)?;
-        let state = if suspended { UserState::Suspended } else { UserState::Active };
+        let state = if suspended {
+            UserState::Suspended
+        } else {
+            UserState::Active
+        };
         if user.state != state {
             if suspended {
                 Self::keep_an_administrator(w.conn(), tenant, &user).await?;
@@ -1071,19 +1349,34 @@ impl DirectoryStore for Store {
             "DELETE FROM user_roles WHERE tenant_id = $1 AND user_id = $2",
             "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
         ] {
-            sqlx::query(sql).bind(tenant.0).bind(id.0).execute(w.conn()).await?;
+            sqlx::query(sql)
+                .bind(tenant.0)
+                .bind(id.0)
+                .execute(w.conn())
+                .await?;
         }
         w.changes.push(Change::UserDeleted { user_id: id });
         self.finish(ctx, w, ()).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, new), err(level = "debug"))]
-    async fn create_group(&self, ctx: &WriteContext, tenant: TenantId, new: NewGroup) -> StoreResult<Written<Group>> {
+    async fn create_group(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        new: NewGroup,
+    ) -> StoreResult<Written<Group>> {
         let fingerprint = fingerprint(&new);
         // Two tries, as for users.
         for attempt in 0..2 {
-            if let Some((id, revision)) = self.replay_of(tenant, &new.request_id, &fingerprint).await? {
-                return Ok(Written { value: self.get_group(tenant, GroupId(id)).await?, revision });
+            if let Some((id, revision)) = self
+                .replay_of(tenant, &new.request_id, &fingerprint)
+                .await?
+            {
+                return Ok(Written {
+                    value: self.get_group(tenant, GroupId(id)).await?,
+                    revision,
+                });
             }
             if new.is_organization && new.parent_id.is_some() {
                 return Err(StoreError::InvalidArgument {
@@ -1111,15 +1404,24 @@ impl DirectoryStore for Store {
                 tenant,
                 request: new.request_id.as_ref().map(|r| (r, fingerprint.as_str())),
                 time,
-                changes: vec![Change::GroupUpserted { group: group.clone() }],
+                changes: vec![Change::GroupUpserted {
+                    group: group.clone(),
+                }],
             };
             let created = self.create_group_at_once(&shot, &group).await;
-            if let Some(revision) = created_or_retry(created, attempt == 0, new.request_id.is_some())? {
+            if let Some(revision) =
+                created_or_retry(created, attempt == 0, new.request_id.is_some())?
+            {
                 group.revision = revision;
-                return Ok(Written { value: group, revision });
+                return Ok(Written {
+                    value: group,
+                    revision,
+                });
             }
         }
-        Err(StoreError::Corrupt("a request id was taken, yet no result is stored for it".into()))
+        Err(StoreError::Corrupt(
+            "a request id was taken, yet no result is stored for it".into(),
+        ))
     }
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
@@ -1134,7 +1436,9 @@ impl DirectoryStore for Store {
         filter: &GroupFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<Group>> {
-        let mut q = QueryBuilder::<Db>::new(format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = "));
+        let mut q = QueryBuilder::<Db>::new(format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = "
+        ));
         q.push_bind(tenant.0);
         if let Some(parent) = filter.parent_id {
             q.push(" AND g.parent_id = ").push_bind(parent.0);
@@ -1146,12 +1450,15 @@ impl DirectoryStore for Store {
             q.push(" AND g.is_organization = ").push_bind(true);
         }
         if let Some(query) = &filter.query {
-            q.push(" AND g.name_key LIKE ").push_bind(contains_pattern(query)).push(" ESCAPE '\\'");
+            q.push(" AND g.name_key LIKE ")
+                .push_bind(contains_pattern(query))
+                .push(" ESCAPE '\\'");
         }
         if let Some(after) = after_id(page)? {
             q.push(" AND g.id > ").push_bind(after);
         }
-        q.push(" ORDER BY g.id LIMIT ").push_bind(page.fetch_limit());
+        q.push(" ORDER BY g.id LIMIT ")
+            .push_bind(page.fetch_limit());
         let rows = q.build_query_as::<GroupRow>().fetch_all(&self.pool).await?;
         Ok(page.page(convert_all(rows)?, |g: &Group| g.id.to_string()))
     }
@@ -1182,7 +1489,9 @@ impl DirectoryStore for Store {
         }
         if group != before {
             Self::save_group(&mut w, &mut group).await?;
-            w.changes.push(Change::GroupUpserted { group: group.clone() });
+            w.changes.push(Change::GroupUpserted {
+                group: group.clone(),
+            });
         }
         self.finish(ctx, w, group).await
     }
@@ -1239,7 +1548,9 @@ impl DirectoryStore for Store {
         }
         group.parent_id = new_parent;
         Self::save_group(&mut w, &mut group).await?;
-        w.changes.push(Change::GroupUpserted { group: group.clone() });
+        w.changes.push(Change::GroupUpserted {
+            group: group.clone(),
+        });
         self.finish(ctx, w, group).await
     }
 
@@ -1282,7 +1593,11 @@ impl DirectoryStore for Store {
         if let Some(parent) = group.parent_id {
             Self::adjust_count(&mut w, parent, Counter::Subgroups, -1).await?;
         }
-        w.changes.extend(subtree.iter().map(|g| Change::GroupDeleted { group_id: *g }));
+        w.changes.extend(
+            subtree
+                .iter()
+                .map(|g| Change::GroupDeleted { group_id: *g }),
+        );
         self.finish(ctx, w, subtree).await
     }
 
@@ -1299,7 +1614,8 @@ impl DirectoryStore for Store {
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         check_etag("group", etag, g.revision)?;
         Self::require_eligible(w.conn(), tenant, &users).await?;
-        let admins = Self::write_administrators(&mut w, &mut g, AdministratorEdit::Replace(users)).await?;
+        let admins =
+            Self::write_administrators(&mut w, &mut g, AdministratorEdit::Replace(users)).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1314,7 +1630,8 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         Self::require_eligible(w.conn(), tenant, &users).await?;
-        let admins = Self::write_administrators(&mut w, &mut g, AdministratorEdit::Add(users)).await?;
+        let admins =
+            Self::write_administrators(&mut w, &mut g, AdministratorEdit::Add(users)).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1329,7 +1646,8 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
         Self::require_users(w.conn(), tenant, &users).await?;
-        let admins = Self::write_administrators(&mut w, &mut g, AdministratorEdit::Remove(users)).await?;
+        let admins =
+            Self::write_administrators(&mut w, &mut g, AdministratorEdit::Remove(users)).await?;
         self.finish(ctx, w, admins).await
     }
 
@@ -1346,11 +1664,14 @@ impl DirectoryStore for Store {
             "SELECT {USER_COLUMNS} FROM group_administrators a JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.user_id \
              WHERE a.tenant_id = "
         ));
-        q.push_bind(tenant.0).push(" AND a.group_id = ").push_bind(group.0);
+        q.push_bind(tenant.0)
+            .push(" AND a.group_id = ")
+            .push_bind(group.0);
         if let Some(after) = after_id(page)? {
             q.push(" AND a.user_id > ").push_bind(after);
         }
-        q.push(" ORDER BY a.user_id LIMIT ").push_bind(page.fetch_limit());
+        q.push(" ORDER BY a.user_id LIMIT ")
+            .push_bind(page.fetch_limit());
         let rows = q.build_query_as::<UserRow>().fetch_all(&mut *conn).await?;
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
@@ -1388,7 +1709,11 @@ impl DirectoryStore for Store {
             removed.sort();
         }
         Self::adjust_count(&mut w, group, Counter::Members, -(removed.len() as i64)).await?;
-        w.changes.extend(removed.iter().map(|user| Change::MembershipRemoved { group_id: group, user_id: *user }));
+        w.changes
+            .extend(removed.iter().map(|user| Change::MembershipRemoved {
+                group_id: group,
+                user_id: *user,
+            }));
         self.finish(ctx, w, removed).await
     }
 
@@ -1403,15 +1728,25 @@ impl DirectoryStore for Store {
         let mut conn = self.pool.acquire().await?;
         Self::fetch_group(&mut conn, tenant, group).await?;
         let after = after_id(page)?.unwrap_or(Uuid::nil());
-        let groups = if include_subgroups { Self::subtree(&mut conn, tenant, group).await? } else { vec![group] };
+        let groups = if include_subgroups {
+            Self::subtree(&mut conn, tenant, group).await?
+        } else {
+            vec![group]
+        };
         // The first page of distinct member ids after the cursor: the smallest ids of
         // each chunk of groups (read on the memberships key), merged.
         let mut member_ids: Vec<Uuid> = Vec::new();
         for chunk in groups.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new("SELECT DISTINCT user_id FROM memberships WHERE tenant_id = ");
-            q.push_bind(tenant.0).push(" AND user_id > ").push_bind(after).push(" AND group_id IN (");
+            let mut q = QueryBuilder::<Db>::new(
+                "SELECT DISTINCT user_id FROM memberships WHERE tenant_id = ",
+            );
+            q.push_bind(tenant.0)
+                .push(" AND user_id > ")
+                .push_bind(after)
+                .push(" AND group_id IN (");
             push_in_list(&mut q, chunk.iter().map(|id| id.0));
-            q.push(" ORDER BY user_id LIMIT ").push_bind(page.fetch_limit());
+            q.push(" ORDER BY user_id LIMIT ")
+                .push_bind(page.fetch_limit());
             member_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
         }
         member_ids.sort();
@@ -1419,7 +1754,9 @@ impl DirectoryStore for Store {
         member_ids.truncate(page.fetch_limit() as usize);
         let mut rows: Vec<UserRow> = Vec::new();
         if !member_ids.is_empty() {
-            let mut q = QueryBuilder::<Db>::new(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "));
+            let mut q = QueryBuilder::<Db>::new(format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "
+            ));
             q.push_bind(tenant.0).push(" AND u.id IN (");
             push_in_list(&mut q, member_ids.iter().copied());
             q.push(" ORDER BY u.id");
@@ -1449,7 +1786,11 @@ impl DirectoryStore for Store {
         .bind(page.fetch_limit())
         .fetch_all(&mut *conn)
         .await?;
-        Ok(page.page(convert_all(rows)?, |(m, _): &(Membership, Group)| m.group_id.to_string()))
+        Ok(
+            page.page(convert_all(rows)?, |(m, _): &(Membership, Group)| {
+                m.group_id.to_string()
+            }),
+        )
     }
 
     async fn set_inherited_role(
@@ -1460,7 +1801,8 @@ impl DirectoryStore for Store {
         role: Role,
         etag: Option<Etag>,
     ) -> StoreResult<Written<Group>> {
-        self.set_inherited(ctx, tenant, group, role.tool(), Some(role), etag).await
+        self.set_inherited(ctx, tenant, group, role.tool(), Some(role), etag)
+            .await
     }
 
     async fn clear_inherited_role(
@@ -1471,7 +1813,8 @@ impl DirectoryStore for Store {
         tool: Tool,
         etag: Option<Etag>,
     ) -> StoreResult<Written<Group>> {
-        self.set_inherited(ctx, tenant, group, tool, None, etag).await
+        self.set_inherited(ctx, tenant, group, tool, None, etag)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx), err(level = "debug"))]
@@ -1487,7 +1830,9 @@ impl DirectoryStore for Store {
         if !g.is_organization {
             return Err(StoreError::precondition(
                 "NOT_AN_ORGANIZATION",
-                format!("group {group} is not an organization; catalogs are assigned to organizations"),
+                format!(
+                    "group {group} is not an organization; catalogs are assigned to organizations"
+                ),
             ));
         }
         let now = now();
@@ -1512,7 +1857,10 @@ impl DirectoryStore for Store {
         .fetch_one(w.conn())
         .await?;
         if inserted > 0 {
-            w.changes.push(Change::CatalogAssigned { group_id: group, catalog_id: catalog });
+            w.changes.push(Change::CatalogAssigned {
+                group_id: group,
+                catalog_id: catalog,
+            });
         }
         self.finish(ctx, w, row.try_into()?).await
     }
@@ -1537,9 +1885,15 @@ impl DirectoryStore for Store {
         .await?
         .rows_affected();
         if deleted == 0 {
-            return Err(StoreError::not_found("catalog assignment", catalog.as_str()));
+            return Err(StoreError::not_found(
+                "catalog assignment",
+                catalog.as_str(),
+            ));
         }
-        w.changes.push(Change::CatalogUnassigned { group_id: group, catalog_id: catalog });
+        w.changes.push(Change::CatalogUnassigned {
+            group_id: group,
+            catalog_id: catalog,
+        });
         self.finish(ctx, w, ()).await
     }
 
@@ -1562,7 +1916,9 @@ impl DirectoryStore for Store {
         .bind(page.fetch_limit())
         .fetch_all(&mut *conn)
         .await?;
-        let page = page.page(convert_all(rows)?, |c: &CatalogAssignment| c.catalog_id.as_str().to_owned());
+        let page = page.page(convert_all(rows)?, |c: &CatalogAssignment| {
+            c.catalog_id.as_str().to_owned()
+        });
         Ok((page, g.is_organization))
     }
 
@@ -1592,11 +1948,19 @@ impl DirectoryStore for Store {
         Ok(rows.into_iter().map(ChangeSet::from).collect())
     }
 
-    async fn tenant_heads(&self, tenants: Option<&[TenantId]>) -> StoreResult<Vec<(TenantId, Revision)>> {
+    async fn tenant_heads(
+        &self,
+        tenants: Option<&[TenantId]>,
+    ) -> StoreResult<Vec<(TenantId, Revision)>> {
         let Some(tenants) = tenants else {
             let rows: Vec<(Uuid, i64)> =
-                sqlx::query_as("SELECT id, revision FROM tenants ORDER BY id").fetch_all(&self.pool).await?;
-            return Ok(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)).collect());
+                sqlx::query_as("SELECT id, revision FROM tenants ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?;
+            return Ok(rows
+                .into_iter()
+                .map(|(id, revision)| (TenantId(id), revision))
+                .collect());
         };
         // In chunks: both databases cap the parameters of one statement.
         let mut heads = Vec::with_capacity(tenants.len());
@@ -1604,7 +1968,10 @@ impl DirectoryStore for Store {
             let mut q = QueryBuilder::<Db>::new("SELECT id, revision FROM tenants WHERE id IN (");
             push_in_list(&mut q, chunk.iter().map(|tenant| tenant.0));
             let rows: Vec<(Uuid, i64)> = q.build_query_as().fetch_all(&self.pool).await?;
-            heads.extend(rows.into_iter().map(|(id, revision)| (TenantId(id), revision)));
+            heads.extend(
+                rows.into_iter()
+                    .map(|(id, revision)| (TenantId(id), revision)),
+            );
         }
         heads.sort_unstable();
         Ok(heads)
@@ -1613,13 +1980,21 @@ impl DirectoryStore for Store {
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn snapshot(&self, tenant: TenantId) -> StoreResult<Box<dyn SnapshotReader>> {
         let mut tx = self.begin_snapshot().await?;
-        let row: Option<TenantRow> =
-            sqlx::query_as("SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1")
-                .bind(tenant.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let tenant_state: Tenant = row.ok_or_else(|| StoreError::not_found("tenant", tenant))?.try_into()?;
-        Ok(Box::new(Snapshot { revision: tenant_state.revision, tx, tenant, stage: SnapshotStage::Tenant(tenant_state) }))
+        let row: Option<TenantRow> = sqlx::query_as(
+            "SELECT id, display_name, revision, create_time FROM tenants WHERE id = $1",
+        )
+        .bind(tenant.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let tenant_state: Tenant = row
+            .ok_or_else(|| StoreError::not_found("tenant", tenant))?
+            .try_into()?;
+        Ok(Box::new(Snapshot {
+            revision: tenant_state.revision,
+            tx,
+            tenant,
+            stage: SnapshotStage::Tenant(tenant_state),
+        }))
     }
 
     async fn compact_changes(&self, before: DateTime<Utc>) -> StoreResult<u64> {
@@ -1669,14 +2044,24 @@ impl Snapshot {
     /// server-side cursor, declared on the stage's first page: rows come in the
     /// order the table holds them, without walking an index (a keyset page fetched
     /// every row at random from the heap, several times slower).
-    async fn fetch_from_cursor<R>(&mut self, name: &str, select: &str, first: bool, limit: i64) -> StoreResult<Vec<R>>
+    async fn fetch_from_cursor<R>(
+        &mut self,
+        name: &str,
+        select: &str,
+        first: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<R>>
     where
         R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
     {
         if first {
-            sqlx::query(&format!("DECLARE {name} NO SCROLL CURSOR FOR {select}")).execute(&mut *self.tx).await?;
+            sqlx::query(&format!("DECLARE {name} NO SCROLL CURSOR FOR {select}"))
+                .execute(&mut *self.tx)
+                .await?;
         }
-        Ok(sqlx::query_as(&format!("FETCH {limit} FROM {name}")).fetch_all(&mut *self.tx).await?)
+        Ok(sqlx::query_as(&format!("FETCH {limit} FROM {name}"))
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 }
 
@@ -1693,11 +2078,17 @@ impl SnapshotReader for Snapshot {
         let stage = std::mem::replace(&mut self.stage, SnapshotStage::Done);
         let (changes, next) = match stage {
             SnapshotStage::Done => return Ok(None),
-            SnapshotStage::Tenant(state) => (vec![Change::TenantCreated { tenant: state }], SnapshotStage::Users(nil)),
+            SnapshotStage::Tenant(state) => (
+                vec![Change::TenantCreated { tenant: state }],
+                SnapshotStage::Users(nil),
+            ),
             SnapshotStage::Users(after) => {
                 let rows: Vec<UserRow> = if SNAPSHOT_BY_CURSOR {
-                    let select = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = '{tenant}'");
-                    self.fetch_from_cursor("snapshot_users", &select, after == nil, limit).await?
+                    let select = format!(
+                        "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = '{tenant}'"
+                    );
+                    self.fetch_from_cursor("snapshot_users", &select, after == nil, limit)
+                        .await?
                 } else {
                     sqlx::query_as(&format!(
                         "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
@@ -1713,12 +2104,21 @@ impl SnapshotReader for Snapshot {
                     Some(last) if users.len() as i64 == limit => SnapshotStage::Users(last.id.0),
                     _ => SnapshotStage::Groups(nil),
                 };
-                (users.into_iter().map(|user| Change::UserUpserted { user }).collect(), next)
+                (
+                    users
+                        .into_iter()
+                        .map(|user| Change::UserUpserted { user })
+                        .collect(),
+                    next,
+                )
             }
             SnapshotStage::Groups(after) => {
                 let rows: Vec<GroupRow> = if SNAPSHOT_BY_CURSOR {
-                    let select = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = '{tenant}'");
-                    self.fetch_from_cursor("snapshot_groups", &select, after == nil, limit).await?
+                    let select = format!(
+                        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = '{tenant}'"
+                    );
+                    self.fetch_from_cursor("snapshot_groups", &select, after == nil, limit)
+                        .await?
                 } else {
                     sqlx::query_as(&format!(
                         "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id > $2 ORDER BY g.id LIMIT $3"
@@ -1734,15 +2134,26 @@ impl SnapshotReader for Snapshot {
                     Some(last) if groups.len() as i64 == limit => SnapshotStage::Groups(last.id.0),
                     _ => SnapshotStage::Memberships(nil, nil),
                 };
-                (groups.into_iter().map(|group| Change::GroupUpserted { group }).collect(), next)
+                (
+                    groups
+                        .into_iter()
+                        .map(|group| Change::GroupUpserted { group })
+                        .collect(),
+                    next,
+                )
             }
             SnapshotStage::Memberships(after_group, after_user) => {
                 let rows: Vec<MembershipRow> = if SNAPSHOT_BY_CURSOR {
                     let select = format!(
                         "SELECT group_id, user_id, join_revision, join_time FROM memberships WHERE tenant_id = '{tenant}'"
                     );
-                    self.fetch_from_cursor("snapshot_memberships", &select, after_group == nil && after_user == nil, limit)
-                        .await?
+                    self.fetch_from_cursor(
+                        "snapshot_memberships",
+                        &select,
+                        after_group == nil && after_user == nil,
+                        limit,
+                    )
+                    .await?
                 } else {
                     // A row comparison, which both databases answer with one range of
                     // the primary key; spelled as `group_id > $2 OR (...)`, PostgreSQL
@@ -1767,7 +2178,13 @@ impl SnapshotReader for Snapshot {
                     }
                     _ => SnapshotStage::Administrators(nil, nil),
                 };
-                (memberships.into_iter().map(|membership| Change::MembershipAdded { membership }).collect(), next)
+                (
+                    memberships
+                        .into_iter()
+                        .map(|membership| Change::MembershipAdded { membership })
+                        .collect(),
+                    next,
+                )
             }
             SnapshotStage::Administrators(after_group, after_user) => {
                 // Rows like any other table: a large set spans pages, each part an
@@ -1784,7 +2201,9 @@ impl SnapshotReader for Snapshot {
                 .fetch_all(&mut *self.tx)
                 .await?;
                 let next = match rows.last() {
-                    Some((group, user)) if rows.len() as i64 == limit => SnapshotStage::Administrators(*group, *user),
+                    Some((group, user)) if rows.len() as i64 == limit => {
+                        SnapshotStage::Administrators(*group, *user)
+                    }
                     _ => SnapshotStage::Catalogs(nil, String::new()),
                 };
                 let changes = rows
@@ -1810,14 +2229,18 @@ impl SnapshotReader for Snapshot {
                 .await?;
                 let assignments: Vec<CatalogAssignment> = convert_all(rows)?;
                 let next = match assignments.last() {
-                    Some(last) if assignments.len() as i64 == limit => {
-                        SnapshotStage::Catalogs(last.group_id.0, last.catalog_id.as_str().to_owned())
-                    }
+                    Some(last) if assignments.len() as i64 == limit => SnapshotStage::Catalogs(
+                        last.group_id.0,
+                        last.catalog_id.as_str().to_owned(),
+                    ),
                     _ => SnapshotStage::Done,
                 };
                 let changes = assignments
                     .into_iter()
-                    .map(|a| Change::CatalogAssigned { group_id: a.group_id, catalog_id: a.catalog_id })
+                    .map(|a| Change::CatalogAssigned {
+                        group_id: a.group_id,
+                        catalog_id: a.catalog_id,
+                    })
                     .collect();
                 (changes, next)
             }
