@@ -190,20 +190,30 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
     // A caller that gives up on a read waiting for a revision to come: the
     // call is recorded as cancelled when the server sees the stream reset.
     // Meanwhile, a second call finds the only place taken and is shed.
-    let mut second = a.clone();
-    let (gave_up, shed) = tokio::join!(
+    let mut waiting = a.clone();
+    let (tenant_id, admin_id) = (tenant.id.clone(), admin.id.clone());
+    let gave_up = tokio::spawn(async move {
         tokio::time::timeout(
-            Duration::from_millis(300),
-            a.check(check_request(&tenant.id, &admin.id, later + 1_000)),
-        ),
-        async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            second
-                .check(check_request(&tenant.id, &admin.id, later))
-                .await
-        }
-    );
+            Duration::from_secs(2),
+            waiting.check(check_request(&tenant_id, &admin_id, later + 1_000)),
+        )
+        .await
+    });
+    // Once the server has it in flight (not after a guessed sleep).
+    let mut waited = 0;
+    while value(
+        &scrape(authz_metrics).await.0,
+        "grpc_server_in_flight_calls",
+        &[],
+    ) != Some(1.0)
+    {
+        waited += 1;
+        assert!(waited < 100, "the waiting read never reached the server");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shed = a.check(check_request(&tenant.id, &admin.id, later)).await;
     assert_eq!(shed.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    let gave_up = gave_up.await.unwrap();
     assert!(
         gave_up.is_err(),
         "the read does not answer before its revision"
