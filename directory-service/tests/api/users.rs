@@ -156,6 +156,54 @@ async fn emails_are_unique_per_tenant_case_insensitively(app: &TestApp) {
     );
 }
 
+/// Emails are stored as typed, case included, but for surrounding whitespace
+/// (a paste's artefact), which is trimmed on create and update alike; the
+/// trimmed form is what uniqueness compares.
+async fn emails_keep_their_case_and_lose_only_surrounding_whitespace(app: &TestApp) {
+    let t = app.tenant().await;
+    let created = app
+        .client()
+        .create_user(new_user(&t, "  Dana.Lee@Acme.test\t", &[GA_USER]))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(created.email, "Dana.Lee@Acme.test");
+    assert_eq!(
+        app.get_user(&t, &created.id).await.email,
+        "Dana.Lee@Acme.test"
+    );
+    let twin = app
+        .client()
+        .create_user(new_user(&t, " dana.lee@acme.test ", &[GA_USER]))
+        .await;
+    assert_error(twin, Code::AlreadyExists, Some("email"));
+
+    let updated = app
+        .client()
+        .update_user(pb::UpdateUserRequest {
+            tenant_id: t.id.clone(),
+            user_id: created.id.clone(),
+            email: Some(" D.Lee@Acme.test  ".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(updated.email, "D.Lee@Acme.test");
+    // Whitespace inside is not trimmed away: it is refused.
+    assert_error(
+        app.client()
+            .create_user(new_user(&t, "dana lee@acme.test", &[GA_USER]))
+            .await,
+        Code::InvalidArgument,
+        Some("email"),
+    );
+}
+
 async fn ids_from_another_tenant_are_not_found(app: &TestApp) {
     let a = app.tenant().await;
     let b = app.tenant().await;
@@ -710,6 +758,7 @@ crate::on_both_backends!(
     role_assignments_follow_the_catalog_rules,
     lms_user_comes_with_any_lms_role,
     emails_are_unique_per_tenant_case_insensitively,
+    emails_keep_their_case_and_lose_only_surrounding_whitespace,
     ids_from_another_tenant_are_not_found,
     users_are_filtered_and_paged,
     updates_honour_etags_and_change_only_what_is_given,
