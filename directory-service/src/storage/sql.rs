@@ -454,6 +454,45 @@ impl Store {
             .try_into()
     }
 
+    /// Why a read found nothing, when it is not "nothing there": NOT_FOUND for
+    /// a tenant that does not exist, or for a group (named by a filter) that is
+    /// not in it. Asked only once a read has come back empty or not found, so
+    /// reads that find something pay nothing for it.
+    async fn explain_nothing(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        group: Option<GroupId>,
+    ) -> StoreResult<()> {
+        let tenant_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+                .bind(tenant.0)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !tenant_exists {
+            return Err(StoreError::not_found("tenant", tenant));
+        }
+        if let Some(group) = group {
+            Self::fetch_group(conn, tenant, group).await?;
+        }
+        Ok(())
+    }
+
+    /// `read`'s result, but a NOT_FOUND of something in an unknown tenant is
+    /// the tenant's.
+    async fn in_known_tenant<T>(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        read: StoreResult<T>,
+    ) -> StoreResult<T> {
+        match read {
+            Err(StoreError::NotFound { .. }) => {
+                Self::explain_nothing(conn, tenant, None).await?;
+                read
+            }
+            read => read,
+        }
+    }
+
     /// Fails with NOT_FOUND naming the first of `users` that is not in the tenant.
     async fn require_users(
         conn: &mut DbConn,
@@ -1209,7 +1248,9 @@ impl DirectoryStore for Store {
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_user(&self, tenant: TenantId, id: UserId) -> StoreResult<User> {
-        Self::fetch_user(&mut *self.pool.acquire().await?, tenant, id).await
+        let mut conn = self.pool.acquire().await?;
+        let read = Self::fetch_user(&mut conn, tenant, id).await;
+        Self::in_known_tenant(&mut conn, tenant, read).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
@@ -1247,7 +1288,11 @@ impl DirectoryStore for Store {
         }
         q.push(" ORDER BY u.id LIMIT ")
             .push_bind(page.fetch_limit());
-        let rows = q.build_query_as::<UserRow>().fetch_all(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = q.build_query_as::<UserRow>().fetch_all(&mut *conn).await?;
+        if rows.is_empty() {
+            Self::explain_nothing(&mut conn, tenant, filter.group_id).await?;
+        }
         Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
     }
 
@@ -1426,7 +1471,9 @@ impl DirectoryStore for Store {
 
     #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn get_group(&self, tenant: TenantId, id: GroupId) -> StoreResult<Group> {
-        Self::fetch_group(&mut *self.pool.acquire().await?, tenant, id).await
+        let mut conn = self.pool.acquire().await?;
+        let read = Self::fetch_group(&mut conn, tenant, id).await;
+        Self::in_known_tenant(&mut conn, tenant, read).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
@@ -1459,7 +1506,11 @@ impl DirectoryStore for Store {
         }
         q.push(" ORDER BY g.id LIMIT ")
             .push_bind(page.fetch_limit());
-        let rows = q.build_query_as::<GroupRow>().fetch_all(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = q.build_query_as::<GroupRow>().fetch_all(&mut *conn).await?;
+        if rows.is_empty() {
+            Self::explain_nothing(&mut conn, tenant, filter.parent_id).await?;
+        }
         Ok(page.page(convert_all(rows)?, |g: &Group| g.id.to_string()))
     }
 

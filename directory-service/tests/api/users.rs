@@ -5,6 +5,8 @@
 use cohort_shared::proto::directory::v1 as pb;
 use pb::Role;
 use tonic::Code;
+use tonic_types::StatusExt;
+use uuid::Uuid;
 
 use crate::helpers::{assert_error, reason, roles, Tenant, TestApp, GA_GROUP_ADMIN, GA_USER};
 
@@ -202,6 +204,99 @@ async fn emails_keep_their_case_and_lose_only_surrounding_whitespace(app: &TestA
         Code::InvalidArgument,
         Some("email"),
     );
+}
+
+/// The resource a NOT_FOUND names (its `ResourceInfo`): kind and id.
+fn not_found_resource<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (String, String) {
+    let status = assert_error(result, Code::NotFound, None);
+    let info = status
+        .get_error_details()
+        .resource_info()
+        .cloned()
+        .expect("a NOT_FOUND names its resource");
+    (info.resource_type, info.resource_name)
+}
+
+/// A filter naming another tenant's group, or none at all, is NOT_FOUND (not an
+/// empty page, which would say the group has no members); a read in a tenant
+/// that does not exist names the tenant, not what was asked for in it.
+async fn unknown_tenants_and_foreign_filters_are_not_found(app: &TestApp) {
+    let a = app.tenant().await;
+    let b = app.tenant().await;
+    let alice = app.user(&a, "Alice").await;
+    let org_a = app.organization(&a, "Org A").await.id;
+    let org_b = app.organization(&b, "Org B").await.id;
+    let nowhere = Uuid::new_v4().to_string();
+
+    for group in [org_b.clone(), nowhere.clone()] {
+        let listed = app
+            .client()
+            .list_users(pb::ListUsersRequest {
+                tenant_id: a.id.clone(),
+                group_id: group.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(not_found_resource(listed), ("group".into(), group.clone()));
+        let listed = app
+            .client()
+            .list_groups(pb::ListGroupsRequest {
+                tenant_id: a.id.clone(),
+                parent_id: group.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(not_found_resource(listed), ("group".into(), group.clone()));
+    }
+    // A group of the tenant with no members (or subgroups) is an empty page.
+    let empty = app
+        .client()
+        .list_users(pb::ListUsersRequest {
+            tenant_id: a.id.clone(),
+            group_id: org_a.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(empty.users.is_empty());
+
+    let got = app
+        .client()
+        .get_user(pb::GetUserRequest {
+            tenant_id: nowhere.clone(),
+            user_id: alice.clone(),
+        })
+        .await;
+    assert_eq!(not_found_resource(got), ("tenant".into(), nowhere.clone()));
+    let got = app
+        .client()
+        .get_group(pb::GetGroupRequest {
+            tenant_id: nowhere.clone(),
+            group_id: org_a.clone(),
+        })
+        .await;
+    assert_eq!(not_found_resource(got), ("tenant".into(), nowhere.clone()));
+    let listed = app
+        .client()
+        .list_users(pb::ListUsersRequest {
+            tenant_id: nowhere.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        not_found_resource(listed),
+        ("tenant".into(), nowhere.clone())
+    );
+    // In a tenant that exists, the user is what is not found.
+    let got = app
+        .client()
+        .get_user(pb::GetUserRequest {
+            tenant_id: b.id.clone(),
+            user_id: alice.clone(),
+        })
+        .await;
+    assert_eq!(not_found_resource(got), ("user".into(), alice));
 }
 
 async fn ids_from_another_tenant_are_not_found(app: &TestApp) {
@@ -759,6 +854,7 @@ crate::on_both_backends!(
     lms_user_comes_with_any_lms_role,
     emails_are_unique_per_tenant_case_insensitively,
     emails_keep_their_case_and_lose_only_surrounding_whitespace,
+    unknown_tenants_and_foreign_filters_are_not_found,
     ids_from_another_tenant_are_not_found,
     users_are_filtered_and_paged,
     updates_honour_etags_and_change_only_what_is_given,
