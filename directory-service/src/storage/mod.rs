@@ -86,11 +86,17 @@ impl StoreError {
         }
     }
 
-    pub(crate) fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+    /// A precondition that `subject` (a resource's id) fails: the error details
+    /// name it, not only the message (every precondition names what blocks it).
+    pub(crate) fn precondition_on(
+        reason: &'static str,
+        subject: impl ToString,
+        message: impl Into<String>,
+    ) -> Self {
         StoreError::FailedPrecondition {
             reason,
             message: message.into(),
-            subjects: Vec::new(),
+            subjects: vec![subject.to_string()],
         }
     }
 }

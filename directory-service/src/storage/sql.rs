@@ -571,8 +571,9 @@ impl Store {
         .fetch_one(conn)
         .await?;
         if others == 0 {
-            return Err(StoreError::precondition(
+            return Err(StoreError::precondition_on(
                 "LAST_GLOBAL_ADMIN",
+                user.id,
                 format!(
                     "user {} is the tenant's last active Global Admin ADMIN",
                     user.id
@@ -1531,8 +1532,9 @@ impl DirectoryStore for Store {
         }
         if let Some(flag) = update.is_organization {
             if flag && group.parent_id.is_some() {
-                return Err(StoreError::precondition(
+                return Err(StoreError::precondition_on(
                     "NOT_TOP_LEVEL",
+                    id,
                     format!("group {id} is a subgroup; only top-level groups can be organizations"),
                 ));
             }
@@ -1564,8 +1566,9 @@ impl DirectoryStore for Store {
         }
         if let Some(parent) = new_parent {
             if group.is_organization {
-                return Err(StoreError::precondition(
+                return Err(StoreError::precondition_on(
                     "ORGANIZATION_CANNOT_BE_NESTED",
+                    id,
                     format!("group {id} is an organization; an organization cannot be moved under a parent"),
                 ));
             }
@@ -1585,8 +1588,9 @@ impl DirectoryStore for Store {
             .fetch_one(w.conn())
             .await?;
             if catalogs > 0 {
-                return Err(StoreError::precondition(
+                return Err(StoreError::precondition_on(
                     "HAS_CATALOG_ASSIGNMENTS",
+                    id,
                     format!("group {id} has {catalogs} catalog assignments; a subgroup cannot hold them (unassign first)"),
                 ));
             }
@@ -1618,8 +1622,9 @@ impl DirectoryStore for Store {
         let group = Self::fetch_group(w.conn(), tenant, id).await?;
         check_etag("group", etag, group.revision)?;
         if !cascade && (group.subgroup_count > 0 || group.member_count > 0) {
-            return Err(StoreError::precondition(
+            return Err(StoreError::precondition_on(
                 "GROUP_NOT_EMPTY",
+                id,
                 format!(
                     "group {id} has {} subgroups and {} members; remove them first or delete with cascade",
                     group.subgroup_count, group.member_count
@@ -1879,8 +1884,9 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let g = Self::fetch_group(w.conn(), tenant, group).await?;
         if !g.is_organization {
-            return Err(StoreError::precondition(
+            return Err(StoreError::precondition_on(
                 "NOT_AN_ORGANIZATION",
+                group,
                 format!(
                     "group {group} is not an organization; catalogs are assigned to organizations"
                 ),

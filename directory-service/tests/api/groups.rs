@@ -4,7 +4,7 @@
 use cohort_shared::proto::directory::v1 as pb;
 use tonic::Code;
 
-use crate::helpers::{assert_error, reason, Tenant, TestApp};
+use crate::helpers::{assert_error, reason, reason_and_subjects, Tenant, TestApp};
 
 fn update_flag(t: &Tenant, group: &str, flag: bool) -> pb::UpdateGroupRequest {
     pb::UpdateGroupRequest {
@@ -61,12 +61,12 @@ async fn organizations_are_top_level_groups_with_the_flag(app: &TestApp) {
         .update_group(update_flag(&t, &team.id, true))
         .await;
     assert_eq!(
-        reason(&assert_error(
+        reason_and_subjects(&assert_error(
             flag_on_subgroup,
             Code::FailedPrecondition,
             None
         )),
-        "NOT_TOP_LEVEL"
+        ("NOT_TOP_LEVEL".into(), vec![team.id.clone()])
     );
     assert_eq!(app.revision(&t).await, before);
 
@@ -232,8 +232,11 @@ async fn moves_never_create_cycles_or_nest_organizations(app: &TestApp) {
         .move_group(move_request(&t, &other_org, &c))
         .await;
     assert_eq!(
-        reason(&assert_error(nest, Code::FailedPrecondition, None)),
-        "ORGANIZATION_CANNOT_BE_NESTED"
+        reason_and_subjects(&assert_error(nest, Code::FailedPrecondition, None)),
+        (
+            "ORGANIZATION_CANNOT_BE_NESTED".into(),
+            vec![other_org.clone()]
+        )
     );
     assert_eq!(
         app.revision(&t).await,
@@ -287,8 +290,8 @@ async fn moves_never_create_cycles_or_nest_organizations(app: &TestApp) {
         .unwrap();
     let with_catalogs = app.client().move_group(move_request(&t, &a, &org)).await;
     assert_eq!(
-        reason(&assert_error(with_catalogs, Code::FailedPrecondition, None)),
-        "HAS_CATALOG_ASSIGNMENTS"
+        reason_and_subjects(&assert_error(with_catalogs, Code::FailedPrecondition, None)),
+        ("HAS_CATALOG_ASSIGNMENTS".into(), vec![a.to_string()])
     );
 
     let unknown = app
@@ -322,7 +325,10 @@ async fn deletion_is_refused_for_non_empty_groups_unless_cascading(app: &TestApp
             Code::FailedPrecondition,
             None,
         );
-        assert_eq!(reason(&status), "GROUP_NOT_EMPTY");
+        assert_eq!(
+            reason_and_subjects(&status),
+            ("GROUP_NOT_EMPTY".into(), vec![group.to_string()])
+        );
     }
     assert_eq!(app.revision(&t).await, before);
 

@@ -449,6 +449,17 @@ pub fn reason(status: &Status) -> String {
         .unwrap_or_default()
 }
 
+/// The reason of a FAILED_PRECONDITION and the resources that block it (its
+/// `PreconditionFailure` subjects).
+pub fn reason_and_subjects(status: &Status) -> (String, Vec<String>) {
+    let details = status.get_error_details();
+    let subjects = details
+        .precondition_failure()
+        .map(|p| p.violations.iter().map(|v| v.subject.clone()).collect())
+        .unwrap_or_default();
+    (reason(status), subjects)
+}
+
 /// Generates, for every listed `async fn name(app: &TestApp)`, one test per backend:
 /// `postgres::name` and `sqlite::name`, optionally with feed settings.
 #[macro_export]

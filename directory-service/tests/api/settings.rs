@@ -4,7 +4,7 @@ use cohort_shared::proto::directory::v1 as pb;
 use pb::{Role, Tool};
 use tonic::Code;
 
-use crate::helpers::{assert_error, reason, TestApp};
+use crate::helpers::{assert_error, reason_and_subjects, TestApp};
 
 async fn inherited_roles_are_set_per_tool_and_cleared(app: &TestApp) {
     let t = app.tenant().await;
@@ -127,7 +127,10 @@ async fn catalogs_are_assigned_to_organizations_only(app: &TestApp) {
         Code::FailedPrecondition,
         None,
     );
-    assert_eq!(reason(&status), "NOT_AN_ORGANIZATION");
+    assert_eq!(
+        reason_and_subjects(&status),
+        ("NOT_AN_ORGANIZATION".into(), vec![team.to_string()])
+    );
     assert_error(
         app.client().assign_catalog(assign(&org, "has space")).await,
         Code::InvalidArgument,

@@ -8,7 +8,9 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::helpers::{assert_error, reason, roles, Tenant, TestApp, GA_GROUP_ADMIN, GA_USER};
+use crate::helpers::{
+    assert_error, reason, reason_and_subjects, roles, Tenant, TestApp, GA_GROUP_ADMIN, GA_USER,
+};
 
 fn new_user(tenant: &Tenant, email: &str, role_list: &[Role]) -> pb::CreateUserRequest {
     pb::CreateUserRequest {
@@ -702,8 +704,8 @@ async fn the_last_global_admin_is_kept(app: &TestApp) {
     ];
     for result in refused {
         assert_eq!(
-            reason(&assert_error(result, Code::FailedPrecondition, None)),
-            "LAST_GLOBAL_ADMIN"
+            reason_and_subjects(&assert_error(result, Code::FailedPrecondition, None)),
+            ("LAST_GLOBAL_ADMIN".into(), vec![admin.to_string()])
         );
     }
     let second = app
