@@ -28,13 +28,11 @@ use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
-
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::projection::Projection;
 
@@ -66,7 +64,6 @@ impl Default for FollowerMetrics {
 
 impl FollowerMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        use prometheus_client::registry::Unit;
         registry.register_with_unit(
             "cohort_authz_change_propagation",
             "From a change set's commit in the directory to its being applied here",

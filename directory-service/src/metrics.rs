@@ -38,6 +38,11 @@ struct TenantLabel {
     tenant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
 /// The metrics the directory counts as it works; cloning shares them.
 #[derive(Clone, Debug, Default)]
 pub struct DirectoryMetrics {
@@ -161,10 +166,6 @@ impl Collector for ScrapedCollector {
             ("idle", connections.idle),
             ("in_use", connections.open.saturating_sub(connections.idle)),
         ] {
-            #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-            struct StateLabel {
-                state: &'static str,
-            }
             ConstGauge::new(i64::from(value)).encode(pool.encode_family(&StateLabel { state })?)?;
         }
         ConstGauge::new(i64::from(connections.max)).encode(encoder.encode_descriptor(

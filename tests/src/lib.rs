@@ -536,6 +536,24 @@ impl AuthzProcess {
     }
 }
 
+/// Creates a tenant named `name` (a word: its lower case names the first
+/// admin's email domain), with its first admin, Ada.
+pub async fn create_tenant(
+    directory: &mut DirectoryClient,
+    name: &str,
+) -> Result<cohort_shared::proto::directory::v1::CreateTenantResponse, tonic::Status> {
+    use cohort_shared::proto::directory::v1 as dir;
+    let created = directory
+        .create_tenant(dir::CreateTenantRequest {
+            display_name: name.to_owned(),
+            admin_display_name: "Ada".into(),
+            admin_email: format!("ada@{}.test", name.to_lowercase()),
+            request_id: String::new(),
+        })
+        .await?;
+    Ok(created.into_inner())
+}
+
 /// A `Check` of `permission` on the whole tenant, read as `consistency` asks
 /// (None: the service's latest).
 pub fn tenant_check(

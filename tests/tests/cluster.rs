@@ -36,16 +36,7 @@ struct Scenario {
 
 async fn scenario(cluster: &Cluster) -> Scenario {
     let mut d = cluster.directory.client().await.unwrap();
-    let created = d
-        .create_tenant(dir::CreateTenantRequest {
-            display_name: "Acme".into(),
-            admin_display_name: "Ada".into(),
-            admin_email: "ada@acme.test".into(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = cohort_tests::create_tenant(&mut d, "Acme").await.unwrap();
     let tenant = created.tenant.unwrap().id;
     let author = d
         .create_user(dir::CreateUserRequest {

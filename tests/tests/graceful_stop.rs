@@ -29,16 +29,9 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
         .await
         .unwrap();
     let mut d = directory.client().await.unwrap();
-    let created = d
-        .create_tenant(dir::CreateTenantRequest {
-            display_name: "Stopping".into(),
-            admin_display_name: "Ada".into(),
-            admin_email: "ada@stopping.test".into(),
-            request_id: String::new(),
-        })
+    let created = cohort_tests::create_tenant(&mut d, "Stopping")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let tenant = created.tenant.unwrap().id;
     let tenant_id = tenant.clone();
     let admin = created.admin.unwrap().id;
@@ -199,14 +192,9 @@ async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_
     stop_directory.send(()).unwrap();
     watch_until(&mut api_health, ServingStatus::NotServing).await;
     watch_until(&mut feed_health, ServingStatus::NotServing).await;
-    d.create_tenant(dir::CreateTenantRequest {
-        display_name: "Draining".into(),
-        admin_display_name: "Ada".into(),
-        admin_email: "ada@draining.test".into(),
-        request_id: String::new(),
-    })
-    .await
-    .expect("a write is still served while draining");
+    cohort_tests::create_tenant(&mut d, "Draining")
+        .await
+        .expect("a write is still served while draining");
     tokio::time::timeout(Duration::from_secs(20), directory)
         .await
         .expect("stopped although health watches are open")

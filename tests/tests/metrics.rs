@@ -140,16 +140,9 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         channel(directory_addr).await.unwrap(),
         Bearer::new(TEST_SECRET),
     );
-    let created = d
-        .create_tenant(dir::CreateTenantRequest {
-            display_name: "Metrics".into(),
-            admin_display_name: "Ada".into(),
-            admin_email: "ada@metrics.test".into(),
-            request_id: String::new(),
-        })
+    let created = cohort_tests::create_tenant(&mut d, "Metrics")
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let (tenant, admin) = (created.tenant.unwrap(), created.admin.unwrap());
     let missing = d
         .get_user(dir::GetUserRequest {

@@ -82,16 +82,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         channel,
         Bearer::new(TEST_SECRET),
     );
-    let created = d
-        .create_tenant(dir::CreateTenantRequest {
-            display_name: "Secure".into(),
-            admin_display_name: "Ada".into(),
-            admin_email: "ada@secure.test".into(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let created = cohort_tests::create_tenant(&mut d, "Secure").await.unwrap();
 
     // The authorization service follows it over TLS.
     let authz_db = cohort_tests::fresh_database().await.unwrap();

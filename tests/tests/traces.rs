@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cohort_shared::proto::authz::v1 as authz;
-use cohort_shared::proto::directory::v1 as dir;
 use cohort_shared::serving::{init_logs_and_traces, LogFormat};
 use cohort_shared::telemetry::TraceExport;
 use cohort_tests::Cluster;
@@ -71,6 +70,17 @@ impl Receiver {
     }
 }
 
+/// `message` as a call made inside the caller's span `span_id` of `trace_id`
+/// (a W3C `traceparent`).
+fn in_trace<T>(message: T, trace_id: &str, span_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{span_id}-01").parse().unwrap(),
+    );
+    request
+}
+
 fn attributes(span: &Span) -> HashMap<String, String> {
     span.attributes
         .iter()
@@ -113,41 +123,22 @@ async fn one_request_through_both_services_is_one_trace() {
     assert!(cohort_shared::telemetry::enabled());
 
     let cluster = Cluster::start().await.unwrap();
-    let created = cluster
-        .directory
-        .client()
-        .await
-        .unwrap()
-        .create_tenant(dir::CreateTenantRequest {
-            display_name: "Traces".into(),
-            admin_display_name: "Ada".into(),
-            admin_email: "ada@traces.test".into(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut d = cluster.directory.client().await.unwrap();
+    let created = cohort_tests::create_tenant(&mut d, "Traces").await.unwrap();
     let (tenant, admin) = (created.tenant.unwrap().id, created.admin.unwrap().id);
 
     // The caller's trace and span.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let mut request = tonic::Request::new(cohort_tests::tenant_check(
+    let mut a = cluster.authz.client().await.unwrap();
+    let request = cohort_tests::tenant_check(
         &tenant,
         &admin,
         "global_admin.groups.manage",
         Some(authz::consistency::Requirement::FullyConsistent(true)),
-    ));
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
     );
-    let reply = cluster
-        .authz
-        .client()
-        .await
-        .unwrap()
-        .check(request)
+    let reply = a
+        .check(in_trace(request, trace_id, caller_span))
         .await
         .unwrap();
     assert!(reply.into_inner().allowed);
@@ -206,25 +197,15 @@ async fn one_request_through_both_services_is_one_trace() {
     // A failed call is marked so: a Check in an unknown tenant is NOT_FOUND,
     // the caller's error, so its span is not an error; its status code says it.
     let unknown = uuid::Uuid::new_v4().to_string();
-    let mut request = tonic::Request::new(cohort_tests::tenant_check(
+    let request = cohort_tests::tenant_check(
         &unknown,
         &uuid::Uuid::new_v4().to_string(),
         "global_admin.groups.manage",
         None,
-    ));
-    let failed_trace = "0af7651916cd43dd8448eb211c80319c";
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{failed_trace}-b7ad6b7169203331-01")
-            .parse()
-            .unwrap(),
     );
-    let status = cluster
-        .authz
-        .client()
-        .await
-        .unwrap()
-        .check(request)
+    let failed_trace = "0af7651916cd43dd8448eb211c80319c";
+    let status = a
+        .check(in_trace(request, failed_trace, "b7ad6b7169203331"))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);

@@ -49,6 +49,12 @@ impl Places {
         }
     }
 
+    /// The streams open now, by credential (for the metrics).
+    pub fn open_streams(&self) -> Vec<(String, usize)> {
+        let held = self.held.lock().expect("not poisoned");
+        held.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// A place for a stream of `credential`; one that follows every tenant takes
     /// a reserved place first.
     pub fn admit(&self, credential: &str, all_tenants: bool) -> Result<Place, Refused> {
@@ -78,14 +84,6 @@ impl Places {
             credential: credential.to_owned(),
             held: self.held.clone(),
         })
-    }
-}
-
-impl Places {
-    /// The streams open now, by credential (for the metrics).
-    pub fn open_streams(&self) -> Vec<(String, usize)> {
-        let held = self.held.lock().expect("not poisoned");
-        held.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 
