@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use prost::Message;
 
 const PROTOS: &[&str] = &[
+    "cohort/catalog/v1/catalog.proto",
     "cohort/directory/v1/resources.proto",
     "cohort/directory/v1/directory_service.proto",
     "cohort/directory/v1/change_feed.proto",

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_shared::convert::{role_from_proto, tool_from_proto};
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use futures::FutureExt;
@@ -473,7 +474,7 @@ fn convert(change: pb::Change) -> anyhow::Result<Option<Change>> {
             C::InheritedRoleChanged(r) => Change::InheritedRoleChanged {
                 group: GroupId(uuid("inherited_role.group_id", &r.group_id)?),
                 tool: tool_from_proto(r.tool)?,
-                role: if r.role == pb::Role::Unspecified as i32 {
+                role: if r.role == catalog_pb::Role::Unspecified as i32 {
                     None
                 } else {
                     Some(role_from_proto(r.role)?)

@@ -329,7 +329,7 @@ fn effective_roles(
     state: &TenantState,
     user: UserId,
 ) -> Result<pb::GetEffectiveRolesResponse, ApiError> {
-    use cohort_shared::proto::directory::v1::{Role as PbRole, Tool as PbTool};
+    use cohort_shared::proto::catalog::v1::{Role as PbRole, Tool as PbTool};
     let resolution = domain::resolve(state, user)
         .ok_or_else(|| ApiError::NotFound(format!("user {user} not found")))?;
     let tools = resolution

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cohort_shared::catalog_api::{self, CatalogApi};
 use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
+use cohort_shared::proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use cohort_shared::serving;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -163,8 +165,14 @@ impl Application {
         health_reporter
             .set_not_serving::<AuthzServiceServer<AuthzApi>>()
             .await;
-        let (reflection, reflection_v1alpha) =
-            serving::reflection_services(&["cohort.authz.v1.AuthzService"])?;
+        // The catalog is compiled in: it serves from the start, caught up or not.
+        health_reporter
+            .set_serving::<CatalogServiceServer<CatalogApi>>()
+            .await;
+        let (reflection, reflection_v1alpha) = serving::reflection_services(&[
+            "cohort.authz.v1.AuthzService",
+            catalog_api::SERVICE_NAME,
+        ])?;
 
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
         let follower_metrics = FollowerMetrics::default();
@@ -195,7 +203,10 @@ impl Application {
             serving::stop_serving_then_drain(
                 signal,
                 &health_reporter,
-                &[<AuthzServiceServer<AuthzApi> as NamedService>::NAME],
+                &[
+                    <AuthzServiceServer<AuthzApi> as NamedService>::NAME,
+                    catalog_api::SERVICE_NAME,
+                ],
                 drain,
             )
             .await;
@@ -221,6 +232,7 @@ impl Application {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
+        .add_service(CatalogApi::server())
         .add_service(
             AuthzServiceServer::new(api)
                 .max_decoding_message_size(self.limits.max_message_bytes)

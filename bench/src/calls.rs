@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
@@ -254,7 +255,10 @@ pub async fn once(
                 tenant_id: context.tenants.choose(rng).cloned().unwrap_or(tenant_id),
                 display_name: format!("Load {n:x}"),
                 email: format!("load-{n:x}@bench.test"),
-                roles: vec![pb::Role::GlobalAdminUser as i32, pb::Role::LmsUser as i32],
+                roles: vec![
+                    catalog_pb::Role::GlobalAdminUser as i32,
+                    catalog_pb::Role::LmsUser as i32,
+                ],
                 request_id: String::new(),
             };
             clients.directory.create_user(request).await?;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Instant;
 
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use futures::{StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
@@ -47,8 +48,8 @@ pub struct Shape {
 
 /// A user's direct roles, by position: one in 200 an LMS admin, one in 50 a group
 /// administrator, one in 10 an LMS author, the rest learners.
-pub fn roles_of(i: usize) -> Vec<pb::Role> {
-    use pb::Role::*;
+pub fn roles_of(i: usize) -> Vec<catalog_pb::Role> {
+    use catalog_pb::Role::*;
     match i % 200 {
         0 => vec![GlobalAdminAdmin, LmsAdmin],
         n if n % 50 == 1 => vec![GlobalAdminGroupAdministrator, LmsGroupAdministrator],
@@ -240,9 +241,9 @@ pub async fn seed(
     each(concurrency, inheriting, |(i, group)| {
         let mut client = clients.directory.clone();
         let role = if (i / shape.inherited_every.max(1)) % 2 == 0 {
-            pb::Role::LmsValidator
+            catalog_pb::Role::LmsValidator
         } else {
-            pb::Role::LmsGroupAdministrator
+            catalog_pb::Role::LmsGroupAdministrator
         };
         let request = pb::SetInheritedRoleRequest {
             tenant_id: tenant_id.clone(),
@@ -259,7 +260,7 @@ pub async fn seed(
     let eligible: Vec<&String> = users
         .iter()
         .enumerate()
-        .filter(|(i, _)| roles_of(*i).contains(&pb::Role::GlobalAdminGroupAdministrator))
+        .filter(|(i, _)| roles_of(*i).contains(&catalog_pb::Role::GlobalAdminGroupAdministrator))
         .map(|(_, u)| u)
         .collect();
     let administered: Vec<(String, String)> = levels

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use cohort_directory::startup::Application;
 use cohort_directory::storage::postgres::PgStore;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use tonic::transport::Channel;
@@ -107,7 +108,7 @@ async fn run(url: &str, users: i64, groups: i64) -> anyhow::Result<()> {
             "ListUsers, role filter (LMS AUTHOR, 1 in 10)",
             pb::ListUsersRequest {
                 tenant_id: t.clone(),
-                role: pb::Role::LmsAuthor as i32,
+                role: catalog_pb::Role::LmsAuthor as i32,
                 ..Default::default()
             },
         ),

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cohort_shared::catalog_api::{self, CatalogApi};
+use cohort_shared::proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
@@ -133,9 +135,13 @@ impl Application {
         health_reporter
             .set_serving::<ChangeFeedServiceServer<FeedApi>>()
             .await;
+        health_reporter
+            .set_serving::<CatalogServiceServer<CatalogApi>>()
+            .await;
         let (reflection, reflection_v1alpha) = cohort_shared::serving::reflection_services(&[
             "cohort.directory.v1.DirectoryService",
             "cohort.directory.v1.ChangeFeedService",
+            catalog_api::SERVICE_NAME,
         ])?;
         let compaction = tokio::spawn(feed::compact_periodically(
             self.store.clone(),
@@ -150,6 +156,7 @@ impl Application {
                 &[
                     <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
                     <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
+                    catalog_api::SERVICE_NAME,
                 ],
                 drain,
             )
@@ -191,6 +198,7 @@ impl Application {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
+        .add_service(CatalogApi::server())
         .add_service(
             DirectoryServiceServer::new(DirectoryApi::new(self.store.clone()))
                 .max_decoding_message_size(self.limits.max_message_bytes)

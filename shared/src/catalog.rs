@@ -274,6 +274,65 @@ pub fn is_permission(name: &str) -> bool {
     PERMISSIONS.contains(name)
 }
 
+/// The kinds of resource a check can be about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceKind {
+    Tenant,
+    Group,
+    User,
+    Catalog,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 4] = [
+        ResourceKind::Tenant,
+        ResourceKind::Group,
+        ResourceKind::User,
+        ResourceKind::Catalog,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Tenant => "tenant",
+            ResourceKind::Group => "group",
+            ResourceKind::User => "user",
+            ResourceKind::Catalog => "catalog",
+        }
+    }
+}
+
+/// The kinds of resource a permission can be checked on.
+///
+/// Decided here, as the sources leave it open: a permission that some role grants
+/// on the user's own content (`Own`) is about a user's content, so it is checked
+/// on a user (the content's owner) and on nothing else, even though the roles
+/// that grant it tenant-wide would reach a group or the tenant too: "may this
+/// user create playlists in the tenant?" has no answer that is true for an
+/// author and means the same for an administrator. Every other permission can be
+/// checked on any kind (a tenant or group scope reaches groups, users and
+/// catalogs; the tenant itself only through a tenant scope, which is a real
+/// question: "may they view reports tenant-wide?"). `lms.content.publish`, which
+/// LMS AUTHOR grants on own content and VALIDATOR on groups, is about both
+/// users and groups, so it applies to every kind too.
+pub fn resource_kinds(permission: &str) -> &'static [ResourceKind] {
+    const OWNER: &[ResourceKind] = &[ResourceKind::User];
+    let scopes = || {
+        Role::ALL
+            .iter()
+            .flat_map(|r| r.grants())
+            .filter(move |g| g.permission == permission)
+            .map(|g| g.scope)
+    };
+    let own = scopes().any(|s| s == ScopeKind::Own);
+    let groups =
+        scopes().any(|s| matches!(s, ScopeKind::AdministeredGroups | ScopeKind::MemberGroups));
+    if own && !groups {
+        OWNER
+    } else {
+        &ResourceKind::ALL
+    }
+}
+
 /// Whether a permission is an organization feature.
 pub fn is_organization_feature(permission: &str) -> bool {
     ORGANIZATION_FEATURES.contains(&permission)
@@ -571,6 +630,15 @@ pub fn render_markdown() -> String {
         );
     }
     out += "\nLMS GROUP_ADMINISTRATOR requires Global Admin GROUP_ADMINISTRATOR.\n";
+    out += "\nPermissions granted on own content are checked on a user (the content's owner) \
+            and only on a user: ";
+    out += &permissions()
+        .into_iter()
+        .filter(|p| resource_kinds(p) == [ResourceKind::User])
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out += ". Every other permission can be checked on the tenant, a group, a user or a catalog.\n";
     out += &format!(
         "\nOrganization features (granted only through an organization whose flag is on): {}.\n",
         ORGANIZATION_FEATURES.map(|p| format!("`{p}`")).join(", ")
@@ -777,6 +845,29 @@ mod tests {
         assert!(permissions().iter().all(|p| is_permission(p)));
         assert!(!is_permission("lms.nope"));
         assert!(!is_organization_feature("lms.content.edit"));
+    }
+
+    #[test]
+    fn own_content_permissions_apply_to_users_only_and_mixed_ones_to_everything() {
+        use ResourceKind::*;
+        for own in [
+            "share.playlists.create",
+            "lms.content.create",
+            "lms.courses.take",
+            "lms.trainings.review",
+            "global_admin.notifications.view",
+            "author.projects.view",
+        ] {
+            assert_eq!(resource_kinds(own), [User], "{own}");
+        }
+        for any in [
+            "lms.content.publish",
+            "lms.reports.view",
+            "share.playlists.consume",
+            "lms.catalogs.access",
+        ] {
+            assert_eq!(resource_kinds(any), ResourceKind::ALL, "{any}");
+        }
     }
 
     #[test]

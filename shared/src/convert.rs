@@ -3,8 +3,8 @@
 //! Names match by construction (`ROLE_` + [`Role::as_str`]); the tests check that
 //! every proto value has a catalog counterpart and back.
 
-use crate::catalog::{Role, Tool};
-use crate::proto::directory::v1 as pb;
+use crate::catalog::{ResourceKind, Role, ScopeKind, Tool};
+use crate::proto::catalog::v1 as pb;
 
 /// A proto enum value that is unspecified or unknown to this build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +22,28 @@ impl From<Tool> for pb::Tool {
     fn from(tool: Tool) -> Self {
         pb::Tool::from_str_name(&format!("TOOL_{}", tool.as_str()))
             .expect("every catalog tool has a proto value (checked by a test)")
+    }
+}
+
+impl From<ScopeKind> for pb::ScopeKind {
+    fn from(kind: ScopeKind) -> Self {
+        match kind {
+            ScopeKind::Tenant => pb::ScopeKind::Tenant,
+            ScopeKind::AdministeredGroups => pb::ScopeKind::AdministeredGroups,
+            ScopeKind::MemberGroups => pb::ScopeKind::MemberGroups,
+            ScopeKind::Own => pb::ScopeKind::Own,
+        }
+    }
+}
+
+impl From<ResourceKind> for pb::ResourceKind {
+    fn from(kind: ResourceKind) -> Self {
+        match kind {
+            ResourceKind::Tenant => pb::ResourceKind::Tenant,
+            ResourceKind::Group => pb::ResourceKind::Group,
+            ResourceKind::User => pb::ResourceKind::User,
+            ResourceKind::Catalog => pb::ResourceKind::Catalog,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //!   packages) and the encoded descriptor set for gRPC reflection.
 //! - [`catalog`]: the role catalog (tools, roles, permissions, compatibility), the
 //!   one definition both services use.
+//! - [`catalog_api`]: the catalog served over gRPC (`cohort.catalog.v1.CatalogService`).
 //! - [`convert`]: conversions between catalog types and their proto enums.
 //! - [`auth`]: bearer credentials per calling service, tenant restrictions.
 //! - [`call_log`]: one log line per call, request ids across services.
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod call_log;
 pub mod catalog;
+pub mod catalog_api;
 pub mod convert;
 pub mod log_writer;
 pub mod malformed;
@@ -27,6 +29,11 @@ pub mod telemetry;
 
 /// Generated gRPC code, one module per proto package.
 pub mod proto {
+    pub mod catalog {
+        pub mod v1 {
+            tonic::include_proto!("cohort.catalog.v1");
+        }
+    }
     pub mod directory {
         pub mod v1 {
             tonic::include_proto!("cohort.directory.v1");

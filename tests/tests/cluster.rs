@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_tests::{AuthzProcess, Cluster, DirectoryProcess};
 use tonic::Code;
@@ -44,8 +45,8 @@ async fn scenario(cluster: &Cluster) -> Scenario {
             display_name: "Alex Author".into(),
             email: "alex@acme.test".into(),
             roles: vec![
-                dir::Role::GlobalAdminGroupAdministrator as i32,
-                dir::Role::LmsAuthor as i32,
+                catalog_pb::Role::GlobalAdminGroupAdministrator as i32,
+                catalog_pb::Role::LmsAuthor as i32,
             ],
             request_id: String::new(),
         })
@@ -84,7 +85,7 @@ async fn scenario(cluster: &Cluster) -> Scenario {
     d.set_inherited_role(dir::SetInheritedRoleRequest {
         tenant_id: tenant.clone(),
         group_id: team.clone(),
-        role: dir::Role::LmsGroupAdministrator as i32,
+        role: catalog_pb::Role::LmsGroupAdministrator as i32,
         etag: String::new(),
     })
     .await
@@ -148,17 +149,17 @@ async fn a_directory_write_is_seen_by_a_read_your_writes_read() {
     let lms = roles
         .tools
         .iter()
-        .find(|t| t.tool == dir::Tool::Lms as i32)
+        .find(|t| t.tool == catalog_pb::Tool::Lms as i32)
         .unwrap();
     let held: Vec<i32> = lms.roles.iter().map(|r| r.role).collect();
     assert!(
-        held.contains(&(dir::Role::LmsAuthor as i32))
-            && held.contains(&(dir::Role::LmsGroupAdministrator as i32))
+        held.contains(&(catalog_pb::Role::LmsAuthor as i32))
+            && held.contains(&(catalog_pb::Role::LmsGroupAdministrator as i32))
     );
     let group_admin = lms
         .roles
         .iter()
-        .find(|r| r.role == dir::Role::LmsGroupAdministrator as i32)
+        .find(|r| r.role == catalog_pb::Role::LmsGroupAdministrator as i32)
         .unwrap();
     assert_eq!(
         group_admin.scope.as_ref().unwrap().scope,

@@ -3,10 +3,11 @@
 //! tonic's 4 MiB default; with the smallest, change sets and administrator sets
 //! far larger than a message still reach the authorization service, whole.
 
+use catalog_pb::Role;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_tests::{AuthzProcess, DirectoryProcess};
 use pb::batch_create_users_request::NewUser;
-use pb::Role;
 
 const LIMIT: usize = 16 * 1024 * 1024;
 

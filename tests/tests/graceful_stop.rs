@@ -9,6 +9,7 @@ use std::time::Duration;
 use cohort_directory::config::Database;
 use cohort_directory::startup::{open_store, Application};
 use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_tests::{AuthzProcess, DirectoryProcess};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -60,7 +61,7 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
             tenant_id: tenant_id.clone(),
             display_name: "Late".into(),
             email: "late@stopping.test".into(),
-            roles: vec![dir::Role::GlobalAdminUser as i32],
+            roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
             request_id: String::new(),
         })
         .await

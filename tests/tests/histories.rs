@@ -9,6 +9,7 @@ use cohort_authz::domain::{GroupId, Resource, SuppressReason, UserId};
 use cohort_shared::catalog::{self, Role, Tool};
 use cohort_shared::convert::role_from_proto;
 use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_tests::oracle::{random_inherited, random_roles, Group, World};
 use cohort_tests::Cluster;
@@ -54,7 +55,7 @@ async fn random_write(d: &mut Directory, tenant: &str, rng: &mut StdRng, step: u
     let group = groups.choose(rng).map(|g| g.id.clone());
     let roles = |list: Vec<Role>| {
         list.into_iter()
-            .map(|r| dir::Role::from(r) as i32)
+            .map(|r| catalog_pb::Role::from(r) as i32)
             .collect::<Vec<_>>()
     };
     let t = tenant.to_owned();
@@ -124,7 +125,7 @@ async fn random_write(d: &mut Directory, tenant: &str, rng: &mut StdRng, step: u
                     .set_inherited_role(dir::SetInheritedRoleRequest {
                         tenant_id: t,
                         group_id: g,
-                        role: dir::Role::from(*role) as i32,
+                        role: catalog_pb::Role::from(*role) as i32,
                         etag: String::new(),
                     })
                     .await
@@ -133,7 +134,7 @@ async fn random_write(d: &mut Directory, tenant: &str, rng: &mut StdRng, step: u
                     .clear_inherited_role(dir::ClearInheritedRoleRequest {
                         tenant_id: t,
                         group_id: g,
-                        tool: dir::Tool::from(*Tool::ALL.choose(rng).unwrap()) as i32,
+                        tool: catalog_pb::Tool::from(*Tool::ALL.choose(rng).unwrap()) as i32,
                         etag: String::new(),
                     })
                     .await
@@ -341,7 +342,7 @@ async fn compare(a: &mut Authz, tenant: &str, revision: i64, world: &World, cont
             let got = reply
                 .tools
                 .iter()
-                .find(|t| t.tool == dir::Tool::from(tool) as i32);
+                .find(|t| t.tool == catalog_pb::Tool::from(tool) as i32);
             let held: Vec<(Role, Vec<Option<GroupId>>)> = got
                 .map(|t| {
                     t.roles
@@ -384,7 +385,7 @@ async fn compare(a: &mut Authz, tenant: &str, revision: i64, world: &World, cont
                     SuppressReason::IncompatibleWith(p) => (
                         role,
                         "INCOMPATIBLE_WITH_HELD_ROLE".into(),
-                        dir::Role::from(p) as i32,
+                        catalog_pb::Role::from(p) as i32,
                     ),
                     SuppressReason::RequiresGlobalAdminGroupAdministrator => {
                         (role, "REQUIRES_GLOBAL_ADMIN_GROUP_ADMINISTRATOR".into(), 0)
@@ -511,7 +512,7 @@ async fn compare(a: &mut Authz, tenant: &str, revision: i64, world: &World, cont
                     tenant_id: tenant.into(),
                     group_id: group.to_string(),
                     what: Some(authz::lookup_subjects_request::What::Role(
-                        dir::Role::from(role) as i32,
+                        catalog_pb::Role::from(role) as i32,
                     )),
                     consistency: at(revision),
                     page_size: 1000,

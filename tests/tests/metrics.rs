@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use cohort_tests::{channel, test_auth, Bearer, TEST_SECRET};
@@ -159,7 +160,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
             tenant_id: tenant.id.clone(),
             display_name: "Bo".into(),
             email: "bo@metrics.test".into(),
-            roles: vec![dir::Role::GlobalAdminUser as i32],
+            roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
             request_id: String::new(),
         })
         .await

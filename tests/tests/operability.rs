@@ -63,6 +63,7 @@ async fn the_directory_reports_health_and_lists_its_services() {
     assert_eq!(
         names,
         [
+            "cohort.catalog.v1.CatalogService",
             "cohort.directory.v1.ChangeFeedService",
             "cohort.directory.v1.DirectoryService",
             "grpc.health.v1.Health",
@@ -72,6 +73,80 @@ async fn the_directory_reports_health_and_lists_its_services() {
     );
 
     directory.finish().await.unwrap();
+}
+
+/// Both services serve the role catalog, with the same answers, to any caller
+/// with a credential; health reports it.
+#[tokio::test]
+async fn both_services_serve_the_same_role_catalog() {
+    use catalog::catalog_service_client::CatalogServiceClient;
+    use cohort_shared::proto::catalog::v1 as catalog;
+
+    let cluster = cohort_tests::Cluster::start().await.unwrap();
+    let mut answers = Vec::new();
+    for addr in [cluster.directory.addr, cluster.authz.addr] {
+        let channel = cohort_tests::channel(addr).await.unwrap();
+        let refused = CatalogServiceClient::new(channel.clone())
+            .list_tools(catalog::ListToolsRequest {})
+            .await;
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "cohort.catalog.v1.CatalogService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{addr}");
+
+        let mut client = CatalogServiceClient::with_interceptor(
+            channel,
+            Bearer::new(&cohort_tests::test_secret()),
+        );
+        let tools = client
+            .list_tools(catalog::ListToolsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let permissions = client
+            .list_permissions(catalog::ListPermissionsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        answers.push((tools, permissions));
+    }
+    assert_eq!(answers[0], answers[1]);
+    let (tools, permissions) = &answers[0];
+    let names: Vec<&str> = tools.tools.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(names, ["Global Admin", "LMS", "Author", "Share"]);
+    let lms = &tools.tools[1];
+    assert_eq!(lms.implied_role, catalog::Role::LmsUser as i32);
+    assert_eq!(lms.roles.len(), 6);
+    let names: Vec<&str> = permissions
+        .permissions
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, cohort_shared::catalog::permissions());
+    let reports = permissions
+        .permissions
+        .iter()
+        .find(|p| p.name == "lms.reports.view")
+        .unwrap();
+    assert!(reports.organization_feature);
+    assert_eq!(reports.tool, catalog::Tool::Lms as i32);
+    let playlists = permissions
+        .permissions
+        .iter()
+        .find(|p| p.name == "share.playlists.create")
+        .unwrap();
+    assert_eq!(
+        playlists.resource_kinds,
+        [catalog::ResourceKind::User as i32]
+    );
+
+    cluster.finish().await.unwrap();
 }
 
 fn list_services() -> ServerReflectionRequest {

@@ -3,6 +3,7 @@
 //! authorization service following that directory over TLS.
 
 use cohort_shared::proto::authz::v1 as authz;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_shared::serving::TlsFiles;
 use cohort_tests::{AuthzProcess, Bearer, DirectoryProcess, TEST_SECRET};
@@ -109,7 +110,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         .into_inner();
     assert_eq!(
         reply.tools[0].roles[0].role,
-        dir::Role::GlobalAdminAdmin as i32
+        catalog_pb::Role::GlobalAdminAdmin as i32
     );
 
     authz.stop().await.unwrap();

@@ -13,7 +13,7 @@
 
 use cohort_shared::catalog::Role;
 use cohort_shared::convert::{role_from_proto, tool_from_proto};
-use cohort_shared::proto::directory::v1 as pb;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use prost::Message;
 use uuid::Uuid;
 
@@ -183,7 +183,10 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 fn role_numbers(roles: &[Role]) -> Vec<i32> {
-    roles.iter().map(|r| pb::Role::from(*r) as i32).collect()
+    roles
+        .iter()
+        .map(|r| catalog_pb::Role::from(*r) as i32)
+        .collect()
 }
 
 fn roles(numbers: &[i32]) -> StoreResult<Vec<Role>> {
@@ -437,8 +440,10 @@ fn stored(change: &Change) -> StoredChange {
         Change::InheritedRoleChanged { group, tool, role } => {
             Kind::InheritedRoleChanged(StoredInheritedRole {
                 group: bytes(group.0),
-                tool: pb::Tool::from(*tool) as i32,
-                role: role.map_or(pb::Role::Unspecified as i32, |r| pb::Role::from(r) as i32),
+                tool: catalog_pb::Tool::from(*tool) as i32,
+                role: role.map_or(catalog_pb::Role::Unspecified as i32, |r| {
+                    catalog_pb::Role::from(r) as i32
+                }),
             })
         }
         Change::CatalogAssigned { group, catalog } => Kind::CatalogAssigned(StoredCatalog {
@@ -508,7 +513,7 @@ fn restored(change: StoredChange) -> StoreResult<Change> {
             Kind::InheritedRoleChanged(r) => Change::InheritedRoleChanged {
                 group: GroupId(id(&r.group)?),
                 tool: tool_from_proto(r.tool).map_err(corrupt)?,
-                role: if r.role == pb::Role::Unspecified as i32 {
+                role: if r.role == catalog_pb::Role::Unspecified as i32 {
                     None
                 } else {
                     Some(role_from_proto(r.role).map_err(corrupt)?)

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use cohort_shared::catalog::{Role, RoleSet};
 use cohort_shared::convert::role_from_proto;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 
 use crate::domain::{
@@ -40,7 +41,7 @@ pub fn user(u: &User) -> pb::User {
             .roles
             .roles()
             .iter()
-            .map(|r| pb::Role::from(*r) as i32)
+            .map(|r| catalog_pb::Role::from(*r) as i32)
             .collect(),
         state: match u.state {
             UserState::Active => pb::UserState::Active,
@@ -66,8 +67,8 @@ pub fn group(g: &Group) -> pb::Group {
             .inherited_roles
             .iter()
             .map(|(tool, role)| pb::InheritedRole {
-                tool: pb::Tool::from(*tool) as i32,
-                role: pb::Role::from(*role) as i32,
+                tool: catalog_pb::Tool::from(*tool) as i32,
+                role: catalog_pb::Role::from(*role) as i32,
             })
             .collect(),
         create_time: Some(timestamp(g.create_time)),

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cohort_shared::auth::Principal;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedService;
 use futures::{Stream, StreamExt};
@@ -252,14 +253,14 @@ fn change(change: &Change) -> pb::Change {
             role,
         } => C::InheritedRoleChanged(pb::InheritedRoleChange {
             group_id: group_id.to_string(),
-            tool: pb::Tool::from(*tool) as i32,
-            role: pb::Role::from(*role) as i32,
+            tool: catalog_pb::Tool::from(*tool) as i32,
+            role: catalog_pb::Role::from(*role) as i32,
         }),
         Change::InheritedRoleCleared { group_id, tool } => {
             C::InheritedRoleChanged(pb::InheritedRoleChange {
                 group_id: group_id.to_string(),
-                tool: pb::Tool::from(*tool) as i32,
-                role: pb::Role::Unspecified as i32,
+                tool: catalog_pb::Tool::from(*tool) as i32,
+                role: catalog_pb::Role::Unspecified as i32,
             })
         }
         Change::CatalogAssigned {

@@ -2,10 +2,11 @@
 //! validates one, errors named by index, all or nothing at one revision with one
 //! change set, per-user idempotency by request id.
 
+use catalog_pb::Role;
 use cohort_directory::domain::{Change, TenantId};
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use pb::batch_create_users_request::NewUser;
-use pb::Role;
 use tonic::Code;
 use uuid::Uuid;
 

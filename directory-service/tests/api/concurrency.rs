@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use cohort_directory::domain::{Change, ChangeSet, TenantId};
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use rand::rngs::StdRng;
@@ -284,7 +285,7 @@ async fn concurrent_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp)
                 tenant_id,
                 display_name: name,
                 email,
-                roles: vec![pb::Role::GlobalAdminUser as i32],
+                roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
                 request_id,
             }
         })

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cohort_directory::domain::TenantId;
 use cohort_directory::feed::{self, FeedError, FeedEvent, FeedSettings, Subscription};
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use futures::StreamExt;
 use pb::change::Change as C;
@@ -102,7 +103,7 @@ impl TenantState {
                     .groups
                     .get_mut(&r.group_id)
                     .expect("inherited role of a known group");
-                if r.role == pb::Role::Unspecified as i32 {
+                if r.role == catalog_pb::Role::Unspecified as i32 {
                     group.3.remove(&r.tool);
                 } else {
                     group.3.insert(r.tool, r.role);
@@ -554,7 +555,7 @@ async fn write_randomly(app: &TestApp, tenants: &[Tenant], writer: u64, ops: usi
                     tenant_id: t.id.clone(),
                     display_name: name.clone(),
                     email: format!("{name}@feed.test"),
-                    roles: vec![pb::Role::GlobalAdminGroupAdministrator as i32],
+                    roles: vec![catalog_pb::Role::GlobalAdminGroupAdministrator as i32],
                     ..Default::default()
                 })
                 .await
@@ -587,7 +588,7 @@ async fn write_randomly(app: &TestApp, tenants: &[Tenant], writer: u64, ops: usi
                 .set_inherited_role(pb::SetInheritedRoleRequest {
                     tenant_id: t.id.clone(),
                     group_id: g,
-                    role: pb::Role::LmsValidator as i32,
+                    role: catalog_pb::Role::LmsValidator as i32,
                     etag: String::new(),
                 })
                 .await
@@ -1061,7 +1062,7 @@ async fn huge_and_tiny_change_sets_reach_every_subscriber_once_and_in_order(app:
                 .set_inherited_role(pb::SetInheritedRoleRequest {
                     tenant_id: t.id.clone(),
                     group_id: g,
-                    role: pb::Role::LmsValidator as i32,
+                    role: catalog_pb::Role::LmsValidator as i32,
                     etag: String::new(),
                 })
                 .await

@@ -1,6 +1,7 @@
 //! Groups and organizations: the flag (top-level only, toggled at will), sibling
 //! names, moves without cycles, deletion with and without cascade, listings.
 
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use tonic::Code;
 
@@ -367,7 +368,7 @@ async fn deletion_is_refused_for_non_empty_groups_unless_cascading(app: &TestApp
         tenant_id: t.id.clone(),
         user_id: gina,
         roles: Some(pb::RoleList {
-            roles: vec![pb::Role::GlobalAdminUser as i32],
+            roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
         }),
         ..Default::default()
     };

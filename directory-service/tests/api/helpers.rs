@@ -15,6 +15,7 @@ use cohort_directory::storage::postgres::PgStore;
 use cohort_directory::storage::sqlite::SqliteStore;
 use cohort_directory::storage::DirectoryStore;
 use cohort_shared::auth::Auth;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
@@ -146,10 +147,10 @@ async fn start_server(
 }
 
 /// The user roles of most tests.
-pub const GA_USER: pb::Role = pb::Role::GlobalAdminUser;
-pub const GA_GROUP_ADMIN: pb::Role = pb::Role::GlobalAdminGroupAdministrator;
+pub const GA_USER: catalog_pb::Role = catalog_pb::Role::GlobalAdminUser;
+pub const GA_GROUP_ADMIN: catalog_pb::Role = catalog_pb::Role::GlobalAdminGroupAdministrator;
 
-pub fn roles(roles: &[pb::Role]) -> Vec<i32> {
+pub fn roles(roles: &[catalog_pb::Role]) -> Vec<i32> {
     roles.iter().map(|r| *r as i32).collect()
 }
 
@@ -182,7 +183,12 @@ impl TestApp {
         }
     }
 
-    pub async fn user_with(&self, tenant: &Tenant, name: &str, role_list: &[pb::Role]) -> pb::User {
+    pub async fn user_with(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        role_list: &[catalog_pb::Role],
+    ) -> pb::User {
         self.client()
             .create_user(pb::CreateUserRequest {
                 tenant_id: tenant.id.clone(),

@@ -3,6 +3,7 @@
 //! none.
 
 use cohort_directory::domain::{Change, TenantId};
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use uuid::Uuid;
 
@@ -156,7 +157,7 @@ async fn entities_in_a_change_set_are_at_its_revision(app: &TestApp) {
         .set_inherited_role(pb::SetInheritedRoleRequest {
             tenant_id: t.id.clone(),
             group_id: team.clone(),
-            role: pb::Role::LmsValidator as i32,
+            role: catalog_pb::Role::LmsValidator as i32,
             etag: String::new(),
         })
         .await
@@ -167,7 +168,7 @@ async fn entities_in_a_change_set_are_at_its_revision(app: &TestApp) {
             users: vec![pb::batch_create_users_request::NewUser {
                 display_name: "Bea".into(),
                 email: "bea@acme.test".into(),
-                roles: vec![pb::Role::GlobalAdminUser as i32],
+                roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
                 request_id: String::new(),
             }],
         })

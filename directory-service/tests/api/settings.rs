@@ -1,7 +1,8 @@
 //! Inherited roles per group and tool, and catalog assignments on organizations.
 
+use catalog_pb::{Role, Tool};
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
-use pb::{Role, Tool};
 use tonic::Code;
 
 use crate::helpers::{assert_error, reason_and_subjects, TestApp};

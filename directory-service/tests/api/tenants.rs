@@ -1,5 +1,6 @@
 //! Tenants: creation with the first Global Admin ADMIN, idempotency, isolation.
 
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use tonic::Code;
 
@@ -26,7 +27,7 @@ async fn a_tenant_is_created_with_its_first_admin(app: &TestApp) {
     assert_eq!(resp.revision, 1);
     assert_eq!(tenant.revision, 1);
     assert_eq!(admin.tenant_id, tenant.id);
-    assert_eq!(admin.roles, vec![pb::Role::GlobalAdminAdmin as i32]);
+    assert_eq!(admin.roles, vec![catalog_pb::Role::GlobalAdminAdmin as i32]);
     assert_eq!(admin.state, pb::UserState::Active as i32);
 
     let fetched = app

@@ -2,8 +2,9 @@
 //! pagination, updates with etags, suspension, deletion, and the rules that refuse
 //! a change (still administering groups, last Global Admin ADMIN).
 
+use catalog_pb::Role;
+use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
-use pb::Role;
 use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
