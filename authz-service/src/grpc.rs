@@ -60,10 +60,20 @@ impl From<CheckError> for ApiError {
     fn from(err: CheckError) -> Self {
         match err {
             CheckError::UnknownPermission(_) => ApiError::invalid("permission", err.to_string()),
+            CheckError::NotApplicable { .. } => ApiError::invalid("resource", err.to_string()),
             CheckError::UserNotFound(_) | CheckError::GroupNotFound(_) => {
                 ApiError::NotFound(err.to_string())
             }
         }
+    }
+}
+
+/// A lookup's errors: its resource is implied (groups), so a permission that
+/// does not apply to groups is the `permission` field's fault.
+fn lookup_error(err: CheckError) -> ApiError {
+    match err {
+        CheckError::NotApplicable { .. } => ApiError::invalid("permission", err.to_string()),
+        other => ApiError::from(other),
     }
 }
 
@@ -482,6 +492,9 @@ impl AuthzService for AuthzApi {
                             CheckError::UnknownPermission(_) => {
                                 ApiError::invalid(format!("items[{i}].permission"), e.to_string())
                             }
+                            CheckError::NotApplicable { .. } => {
+                                ApiError::invalid(format!("items[{i}].resource"), e.to_string())
+                            }
                             other => ApiError::from(other),
                         })?;
                     results.push(pb::BulkCheckResult {
@@ -527,7 +540,8 @@ impl AuthzService for AuthzApi {
                     &holding,
                     page_request.after.map(UserId),
                     page_request.size,
-                )?;
+                )
+                .map_err(lookup_error)?;
                 Ok(pb::LookupSubjectsResponse {
                     next_page_token: PageRequest::next_token(&page, |u: UserId| u.0),
                     user_ids: page.items.iter().map(|u| id_string(&u.0)).collect(),
@@ -600,7 +614,8 @@ impl AuthzService for AuthzApi {
                     &req.permission,
                     page_request.after.map(GroupId),
                     page_request.size,
-                )?;
+                )
+                .map_err(lookup_error)?;
                 Ok(pb::LookupGroupsResponse {
                     next_page_token: PageRequest::next_token(&page, |g: GroupId| g.0),
                     group_ids: page.items.iter().map(|g| id_string(&g.0)).collect(),

@@ -266,12 +266,24 @@ pub fn permissions() -> Vec<&'static str> {
     all
 }
 
-/// Whether a name is a permission of the catalog: one lookup in a set built once
-/// (checks call this for every item of every request).
+/// Whether a name is a permission of the catalog.
 pub fn is_permission(name: &str) -> bool {
-    static PERMISSIONS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
-        std::sync::LazyLock::new(|| permissions().into_iter().collect());
-    PERMISSIONS.contains(name)
+    applicable_kinds(name).is_some()
+}
+
+/// The kinds of resource a permission can be checked on ([`resource_kinds`]), or
+/// `None` for a name that is no permission: one lookup in a map built once
+/// (checks call this for every item of every request).
+pub fn applicable_kinds(name: &str) -> Option<&'static [ResourceKind]> {
+    static KINDS: std::sync::LazyLock<
+        std::collections::HashMap<&'static str, &'static [ResourceKind]>,
+    > = std::sync::LazyLock::new(|| {
+        permissions()
+            .into_iter()
+            .map(|p| (p, resource_kinds(p)))
+            .collect()
+    });
+    KINDS.get(name).copied()
 }
 
 /// The kinds of resource a check can be about.

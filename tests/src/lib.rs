@@ -665,3 +665,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
         self.clone()
     }
 }
+
+/// The fields a failed call names in its `BadRequest` details.
+pub fn field_violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

@@ -173,6 +173,22 @@ impl World {
         }
     }
 
+    /// Whether a check of `permission` on `resource` is a question at all: a
+    /// permission some role grants on own content and none on groups is about
+    /// its owner, so it is asked of users only (else INVALID_ARGUMENT).
+    pub fn applies(permission: &str, resource: &Resource) -> bool {
+        let scopes: Vec<ScopeKind> = Role::ALL
+            .iter()
+            .flat_map(|r| r.grants())
+            .filter(|g| g.permission == permission)
+            .map(|g| g.scope)
+            .collect();
+        let own_only = scopes.contains(&ScopeKind::Own)
+            && !scopes.contains(&ScopeKind::AdministeredGroups)
+            && !scopes.contains(&ScopeKind::MemberGroups);
+        !own_only || matches!(resource, Resource::User(_))
+    }
+
     pub fn check(&self, user: UserId, permission: &str, resource: &Resource) -> bool {
         let feature = catalog::is_organization_feature(permission);
         for (held, _) in self.roles(user).values() {

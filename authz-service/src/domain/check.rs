@@ -16,7 +16,7 @@
 //! Organization features (reports, catalog access) reach only through groups whose
 //! organization (top-level ancestor) has its flag on.
 
-use cohort_shared::catalog::{self, ScopeKind};
+use cohort_shared::catalog::{self, ResourceKind, ScopeKind};
 use smallvec::SmallVec;
 
 use super::resolve::{resolve_slot, Held, Resolved};
@@ -29,6 +29,17 @@ pub enum Resource {
     Group(GroupId),
     User(UserId),
     Catalog(String),
+}
+
+impl Resource {
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Resource::Tenant => ResourceKind::Tenant,
+            Resource::Group(_) => ResourceKind::Group,
+            Resource::User(_) => ResourceKind::User,
+            Resource::Catalog(_) => ResourceKind::Catalog,
+        }
+    }
 }
 
 /// A resource, with its slot looked up.
@@ -49,6 +60,26 @@ pub enum CheckError {
     UserNotFound(UserId),
     #[error("group {0} not found")]
     GroupNotFound(GroupId),
+    /// The permission is never granted on this kind of resource (the catalog's
+    /// `resource_kinds`): asking would be a silent denial.
+    #[error(
+        "`{permission}` is checked on {} only (own content: its owner), not on {}",
+        kinds_text(.applies_to),
+        .asked.as_str()
+    )]
+    NotApplicable {
+        permission: String,
+        asked: ResourceKind,
+        applies_to: &'static [ResourceKind],
+    },
+}
+
+fn kinds_text(kinds: &[ResourceKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("a {}", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// A decision and, when asked for, the facts behind it in order.
@@ -206,7 +237,7 @@ fn parse<'a>(
     let slot = state
         .user_slot(user)
         .ok_or(CheckError::UserNotFound(user))?;
-    require_permission(permission)?;
+    require_applicable(permission, resource.kind())?;
     Ok((slot, target(state, resource)?))
 }
 
@@ -233,7 +264,7 @@ pub struct Checker<'s> {
     /// The last user looked up, and the last permission found in the catalog:
     /// a bulk check's items usually come a user at a time and ask one thing.
     last_user: Option<(UserId, UserSlot)>,
-    last_permission: Option<String>,
+    last_permission: Option<(String, &'static [ResourceKind])>,
 }
 
 impl<'s> Checker<'s> {
@@ -264,10 +295,17 @@ impl<'s> Checker<'s> {
                 slot
             }
         };
-        if self.last_permission.as_deref() != Some(permission) {
-            require_permission(permission)?;
-            self.last_permission = Some(permission.to_owned());
-        }
+        let applies_to = match &self.last_permission {
+            Some((last, kinds)) if last == permission => kinds,
+            _ => {
+                let kinds = require_permission(permission)?;
+                &self
+                    .last_permission
+                    .insert((permission.to_owned(), kinds))
+                    .1
+            }
+        };
+        require_kind(permission, applies_to, resource.kind())?;
         let target = target(state, resource)?;
         let resolved = self
             .resolved
@@ -277,11 +315,31 @@ impl<'s> Checker<'s> {
     }
 }
 
-pub(crate) fn require_permission(permission: &str) -> Result<(), CheckError> {
-    if catalog::is_permission(permission) {
+/// The kinds of resource a catalog permission is checked on, or why the name is
+/// no permission.
+pub(crate) fn require_permission(permission: &str) -> Result<&'static [ResourceKind], CheckError> {
+    catalog::applicable_kinds(permission)
+        .ok_or_else(|| CheckError::UnknownPermission(permission.to_owned()))
+}
+
+/// That the permission exists and can be checked on this kind of resource.
+pub(crate) fn require_applicable(permission: &str, asked: ResourceKind) -> Result<(), CheckError> {
+    require_kind(permission, require_permission(permission)?, asked)
+}
+
+fn require_kind(
+    permission: &str,
+    applies_to: &'static [ResourceKind],
+    asked: ResourceKind,
+) -> Result<(), CheckError> {
+    if applies_to.contains(&asked) {
         Ok(())
     } else {
-        Err(CheckError::UnknownPermission(permission.to_owned()))
+        Err(CheckError::NotApplicable {
+            permission: permission.to_owned(),
+            asked,
+            applies_to,
+        })
     }
 }
 

@@ -11,7 +11,8 @@
 //!   and the users offered the role by a group of `g`'s tree;
 //! - member-group grants: the users with a membership in `g`'s tree (a member
 //!   anywhere in the tree is in the organization, and so reaches `g`);
-//! - own grants never reach a group.
+//! - own grants never reach a group: a permission granted only on own content
+//!   and tenant-wide is no question about groups (INVALID_ARGUMENT, as in checks).
 //!
 //! Which groups a user holds a permission on: every group when a tenant-wide grant
 //! gives it (walked in id order until the page is full), else the subtrees of the
@@ -19,10 +20,10 @@
 
 use std::ops::Bound;
 
-use cohort_shared::catalog::{self, Role, ScopeKind};
+use cohort_shared::catalog::{self, ResourceKind, Role, ScopeKind};
 use uuid::Uuid;
 
-use super::check::{decide, require_permission, CheckError, Scope, Target, Why};
+use super::check::{decide, require_applicable, CheckError, Scope, Target, Why};
 use super::index::OrderedUsers;
 use super::resolve::{resolve_slot, role_kind, Resolved};
 use super::state::{GroupId, GroupSlot, RoleMask, TenantState, UserId, UserSlot};
@@ -64,7 +65,7 @@ pub fn lookup_subjects_page(
         .group_slot(group)
         .ok_or(CheckError::GroupNotFound(group))?;
     if let Holding::Permission(p) = holding {
-        require_permission(p)?;
+        require_applicable(p, ResourceKind::Group)?;
         if catalog::is_organization_feature(p) && !state.is_active_organization(state.root(target))
         {
             // An organization feature reaches no group outside an active one.
@@ -245,7 +246,7 @@ pub fn lookup_groups_page(
     let slot = state
         .user_slot(user)
         .ok_or(CheckError::UserNotFound(user))?;
-    require_permission(permission)?;
+    require_applicable(permission, ResourceKind::Group)?;
     let resolved = resolve_slot(state, slot);
     let mut tenant_wide = false;
     let mut scope_groups: Vec<GroupSlot> = Vec::new();

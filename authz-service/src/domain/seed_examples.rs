@@ -107,10 +107,75 @@ fn an_lms_author_joining_a_group_with_inherited_group_administrator_holds_both_t
         w.allowed(author, "lms.content.create", Resource::User(author)),
         "still an author of their own content"
     );
+    let colleague = w.user(&[GlobalAdminUser, LmsAuthor, LmsUser]);
+    w.join(colleague, team);
     assert!(
-        !w.allowed(author, "lms.content.edit", Resource::Tenant),
+        !w.allowed(author, "lms.content.edit", Resource::User(colleague)),
         "not on the rest of the platform's content"
     );
+}
+
+#[test]
+fn own_content_permissions_are_checked_on_their_owner_and_nothing_else() {
+    let mut w = World::new();
+    let admin = w.user(&[GlobalAdminAdmin, LmsAdmin, LmsUser, ShareAdmin]);
+    let author = w.user(&[GlobalAdminUser, ShareAuthor]);
+    let org = w.group(None, true, &[]);
+    w.join(author, org);
+
+    // An author creates their own playlists; an administrator anyone's.
+    assert!(w.allowed(author, "share.playlists.create", Resource::User(author)));
+    assert!(!w.allowed(author, "share.playlists.create", Resource::User(admin)));
+    assert!(w.allowed(admin, "share.playlists.create", Resource::User(author)));
+    // On anything but a user the question has no answer, for either of them:
+    // a denial would be silent, so it is refused and says what to ask instead.
+    for user in [admin, author] {
+        for resource in [
+            Resource::Tenant,
+            Resource::Group(org),
+            Resource::Catalog("cat".into()),
+        ] {
+            let refused = check(&w.state, user, "share.playlists.create", &resource, false);
+            assert_eq!(
+                refused,
+                Err(CheckError::NotApplicable {
+                    permission: "share.playlists.create".into(),
+                    asked: resource.kind(),
+                    applies_to: &[cohort_shared::catalog::ResourceKind::User],
+                }),
+                "{resource:?}"
+            );
+        }
+    }
+    let message = check(
+        &w.state,
+        author,
+        "lms.courses.take",
+        &Resource::Tenant,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        message,
+        "`lms.courses.take` is checked on a user only (own content: its owner), not on tenant"
+    );
+    // A permission some role grants on groups is a question about any kind.
+    assert!(!w.allowed(author, "lms.content.publish", Resource::Tenant));
+    assert!(w.allowed(admin, "lms.content.publish", Resource::Tenant));
+    // The lookups ask about groups: the same refusal.
+    assert!(matches!(
+        super::lookup::lookup_groups(&w.state, author, "share.playlists.create"),
+        Err(CheckError::NotApplicable { .. })
+    ));
+    assert!(matches!(
+        super::lookup::lookup_subjects(
+            &w.state,
+            org,
+            &super::lookup::Holding::Permission("lms.courses.take".into())
+        ),
+        Err(CheckError::NotApplicable { .. })
+    ));
 }
 
 #[test]
