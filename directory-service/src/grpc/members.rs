@@ -5,7 +5,7 @@ use cohort_shared::proto::directory::v1 as pb;
 use super::convert;
 use super::error::ApiError;
 use super::groups::tenant_and_group;
-use crate::domain::{Etag, PageRequest, UserId, WriteContext};
+use crate::domain::{Etag, PageRequest, UserId, ValidationError, WriteContext};
 use crate::storage::DirectoryStore;
 
 pub async fn set_administrators(
@@ -119,19 +119,55 @@ pub async fn list_user_groups(
     store: &dyn DirectoryStore,
     req: pb::ListUserGroupsRequest,
 ) -> Result<pb::ListUserGroupsResponse, ApiError> {
+    use pb::GroupRelation;
     let tenant = super::tenant_id(&req.tenant_id)?;
     let user = UserId::parse("user_id", &req.user_id)?;
-    let page = PageRequest::parse(req.page_size, &req.page_token, &(tenant, user))?;
-    let groups = store.list_user_groups(tenant, user, &page).await?;
-    Ok(pb::ListUserGroupsResponse {
-        groups: groups
-            .items
-            .iter()
-            .map(|(m, g)| pb::UserGroup {
-                membership: Some(convert::membership(m)),
-                group: Some(convert::group(g)),
+    let relation = match GroupRelation::try_from(req.relation) {
+        Ok(GroupRelation::Unspecified | GroupRelation::Member) => GroupRelation::Member,
+        Ok(GroupRelation::Administrator) => GroupRelation::Administrator,
+        Err(_) => {
+            return Err(ValidationError::new(
+                "relation",
+                format!("unknown relation value {}", req.relation),
+            )
+            .into())
+        }
+    };
+    // The token is bound to the relation too: a member page's cursor is no
+    // cursor into the administered groups.
+    let page = PageRequest::parse(
+        req.page_size,
+        &req.page_token,
+        &(tenant, user, relation as i32),
+    )?;
+    match relation {
+        GroupRelation::Administrator => {
+            let groups = store.list_administered_groups(tenant, user, &page).await?;
+            Ok(pb::ListUserGroupsResponse {
+                groups: groups
+                    .items
+                    .iter()
+                    .map(|g| pb::UserGroup {
+                        membership: None,
+                        group: Some(convert::group(g)),
+                    })
+                    .collect(),
+                next_page_token: page.next_token(&groups),
             })
-            .collect(),
-        next_page_token: page.next_token(&groups),
-    })
+        }
+        _ => {
+            let groups = store.list_user_groups(tenant, user, &page).await?;
+            Ok(pb::ListUserGroupsResponse {
+                groups: groups
+                    .items
+                    .iter()
+                    .map(|(m, g)| pb::UserGroup {
+                        membership: Some(convert::membership(m)),
+                        group: Some(convert::group(g)),
+                    })
+                    .collect(),
+                next_page_token: page.next_token(&groups),
+            })
+        }
+    }
 }

@@ -260,6 +260,13 @@ pub trait DirectoryStore: Send + Sync + 'static {
         user: UserId,
         page: &PageRequest,
     ) -> StoreResult<Page<(Membership, Group)>>;
+    /// The groups `user` is a group administrator of, in group id order.
+    async fn list_administered_groups(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Group>>;
 
     // Inherited roles.
     async fn set_inherited_role(

@@ -1849,6 +1849,30 @@ impl DirectoryStore for Store {
         )
     }
 
+    #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]
+    async fn list_administered_groups(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Group>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::fetch_user(&mut conn, tenant, user).await?;
+        let after = after_id(page)?.unwrap_or(Uuid::nil());
+        let rows: Vec<GroupRow> = sqlx::query_as(&format!(
+            "SELECT {GROUP_COLUMNS} \
+             FROM group_administrators a JOIN groups g ON g.tenant_id = a.tenant_id AND g.id = a.group_id \
+             WHERE a.tenant_id = $1 AND a.user_id = $2 AND a.group_id > $3 ORDER BY a.group_id LIMIT $4"
+        ))
+        .bind(tenant.0)
+        .bind(user.0)
+        .bind(after)
+        .bind(page.fetch_limit())
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(page.page(convert_all(rows)?, |g: &Group| g.id.to_string()))
+    }
+
     async fn set_inherited_role(
         &self,
         ctx: &WriteContext,

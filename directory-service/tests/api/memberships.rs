@@ -191,7 +191,139 @@ async fn deleted_users_and_groups_leave_no_membership_behind(app: &TestApp) {
     );
 }
 
+/// The groups a user administers are listed like their memberships: by group
+/// id, paged, with a token that is bound to the relation asked for.
+async fn the_groups_a_user_administers_are_listed(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let team = app.subgroup(&t, "Team", &org).await.id;
+    let squad = app.subgroup(&t, "Squad", &team).await.id;
+    let admin = app.group_admin(&t, "Admin").await;
+    let other = app.group_admin(&t, "Other").await;
+    app.set_admins(&t, &squad, &[&admin]).await.unwrap();
+    app.set_admins(&t, &org, &[&admin, &other]).await.unwrap();
+    app.set_admins(&t, &team, &[&other]).await.unwrap();
+    app.add_members(&t, &team, &[&admin]).await.unwrap();
+
+    let list = |user: &str, relation: pb::GroupRelation, page_size: i32, page_token: String| {
+        let mut client = app.client();
+        let request = pb::ListUserGroupsRequest {
+            tenant_id: t.id.clone(),
+            user_id: user.to_owned(),
+            relation: relation as i32,
+            page_size,
+            page_token,
+        };
+        async move {
+            client
+                .list_user_groups(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let ids = |groups: &[pb::UserGroup]| -> Vec<String> {
+        groups
+            .iter()
+            .map(|g| g.group.as_ref().unwrap().id.clone())
+            .collect()
+    };
+
+    let mut administered = [org.clone(), squad.clone()];
+    administered.sort();
+    let first = list(&admin, pb::GroupRelation::Administrator, 1, String::new())
+        .await
+        .unwrap();
+    assert_eq!(ids(&first.groups), administered[..1]);
+    assert!(first.groups.iter().all(|g| g.membership.is_none()));
+    assert!(!first.next_page_token.is_empty());
+    let second = list(
+        &admin,
+        pb::GroupRelation::Administrator,
+        1,
+        first.next_page_token.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&second.groups), administered[1..]);
+    assert!(second.next_page_token.is_empty());
+    // The administrator counts come with each group.
+    let org_listed = first
+        .groups
+        .iter()
+        .chain(&second.groups)
+        .find(|g| g.group.as_ref().unwrap().id == org)
+        .unwrap();
+    assert_eq!(org_listed.group.as_ref().unwrap().administrator_count, 2);
+
+    // Memberships stay the default, and a token is not carried across relations.
+    let member = list(&admin, pb::GroupRelation::Unspecified, 0, String::new())
+        .await
+        .unwrap();
+    assert_eq!(ids(&member.groups), std::slice::from_ref(&team));
+    let crossed = list(
+        &admin,
+        pb::GroupRelation::Member,
+        1,
+        first.next_page_token.clone(),
+    )
+    .await;
+    assert_error(crossed, Code::InvalidArgument, Some("page_token"));
+
+    let mut theirs = [org.clone(), team.clone()];
+    theirs.sort();
+    let other_groups = list(&other, pb::GroupRelation::Administrator, 0, String::new())
+        .await
+        .unwrap();
+    assert_eq!(ids(&other_groups.groups), theirs);
+
+    let nobody = app.user(&t, "Nobody").await;
+    let none = list(&nobody, pb::GroupRelation::Administrator, 0, String::new())
+        .await
+        .unwrap();
+    assert!(none.groups.is_empty() && none.next_page_token.is_empty());
+    assert_error(
+        list(
+            &uuid::Uuid::now_v7().to_string(),
+            pb::GroupRelation::Administrator,
+            0,
+            String::new(),
+        )
+        .await,
+        Code::NotFound,
+        None,
+    );
+    let mut unknown = app.client();
+    assert_error(
+        unknown
+            .list_user_groups(pb::ListUserGroupsRequest {
+                tenant_id: t.id.clone(),
+                user_id: admin.clone(),
+                relation: 9,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        Some("relation"),
+    );
+    // Another tenant's user is not found, administrator or not.
+    let foreign = app.tenant().await;
+    let mut client = app.client();
+    assert_error(
+        client
+            .list_user_groups(pb::ListUserGroupsRequest {
+                tenant_id: foreign.id.clone(),
+                user_id: admin.clone(),
+                relation: pb::GroupRelation::Administrator as i32,
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        None,
+    );
+}
+
 crate::on_both_backends!(
+    the_groups_a_user_administers_are_listed,
     deleted_users_and_groups_leave_no_membership_behind,
     members_are_added_and_removed_in_batches,
     a_batch_with_one_bad_id_adds_nobody,
