@@ -186,9 +186,7 @@ async fn random_write(d: &mut Directory, tenant: &str, rng: &mut StdRng, step: u
             .update_user(dir::UpdateUserRequest {
                 tenant_id: t,
                 user_id: user,
-                roles: Some(dir::RoleList {
-                    roles: roles(random_roles(rng)),
-                }),
+                roles: roles(random_roles(rng)),
                 ..Default::default()
             })
             .await

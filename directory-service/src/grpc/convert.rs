@@ -158,3 +158,45 @@ pub fn parse_query(field: &str, raw: &str) -> Result<Option<String>, ValidationE
     }
     Ok((!query.is_empty()).then(|| query.to_lowercase()))
 }
+
+/// The fields an update changes (AIP-134): those its `update_mask` names, or
+/// without a mask those that are set.
+pub struct UpdateMask(Option<Vec<String>>);
+
+impl UpdateMask {
+    /// Reads a mask whose paths must be among `updatable` (`*` meaning all).
+    pub fn parse(
+        mask: Option<&prost_types::FieldMask>,
+        updatable: &[&str],
+    ) -> Result<Self, ValidationError> {
+        let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
+            return Ok(UpdateMask(None));
+        };
+        let mut paths = Vec::with_capacity(mask.paths.len());
+        for path in &mask.paths {
+            if path == "*" {
+                paths.extend(updatable.iter().map(|p| p.to_string()));
+            } else if updatable.contains(&path.as_str()) {
+                paths.push(path.clone());
+            } else {
+                return Err(ValidationError::new(
+                    "update_mask",
+                    format!(
+                        "`{path}` is not a field this update changes (it changes {}, or `*` for all)",
+                        updatable.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(UpdateMask(Some(paths)))
+    }
+
+    /// Whether `field` changes; `set` says whether the request sets it (what
+    /// decides when there is no mask).
+    pub fn changes(&self, field: &str, set: bool) -> bool {
+        match &self.0 {
+            Some(paths) => paths.iter().any(|p| p == field),
+            None => set,
+        }
+    }
+}

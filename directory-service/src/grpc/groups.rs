@@ -3,7 +3,7 @@
 
 use cohort_shared::proto::directory::v1 as pb;
 
-use super::convert;
+use super::convert::{self, UpdateMask};
 use super::error::ApiError;
 use crate::domain::{
     DisplayName, Etag, GroupFilter, GroupId, GroupUpdate, NewGroup, PageRequest, RequestId,
@@ -81,13 +81,18 @@ pub async fn update(
     req: pb::UpdateGroupRequest,
 ) -> Result<pb::UpdateGroupResponse, ApiError> {
     let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
+    let mask = UpdateMask::parse(
+        req.update_mask.as_ref(),
+        &["display_name", "is_organization"],
+    )?;
     let update = GroupUpdate {
-        display_name: req
-            .display_name
-            .as_deref()
-            .map(|n| DisplayName::parse("display_name", n))
+        display_name: mask
+            .changes("display_name", req.display_name.is_some())
+            .then(|| DisplayName::parse("display_name", req.display_name.as_deref().unwrap_or("")))
             .transpose()?,
-        is_organization: req.is_organization,
+        is_organization: mask
+            .changes("is_organization", req.is_organization.is_some())
+            .then(|| req.is_organization.unwrap_or(false)),
         etag: Etag::parse("etag", &req.etag)?,
     };
     let written = store.update_group(ctx, tenant, group, update).await?;

@@ -2,7 +2,7 @@
 
 use cohort_shared::proto::directory::v1 as pb;
 
-use super::convert;
+use super::convert::{self, UpdateMask};
 use super::error::ApiError;
 use crate::domain::{
     DisplayName, Email, Etag, GroupId, NewUser, PageRequest, RequestId, TenantId, UserFilter,
@@ -150,21 +150,22 @@ pub async fn update(
     req: pb::UpdateUserRequest,
 ) -> Result<pb::UpdateUserResponse, ApiError> {
     let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
+    let mask = UpdateMask::parse(
+        req.update_mask.as_ref(),
+        &["display_name", "email", "roles"],
+    )?;
     let update = UserUpdate {
-        display_name: req
-            .display_name
-            .as_deref()
-            .map(|n| DisplayName::parse("display_name", n))
+        display_name: mask
+            .changes("display_name", req.display_name.is_some())
+            .then(|| DisplayName::parse("display_name", req.display_name.as_deref().unwrap_or("")))
             .transpose()?,
-        email: req
-            .email
-            .as_deref()
-            .map(|e| Email::parse("email", e))
+        email: mask
+            .changes("email", req.email.is_some())
+            .then(|| Email::parse("email", req.email.as_deref().unwrap_or("")))
             .transpose()?,
-        roles: req
-            .roles
-            .as_ref()
-            .map(|r| convert::parse_role_set("roles.roles", &r.roles))
+        roles: mask
+            .changes("roles", !req.roles.is_empty())
+            .then(|| convert::parse_role_set("roles", &req.roles))
             .transpose()?,
         etag: Etag::parse("etag", &req.etag)?,
     };

@@ -367,9 +367,7 @@ async fn deletion_is_refused_for_non_empty_groups_unless_cascading(app: &TestApp
     let demote = pb::UpdateUserRequest {
         tenant_id: t.id.clone(),
         user_id: gina,
-        roles: Some(pb::RoleList {
-            roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
-        }),
+        roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
         ..Default::default()
     };
     app.client()
