@@ -353,7 +353,17 @@ fn effective_roles(
                 .iter()
                 .map(|held| pb::EffectiveRole {
                     role: PbRole::from(held.role) as i32,
+                    #[allow(deprecated)]
                     scope: Some(scope(held.reach.clone())),
+                    reaches: held
+                        .reaches
+                        .iter()
+                        .map(|r| pb::PermissionReach {
+                            kind: cohort_shared::proto::catalog::v1::ScopeKind::from(r.kind) as i32,
+                            scope: Some(scope(r.reach.clone())),
+                            permissions: r.permissions.iter().map(|p| p.to_string()).collect(),
+                        })
+                        .collect(),
                     provenance: held
                         .sources
                         .iter()

@@ -161,13 +161,21 @@ async fn a_directory_write_is_seen_by_a_read_your_writes_read() {
         .iter()
         .find(|r| r.role == catalog_pb::Role::LmsGroupAdministrator as i32)
         .unwrap();
+    let administered = group_admin
+        .reaches
+        .iter()
+        .find(|r| r.kind == catalog_pb::ScopeKind::AdministeredGroups as i32)
+        .unwrap();
     assert_eq!(
-        group_admin.scope.as_ref().unwrap().scope,
+        administered.scope.as_ref().unwrap().scope,
         Some(authz::scope::Scope::Groups(authz::GroupIds {
             group_ids: vec![s.team.clone()]
         })),
         "the inherited administration applies to that group only"
     );
+    assert!(administered
+        .permissions
+        .contains(&"lms.trainings.manage".to_owned()));
     assert!(may_manage_trainings(&cluster, &s, &s.team, s.revision).await);
     assert!(!may_manage_trainings(&cluster, &s, &s.org, s.revision).await);
 

@@ -6,11 +6,12 @@
 //! changes in shuffled order (as a snapshot may be), then changed at random, and
 //! after every round every user's roles, every check and every lookup must agree.
 
+use cohort_authz::domain::REACH_ORDER;
 use cohort_authz::domain::{
-    check, lookup_groups, lookup_subjects, resolve, CheckError, GroupId, Holding, Resource, Source,
-    SuppressReason, TenantState, UserId,
+    check, lookup_groups, lookup_subjects, resolve, CheckError, GroupId, Holding, Reach, Resource,
+    Source, SuppressReason, TenantState, UserId,
 };
-use cohort_shared::catalog::{self, Role};
+use cohort_shared::catalog::{self, Role, ScopeKind};
 use cohort_tests::oracle::World;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -48,6 +49,39 @@ fn compare(world: &World, state: &TenantState, context: &str) {
                 })
                 .collect();
             assert_eq!(got, held, "{context}: held {tool:?} roles of {user}");
+            // Where each permission of each held role reaches, against the oracle's
+            // scopes, kind by kind.
+            for (held_role, (role, sources)) in tool_roles.roles.iter().zip(&held) {
+                let mut kinds: Vec<ScopeKind> = role.grants().iter().map(|g| g.scope).collect();
+                kinds.sort_by_key(|k| REACH_ORDER.iter().position(|o| o == k));
+                kinds.dedup();
+                let got: Vec<ScopeKind> = held_role.reaches.iter().map(|r| r.kind).collect();
+                assert_eq!(got, kinds, "{context}: reach kinds of {role} for {user}");
+                for reach in &held_role.reaches {
+                    let expected = match world.scope(*user, sources, reach.kind) {
+                        None => Reach::Tenant,
+                        Some(_) if reach.kind == ScopeKind::Own => Reach::Own,
+                        Some(mut groups) => {
+                            groups.sort();
+                            groups.dedup();
+                            Reach::Groups(groups)
+                        }
+                    };
+                    assert_eq!(
+                        reach.reach, expected,
+                        "{context}: {:?} reach of {role} for {user}",
+                        reach.kind
+                    );
+                    let mut permissions: Vec<&str> = role
+                        .grants()
+                        .iter()
+                        .filter(|g| g.scope == reach.kind)
+                        .map(|g| g.permission)
+                        .collect();
+                    permissions.sort();
+                    assert_eq!(reach.permissions, permissions);
+                }
+            }
             let got: Vec<(Role, SuppressReason)> = tool_roles
                 .suppressed
                 .iter()

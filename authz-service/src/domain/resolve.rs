@@ -53,9 +53,31 @@ pub struct HeldRole {
     pub role: Role,
     pub sources: Vec<Source>,
     /// Where the role applies as a whole: its group scope if it has one, else the
-    /// tenant, else the user's own content.
+    /// tenant, else the user's own content. Lossy (a role's permissions reach
+    /// different places): `reaches` says exactly where.
     pub reach: Reach,
+    /// Where each of the role's permissions reaches: one entry per scope kind
+    /// the role grants in, in the order of [`REACH_ORDER`].
+    pub reaches: Vec<PermissionReach>,
 }
+
+/// Some of a held role's permissions, all granted in one kind of scope, and
+/// where that scope reaches for this user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionReach {
+    pub kind: ScopeKind,
+    pub reach: Reach,
+    /// The permissions, sorted by name.
+    pub permissions: Vec<&'static str>,
+}
+
+/// The order of a role's reaches: widest first, own content last.
+pub const REACH_ORDER: [ScopeKind; 4] = [
+    ScopeKind::Tenant,
+    ScopeKind::AdministeredGroups,
+    ScopeKind::MemberGroups,
+    ScopeKind::Own,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuppressReason {
@@ -328,10 +350,32 @@ pub(crate) fn resolution(state: &TenantState, resolved: &Resolved) -> Resolution
                             .map(|offer| Source::Inherited(via(state, offer))),
                     );
                     let scope = Scope::of(resolved, held, role_kind(held.role));
+                    let reaches = REACH_ORDER
+                        .into_iter()
+                        .filter_map(|kind| {
+                            let mut permissions: Vec<&'static str> = held
+                                .role
+                                .grants()
+                                .iter()
+                                .filter(|g| g.scope == kind)
+                                .map(|g| g.permission)
+                                .collect();
+                            if permissions.is_empty() {
+                                return None;
+                            }
+                            permissions.sort_unstable();
+                            Some(PermissionReach {
+                                kind,
+                                reach: Scope::of(resolved, held, kind).reach(state),
+                                permissions,
+                            })
+                        })
+                        .collect();
                     HeldRole {
                         role: held.role,
                         sources,
                         reach: scope.reach(state),
+                        reaches,
                     }
                 })
                 .collect();

@@ -494,3 +494,101 @@ fn lookups_find_holders_through_administration_inheritance_and_subgroups() {
     expected.sort();
     assert_eq!(role_holders, expected);
 }
+
+/// Where a held role reaches, per kind of scope, with its permissions.
+fn reaches(w: &World, user: UserId, role: Role) -> Vec<(ScopeKind, Reach, Vec<&'static str>)> {
+    resolve(&w.state, user)
+        .unwrap()
+        .tool(role.tool())
+        .roles
+        .iter()
+        .find(|h| h.role == role)
+        .unwrap()
+        .reaches
+        .iter()
+        .map(|r| (r.kind, r.reach.clone(), r.permissions.clone()))
+        .collect()
+}
+
+use cohort_shared::catalog::ScopeKind;
+
+#[test]
+fn effective_roles_say_where_each_permission_reaches() {
+    let mut w = World::new();
+    let org = w.group(None, true, &[]);
+    let team = w.group(Some(org), false, &[]);
+    let author = w.user(&[
+        GlobalAdminGroupAdministrator,
+        LmsAuthor,
+        LmsUser,
+        ShareAuthor,
+    ]);
+    w.join(author, team);
+
+    // Share AUTHOR consumes playlists tenant-wide but creates only its own.
+    assert_eq!(
+        reaches(&w, author, ShareAuthor),
+        [
+            (
+                ScopeKind::Tenant,
+                Reach::Tenant,
+                vec!["share.playlists.consume"]
+            ),
+            (ScopeKind::Own, Reach::Own, vec!["share.playlists.create"]),
+        ]
+    );
+    // LMS AUTHOR: catalogs of the groups the user is in (the team and its
+    // organization), content and courses of their own.
+    let mut member_of = vec![org, team];
+    member_of.sort();
+    assert_eq!(
+        reaches(&w, author, LmsAuthor),
+        [
+            (
+                ScopeKind::MemberGroups,
+                Reach::Groups(member_of),
+                vec!["lms.catalogs.access"]
+            ),
+            (
+                ScopeKind::Own,
+                Reach::Own,
+                vec![
+                    "lms.content.create",
+                    "lms.content.edit",
+                    "lms.content.publish",
+                    "lms.courses.take"
+                ]
+            ),
+        ]
+    );
+    // A Global Admin GROUP_ADMINISTRATOR who administers nothing: the group part
+    // is empty, the tenant-wide and own parts are not.
+    assert_eq!(
+        reaches(&w, author, GlobalAdminGroupAdministrator),
+        [
+            (
+                ScopeKind::Tenant,
+                Reach::Tenant,
+                vec!["global_admin.announcements.view"]
+            ),
+            (
+                ScopeKind::AdministeredGroups,
+                Reach::Groups(Vec::new()),
+                vec!["global_admin.reports.view", "global_admin.users.manage"]
+            ),
+            (
+                ScopeKind::Own,
+                Reach::Own,
+                vec!["global_admin.notifications.view"]
+            ),
+        ]
+    );
+    w.state.apply(Change::AdministratorsChanged {
+        group: team,
+        users: vec![author],
+    });
+    assert_eq!(
+        reaches(&w, author, GlobalAdminGroupAdministrator)[1].1,
+        Reach::Groups(vec![team])
+    );
+}
