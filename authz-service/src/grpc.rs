@@ -36,8 +36,10 @@ const MAX_PAGE_SIZE: usize = 1000;
 pub enum ApiError {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    #[error("{0}")]
-    NotFound(String),
+    /// Nothing of this kind (`tenant`, `user`, `group`) with this id in the
+    /// tenant.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
     #[error("revision {} of the tenant was not reached in time (at {})", .0.wanted, .0.current)]
     NotReached(NotReached),
     #[error("the directory cannot be reached for its current revision: {0}")]
@@ -48,6 +50,13 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    fn not_found(kind: &'static str, id: impl std::fmt::Display) -> Self {
+        ApiError::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
     fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Invalid {
             field: field.into(),
@@ -61,9 +70,8 @@ impl From<CheckError> for ApiError {
         match err {
             CheckError::UnknownPermission(_) => ApiError::invalid("permission", err.to_string()),
             CheckError::NotApplicable { .. } => ApiError::invalid("resource", err.to_string()),
-            CheckError::UserNotFound(_) | CheckError::GroupNotFound(_) => {
-                ApiError::NotFound(err.to_string())
-            }
+            CheckError::UserNotFound(user) => ApiError::not_found("user", user),
+            CheckError::GroupNotFound(group) => ApiError::not_found("group", group),
         }
     }
 }
@@ -89,7 +97,17 @@ impl From<ApiError> for Status {
                 message,
                 ErrorDetails::with_bad_request_violation(field, reason),
             ),
-            ApiError::NotFound(_) => Status::not_found(message),
+            ApiError::NotFound { kind, id } => {
+                // As the directory answers: which resource was not found, and
+                // a reason a program can switch on.
+                let mut details = ErrorDetails::with_error_info(
+                    format!("{}_NOT_FOUND", kind.to_uppercase()),
+                    "authz.cohort",
+                    [(kind.to_owned(), id.clone())],
+                );
+                details.set_resource_info(kind, id, "", format!("no {kind} with this id"));
+                Status::with_error_details(Code::NotFound, message, details)
+            }
             ApiError::NotReached(NotReached { wanted, current }) => Status::with_error_details(
                 Code::DeadlineExceeded,
                 message,
@@ -181,7 +199,7 @@ impl AuthzApi {
         }
         self.projection
             .tenant(tenant)
-            .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} not found")))
+            .ok_or_else(|| ApiError::not_found("tenant", tenant))
     }
 
     /// The directory's current revision of the tenant, asked with the caller's
@@ -207,7 +225,7 @@ impl AuthzApi {
             match reply {
                 Ok(r) => Ok(r.into_inner().tenant.map(|t| t.revision).unwrap_or(0)),
                 Err(status) if status.code() == Code::NotFound => {
-                    Err(ApiError::NotFound(format!("tenant {tenant} not found")))
+                    Err(ApiError::not_found("tenant", tenant))
                 }
                 Err(status) => Err(unavailable(status.message().to_owned())),
             }
@@ -340,8 +358,8 @@ fn effective_roles(
     user: UserId,
 ) -> Result<pb::GetEffectiveRolesResponse, ApiError> {
     use cohort_shared::proto::catalog::v1::{Role as PbRole, Tool as PbTool};
-    let resolution = domain::resolve(state, user)
-        .ok_or_else(|| ApiError::NotFound(format!("user {user} not found")))?;
+    let resolution =
+        domain::resolve(state, user).ok_or_else(|| ApiError::not_found("user", user))?;
     let tools = resolution
         .tools
         .iter()

@@ -469,3 +469,73 @@ async fn health_is_not_serving_while_the_feed_has_been_lost_for_longer_than_its_
     directory.finish().await.unwrap();
     name.drop_now().await.unwrap();
 }
+
+/// What the authorization service did not find, it names: the kind and id in a
+/// `ResourceInfo`, and an `ErrorInfo` reason a program can switch on. Another
+/// tenant's user is not found, like an unknown one.
+#[tokio::test]
+async fn the_authorization_service_names_what_it_did_not_find() {
+    use tonic_types::StatusExt;
+    let cluster = Cluster::start().await.unwrap();
+    let s = scenario(&cluster).await;
+    let mut d = cluster.directory.client().await.unwrap();
+    let other = cohort_tests::create_tenant(&mut d, "Other").await.unwrap();
+    let stranger = other.admin.unwrap().id;
+    let mut a = cluster.authz.client().await.unwrap();
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let check = |tenant: &str, user: &str, resource: Option<authz::Resource>| authz::CheckRequest {
+        tenant_id: tenant.to_owned(),
+        user_id: user.to_owned(),
+        permission: "lms.trainings.manage".into(),
+        resource,
+        consistency: at(other.revision.max(s.revision)),
+        explain: false,
+    };
+    let cases = [
+        (
+            check(&unknown, &s.author, on_group(&s.team)),
+            "tenant",
+            &unknown,
+        ),
+        (
+            check(&s.tenant, &unknown, on_group(&s.team)),
+            "user",
+            &unknown,
+        ),
+        (
+            check(&s.tenant, &stranger, on_group(&s.team)),
+            "user",
+            &stranger,
+        ),
+        (
+            check(&s.tenant, &s.author, on_group(&unknown)),
+            "group",
+            &unknown,
+        ),
+    ];
+    for (request, kind, id) in cases {
+        let status = if kind == "tenant" {
+            // A tenant the service has never seen: no revision to wait for.
+            a.check(authz::CheckRequest {
+                consistency: None,
+                ..request
+            })
+            .await
+            .unwrap_err()
+        } else {
+            a.check(request).await.unwrap_err()
+        };
+        assert_eq!(status.code(), Code::NotFound, "{kind}: {status:?}");
+        let details = status.get_error_details();
+        let info = details.resource_info().expect("a ResourceInfo");
+        assert_eq!(
+            (info.resource_type.as_str(), info.resource_name.as_str()),
+            (kind, id.as_str())
+        );
+        let reason = details.error_info().expect("an ErrorInfo");
+        assert_eq!(reason.reason, format!("{}_NOT_FOUND", kind.to_uppercase()));
+        assert!(status.message().contains(id.as_str()), "{status:?}");
+    }
+    cluster.finish().await.unwrap();
+}
