@@ -6,38 +6,12 @@ use std::time::Duration;
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
-/// Adds `authorization: Bearer <secret>` to every call.
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Bearer {
-    pub fn new(secret: Option<&str>) -> anyhow::Result<Self> {
-        Ok(Bearer(match secret {
-            Some(secret) => Some(format!("Bearer {secret}").parse()?),
-            None => None,
-        }))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
+/// Adds `authorization: Bearer <secret>` to every call: the client crate's.
+pub use cohort_client::Bearer;
 
 pub type Authed = InterceptedService<Channel, Bearer>;
 

@@ -9,6 +9,8 @@
 //!
 //! In production, run `cohort-directory` and `cohort-authz` separately.
 //!
+//! [`Ephemeral`] starts a throwaway stack on random ports for examples and tests.
+//!
 //! Layout: [`Settings`] (flags and environment), [`Stack::build`] (opens both
 //! services and binds their listeners), [`Stack::banner`] (what `main` prints)
 //! and [`Stack::run_until`]; `main.rs` only wires them to the process.
@@ -185,5 +187,107 @@ impl Stack {
         let _ = stop_directory.send(());
         directory_task.await??;
         Ok(())
+    }
+}
+
+/// A whole stack on random local ports, in a fresh temporary folder, with a
+/// generated credential: for examples and tests that need real services and
+/// nothing set up. Stop it with [`Ephemeral::stop`]; dropped, it stops in the
+/// background and its folder is removed.
+pub struct Ephemeral {
+    directory: SocketAddr,
+    authz: SocketAddr,
+    token: String,
+    data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Ephemeral {
+    /// Starts both services and waits until the authorization service has
+    /// caught up with the directory.
+    pub async fn start() -> anyhow::Result<Ephemeral> {
+        let data_dir = std::env::temp_dir().join(format!(
+            "cohort-ephemeral-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        // Random, as the services require of any secret (a v4 UUID: 122 bits).
+        let token = format!("ephemeral-{}", uuid::Uuid::new_v4().simple());
+        let settings = Settings::try_parse_from([
+            "cohort-stack",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--directory-listen",
+            "127.0.0.1:0",
+            "--authz-listen",
+            "127.0.0.1:0",
+            "--auth-tokens",
+            &format!("ephemeral:{token}"),
+            "--directory-token",
+            &token,
+        ])?;
+        let stack = Stack::build(&settings).await?;
+        let (directory, authz) = (stack.directory_addr(), stack.authz_addr());
+        let (stop, stopping) = oneshot::channel::<()>();
+        let serving = tokio::spawn(stack.run_until(async {
+            let _ = stopping.await;
+        }));
+        let ephemeral = Ephemeral {
+            directory,
+            authz,
+            token,
+            data_dir,
+            stop: Some(stop),
+            serving: Some(serving),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while cohort_shared::serving::probe_health(authz, "cohort.authz.v1.AuthzService")
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the authorization service did not catch up within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(ephemeral)
+    }
+
+    /// The directory's URL (`http://127.0.0.1:port`).
+    pub fn directory_url(&self) -> String {
+        format!("http://{}", self.directory)
+    }
+
+    /// The authorization service's URL.
+    pub fn authz_url(&self) -> String {
+        format!("http://{}", self.authz)
+    }
+
+    /// The secret both services accept.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Stops both services (calls in flight finish) and removes the folder.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await??;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        Ok(())
+    }
+}
+
+impl Drop for Ephemeral {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -21,9 +21,7 @@ use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServ
 use cohort_shared::serving::TlsFiles;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -149,30 +147,11 @@ pub fn test_auth(extra: Vec<Credential>) -> Auth {
     Auth::required(credentials)
 }
 
-/// Presents a secret on every call of a client.
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub use cohort_client::Bearer;
 
-impl Bearer {
-    pub fn new(secret: &str) -> Self {
-        Bearer(
-            format!("Bearer {secret}")
-                .parse()
-                .expect("a secret is ASCII"),
-        )
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
+/// The credential `secret` on every call.
+pub fn bearer(secret: &str) -> Bearer {
+    Bearer::new(Some(secret)).expect("a test secret is ASCII")
 }
 
 pub type Authed = InterceptedService<Channel, Bearer>;
@@ -317,14 +296,14 @@ impl DirectoryProcess {
     pub async fn client_with(&self, secret: &str) -> anyhow::Result<DirectoryClient> {
         Ok(DirectoryServiceClient::with_interceptor(
             channel(self.addr).await?,
-            Bearer::new(secret),
+            bearer(secret),
         ))
     }
 
     pub async fn feed_with(&self, secret: &str) -> anyhow::Result<FeedClient> {
         Ok(ChangeFeedServiceClient::with_interceptor(
             channel(self.addr).await?,
-            Bearer::new(secret),
+            bearer(secret),
         ))
     }
 
@@ -433,7 +412,7 @@ impl AuthzProcess {
     pub async fn client_with(&self, secret: &str) -> anyhow::Result<AuthzClient> {
         Ok(AuthzServiceClient::with_interceptor(
             channel(self.addr).await?,
-            Bearer::new(secret),
+            bearer(secret),
         ))
     }
 

@@ -187,7 +187,7 @@ async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_
     watch_until(&mut feed_health, ServingStatus::Serving).await;
     let mut d = dir::directory_service_client::DirectoryServiceClient::with_interceptor(
         cohort_tests::channel(directory_addr).await.unwrap(),
-        cohort_tests::Bearer::new(&cohort_tests::test_secret()),
+        cohort_tests::bearer(&cohort_tests::test_secret()),
     );
     let began = std::time::Instant::now();
     stop_directory.send(()).unwrap();

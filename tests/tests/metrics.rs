@@ -10,7 +10,7 @@ use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
 use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
-use cohort_tests::{channel, test_auth, Bearer, TEST_SECRET};
+use cohort_tests::{channel, test_auth, TEST_SECRET};
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -139,7 +139,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
 
     let mut d = DirectoryServiceClient::with_interceptor(
         channel(directory_addr).await.unwrap(),
-        Bearer::new(TEST_SECRET),
+        cohort_tests::bearer(TEST_SECRET),
     );
     let created = cohort_tests::create_tenant(&mut d, "Metrics")
         .await
@@ -170,7 +170,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
 
     let mut a = AuthzServiceClient::with_interceptor(
         channel(authz_addr).await.unwrap(),
-        Bearer::new(TEST_SECRET),
+        cohort_tests::bearer(TEST_SECRET),
     );
     for _ in 0..2 {
         let allowed = a

@@ -1,7 +1,7 @@
 //! What every Cohort server must offer an operator or a client with no .proto
 //! files: the standard health service and server reflection.
 
-use cohort_tests::{Bearer, DirectoryProcess, TEST_SECRET};
+use cohort_tests::{DirectoryProcess, TEST_SECRET};
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -46,7 +46,7 @@ async fn the_directory_reports_health_and_lists_its_services() {
         .await;
     assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
     let mut reflection =
-        ServerReflectionClient::with_interceptor(channel, Bearer::new(TEST_SECRET));
+        ServerReflectionClient::with_interceptor(channel, cohort_tests::bearer(TEST_SECRET));
     let mut responses = reflection
         .server_reflection_info(tokio_stream::iter([list_services()]))
         .await
@@ -102,7 +102,7 @@ async fn both_services_serve_the_same_role_catalog() {
 
         let mut client = CatalogServiceClient::with_interceptor(
             channel,
-            Bearer::new(&cohort_tests::test_secret()),
+            cohort_tests::bearer(&cohort_tests::test_secret()),
         );
         let tools = client
             .list_tools(catalog::ListToolsRequest {})

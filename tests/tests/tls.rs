@@ -6,7 +6,7 @@ use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
 use cohort_shared::serving::TlsFiles;
-use cohort_tests::{AuthzProcess, Bearer, DirectoryProcess, TEST_SECRET};
+use cohort_tests::{AuthzProcess, DirectoryProcess, TEST_SECRET};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -62,7 +62,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         Err(_) => true,
         Ok(channel) => dir::directory_service_client::DirectoryServiceClient::with_interceptor(
             channel,
-            Bearer::new(TEST_SECRET),
+            cohort_tests::bearer(TEST_SECRET),
         )
         .list_tenants(dir::ListTenantsRequest::default())
         .await
@@ -81,7 +81,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         .unwrap();
     let mut d = dir::directory_service_client::DirectoryServiceClient::with_interceptor(
         channel,
-        Bearer::new(TEST_SECRET),
+        cohort_tests::bearer(TEST_SECRET),
     );
     let created = cohort_tests::create_tenant(&mut d, "Secure").await.unwrap();
 
