@@ -606,6 +606,18 @@ impl Cluster {
         })
     }
 
+    /// A `cohort-client` session on both services: read-your-writes without
+    /// carrying revisions.
+    pub fn session(&self) -> anyhow::Result<cohort_client::Client> {
+        Ok(cohort_client::Client::connect(
+            cohort_client::Config::new(
+                self.directory.endpoint(),
+                format!("http://{}", self.authz.addr),
+            )
+            .token(test_secret()),
+        )?)
+    }
+
     pub async fn finish(mut self) -> anyhow::Result<()> {
         self.authz.stop().await?;
         self.directory.stop().await?;

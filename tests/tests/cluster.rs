@@ -36,11 +36,19 @@ struct Scenario {
 }
 
 async fn scenario(cluster: &Cluster) -> Scenario {
-    let mut d = cluster.directory.client().await.unwrap();
-    let created = cohort_tests::create_tenant(&mut d, "Acme").await.unwrap();
+    let session = cluster.session().unwrap();
+    let created = session
+        .call(dir::CreateTenantRequest {
+            display_name: "Acme".into(),
+            admin_display_name: "Ada".into(),
+            admin_email: "ada@acme.test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let tenant = created.tenant.unwrap().id;
-    let author = d
-        .create_user(dir::CreateUserRequest {
+    let author = session
+        .call(dir::CreateUserRequest {
             tenant_id: tenant.clone(),
             display_name: "Alex Author".into(),
             email: "alex@acme.test".into(),
@@ -48,64 +56,57 @@ async fn scenario(cluster: &Cluster) -> Scenario {
                 catalog_pb::Role::GlobalAdminGroupAdministrator as i32,
                 catalog_pb::Role::LmsAuthor as i32,
             ],
-            request_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
-        .into_inner()
         .user
         .unwrap()
         .id;
-    let org = d
-        .create_group(dir::CreateGroupRequest {
-            tenant_id: tenant.clone(),
-            display_name: "Org".into(),
-            is_organization: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .id;
-    let team = d
-        .create_group(dir::CreateGroupRequest {
-            tenant_id: tenant.clone(),
-            display_name: "Team".into(),
-            parent_id: org.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .group
-        .unwrap()
-        .id;
-    d.set_inherited_role(dir::SetInheritedRoleRequest {
+    let group = |name: &str, parent: &str| dir::CreateGroupRequest {
         tenant_id: tenant.clone(),
-        group_id: team.clone(),
-        role: catalog_pb::Role::LmsGroupAdministrator as i32,
-        etag: String::new(),
-    })
-    .await
-    .unwrap();
-    let revision = d
-        .add_group_members(dir::AddGroupMembersRequest {
+        display_name: name.into(),
+        parent_id: parent.into(),
+        is_organization: parent.is_empty(),
+        ..Default::default()
+    };
+    let org = session
+        .call(group("Org", ""))
+        .await
+        .unwrap()
+        .group
+        .unwrap()
+        .id;
+    let team = session
+        .call(group("Team", &org))
+        .await
+        .unwrap()
+        .group
+        .unwrap()
+        .id;
+    session
+        .call(dir::SetInheritedRoleRequest {
+            tenant_id: tenant.clone(),
+            group_id: team.clone(),
+            role: catalog_pb::Role::LmsGroupAdministrator as i32,
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    session
+        .call(dir::AddGroupMembersRequest {
             tenant_id: tenant.clone(),
             group_id: team.clone(),
             user_ids: vec![author.clone()],
         })
         .await
-        .unwrap()
-        .into_inner()
-        .revision;
+        .unwrap();
     Scenario {
+        revision: session.revision(&tenant).unwrap(),
         tenant,
         author,
         org,
         team,
-        revision,
     }
 }
 
