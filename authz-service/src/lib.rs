@@ -17,7 +17,9 @@
 //! - [`follower`]: follows the directory's feed (the directory's proto types stop
 //!   there), reconnecting with backoff.
 //! - [`upstream`]: the directory's address and the credential presented to it.
-//! - [`grpc`]: the tonic service: consistency, deadlines, one error mapping.
+//! - [`grpc`]: the tonic service, shaped like the directory's: handlers, one
+//!   error mapping (with `ErrorInfo`), the wait for a revision, conversions and
+//!   page tokens, each in its file.
 //! - [`metrics`]: the projection's own Prometheus metrics (the call metrics are
 //!   `cohort_shared::metrics`').
 //! - [`config`] and [`startup`]: settings and the application that binds its

@@ -9,6 +9,7 @@
 //! - [`auth`]: bearer credentials per calling service, tenant restrictions.
 //! - [`call_log`]: one log line per call, request ids across services.
 //! - [`malformed`]: undecodable requests answered as INVALID_ARGUMENT.
+//! - [`page_token`]: opaque, request-bound page tokens (both services).
 //! - [`metrics`]: Prometheus metrics and the listener that serves them.
 //! - [`shed`]: load shedding (a bound on calls in flight).
 //! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
@@ -23,6 +24,7 @@ pub mod convert;
 pub mod log_writer;
 pub mod malformed;
 pub mod metrics;
+pub mod page_token;
 pub mod serving;
 pub mod shed;
 pub mod telemetry;

@@ -11,7 +11,7 @@ pub use change::{Change, ChangeSet};
 pub use fields::{
     CatalogId, DisplayName, Email, Etag, GroupId, RequestId, TenantId, UserId, ValidationError,
 };
-pub use page::{Page, PageRequest, PageToken};
+pub use page::{Page, PageRequest};
 pub use resources::{
     CatalogAssignment, Group, GroupFilter, GroupUpdate, Membership, NewGroup, NewTenant, NewUser,
     Tenant, User, UserFilter, UserState, UserUpdate, WriteContext,

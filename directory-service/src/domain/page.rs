@@ -1,18 +1,14 @@
-//! Keyset pagination. A page token names the last key of the previous page and a
-//! fingerprint of the listing's filters: it is opaque to clients, costs one index
-//! seek to resume, and is refused when reused with other filters.
+//! Keyset pagination over the shared page tokens
+//! ([`cohort_shared::page_token`]: the last key of the previous page and a
+//! fingerprint of the listing's filters, opaque to clients, refused with other
+//! filters): a listing fetches one row more than the page to know whether
+//! another follows.
+
+use cohort_shared::page_token::{PageCursor, PageError};
 
 use super::ValidationError;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
-pub const MAX_PAGE_SIZE: usize = 1000;
-
-/// The position after which a page starts: the sort key of the last item seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageToken {
-    pub after: String,
-    filter_fingerprint: u64,
-}
 
 /// A validated page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +16,7 @@ pub struct PageRequest {
     pub size: usize,
     /// The last key of the previous page (`None` for the first page).
     pub after: Option<String>,
-    filter_fingerprint: u64,
+    cursor: PageCursor,
 }
 
 /// One page of a listing.
@@ -31,6 +27,12 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
+impl From<PageError> for ValidationError {
+    fn from(err: PageError) -> Self {
+        ValidationError::new(err.field(), err.to_string())
+    }
+}
+
 impl PageRequest {
     /// Validates `page_size` and `page_token`. `filters` is anything that describes
     /// the listing's filters (its `Debug` form is fingerprinted).
@@ -39,40 +41,25 @@ impl PageRequest {
         page_token: &str,
         filters: &impl std::fmt::Debug,
     ) -> Result<Self, ValidationError> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(ValidationError::new("page_size", "must not be negative")),
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
-        let filter_fingerprint = fnv1a(format!("{filters:?}").as_bytes());
-        let after = if page_token.is_empty() {
-            None
-        } else {
-            let token = PageToken::decode(page_token).ok_or_else(|| {
-                ValidationError::new("page_token", "is not a token this service issued")
-            })?;
-            if token.filter_fingerprint != filter_fingerprint {
-                return Err(ValidationError::new(
-                    "page_token",
-                    "was issued for a listing with other filters",
-                ));
-            }
-            Some(token.after)
-        };
-        Ok(PageRequest {
-            size,
-            after,
-            filter_fingerprint,
-        })
+        Ok(Self::from_cursor(PageCursor::parse(
+            page_size,
+            page_token,
+            filters,
+            DEFAULT_PAGE_SIZE,
+        )?))
+    }
+
+    fn from_cursor(cursor: PageCursor) -> Self {
+        PageRequest {
+            size: cursor.size,
+            after: cursor.after.clone(),
+            cursor,
+        }
     }
 
     /// A request for everything from the start, for internal use.
     pub fn first(size: usize) -> Self {
-        PageRequest {
-            size,
-            after: None,
-            filter_fingerprint: 0,
-        }
+        Self::from_cursor(PageCursor::first(size))
     }
 
     /// How many rows to fetch: one more than the page, to know whether another follows.
@@ -97,53 +84,16 @@ impl PageRequest {
     /// The opaque token for the page after `page`, or an empty string at the end.
     pub fn next_token<T>(&self, page: &Page<T>) -> String {
         page.next_after
-            .as_ref()
-            .map(|after| {
-                PageToken {
-                    after: after.clone(),
-                    filter_fingerprint: self.filter_fingerprint,
-                }
-                .encode()
-            })
+            .as_deref()
+            .map(|after| self.cursor.token_after(after))
             .unwrap_or_default()
     }
-}
-
-impl PageToken {
-    fn encode(&self) -> String {
-        let mut out = format!("{:016x}", self.filter_fingerprint);
-        for byte in self.after.as_bytes() {
-            out += &format!("{byte:02x}");
-        }
-        out
-    }
-
-    fn decode(raw: &str) -> Option<Self> {
-        if raw.len() < 16 || raw.len() % 2 != 0 || !raw.is_ascii() {
-            return None;
-        }
-        let filter_fingerprint = u64::from_str_radix(&raw[..16], 16).ok()?;
-        let bytes = (16..raw.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&raw[i..i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()?;
-        Some(PageToken {
-            after: String::from_utf8(bytes).ok()?,
-            filter_fingerprint,
-        })
-    }
-}
-
-/// FNV-1a: a stable hash (unlike std's), so tokens survive a restart.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cohort_shared::page_token::MAX_PAGE_SIZE;
 
     #[test]
     fn tokens_resume_after_the_last_key_of_a_page() {
