@@ -1,4 +1,5 @@
-//! Domain layer: validated types and the rules that need no I/O. No proto types and
+//! Domain layer: validated types and the rules that need no I/O (`rules`: every
+//! business rule a write can break, as pure functions). No proto types and
 //! no SQL here; the gRPC layer converts into these types and the storage layer
 //! persists them.
 
@@ -6,6 +7,7 @@ mod change;
 mod fields;
 mod page;
 mod resources;
+pub mod rules;
 
 pub use change::{Change, ChangeSet};
 pub use fields::{

@@ -84,19 +84,17 @@ fn store_status(err: StoreError) -> Status {
         StoreError::InvalidArgument { field, message } => {
             bad_request(Code::InvalidArgument, field, message)
         }
-        StoreError::FailedPrecondition {
-            reason,
-            message,
-            subjects,
-        } => {
+        StoreError::Rule(violation) => {
+            let (reason, message, subjects) = (
+                violation.reason(),
+                violation.to_string(),
+                violation.subjects(),
+            );
             let mut details = ErrorDetails::with_error_info(
                 reason,
                 ERROR_DOMAIN,
                 [("subjects".to_owned(), subjects.join(","))],
             );
-            if subjects.is_empty() {
-                details.add_precondition_failure_violation(reason, "", message.clone());
-            }
             for subject in &subjects {
                 details.add_precondition_failure_violation(
                     reason,
@@ -162,11 +160,14 @@ mod tests {
 
     #[test]
     fn preconditions_carry_reason_and_subjects() {
-        let status = Status::from(ApiError::Store(StoreError::FailedPrecondition {
-            reason: "STILL_ADMINISTERS_GROUPS",
-            message: "still administers".into(),
-            subjects: vec!["g1".into(), "g2".into()],
-        }));
+        use crate::domain::rules::RuleViolation;
+        use crate::domain::{GroupId, UserId};
+        let status = Status::from(ApiError::Store(StoreError::Rule(
+            RuleViolation::StillAdministersGroups {
+                user: UserId::generate(),
+                groups: vec![GroupId::generate(), GroupId::generate()],
+            },
+        )));
         assert_eq!(status.code(), Code::FailedPrecondition);
         let details = status.get_error_details();
         assert_eq!(

@@ -51,15 +51,9 @@ pub enum StoreError {
     #[error("{message}")]
     AlreadyExists { field: String, message: String },
 
-    #[error("{message}")]
-    FailedPrecondition {
-        /// Machine-readable reason (UPPER_SNAKE), for `ErrorInfo`.
-        reason: &'static str,
-        message: String,
-        /// Ids the client needs to resolve the conflict (groups still administered,
-        /// subgroups in the way...).
-        subjects: Vec<String>,
-    },
+    /// A business rule refuses the write (`domain::rules`).
+    #[error(transparent)]
+    Rule(#[from] crate::domain::rules::RuleViolation),
 
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
@@ -83,20 +77,6 @@ impl StoreError {
         StoreError::NotFound {
             kind,
             id: id.to_string(),
-        }
-    }
-
-    /// A precondition that `subject` (a resource's id) fails: the error details
-    /// name it, not only the message (every precondition names what blocks it).
-    pub(crate) fn precondition_on(
-        reason: &'static str,
-        subject: impl ToString,
-        message: impl Into<String>,
-    ) -> Self {
-        StoreError::FailedPrecondition {
-            reason,
-            message: message.into(),
-            subjects: vec![subject.to_string()],
         }
     }
 }

@@ -17,6 +17,7 @@ use cohort_shared::catalog::{Role, Tool};
 use sqlx::{QueryBuilder, Transaction};
 use uuid::Uuid;
 
+use crate::domain::rules;
 use crate::domain::{
     CatalogAssignment, CatalogId, Change, ChangeSet, Etag, Group, GroupFilter, GroupId,
     GroupUpdate, Membership, NewGroup, NewTenant, NewUser, Page, PageRequest, RequestId, Tenant,
@@ -556,7 +557,7 @@ impl Store {
         tenant: TenantId,
         user: &User,
     ) -> StoreResult<()> {
-        if user.state != UserState::Active || !user.roles.contains(Role::GlobalAdminAdmin) {
+        if !rules::is_active_admin(user) {
             return Ok(());
         }
         let others: i64 = sqlx::query_scalar(
@@ -570,17 +571,7 @@ impl Store {
         .bind(false)
         .fetch_one(conn)
         .await?;
-        if others == 0 {
-            return Err(StoreError::precondition_on(
-                "LAST_GLOBAL_ADMIN",
-                user.id,
-                format!(
-                    "user {} is the tenant's last active Global Admin ADMIN",
-                    user.id
-                ),
-            ));
-        }
-        Ok(())
+        Ok(rules::keep_an_administrator(user, others)?)
     }
 
     /// A new user, as `new` describes it, at `revision`.
@@ -918,22 +909,7 @@ impl Store {
         users: &[UserId],
     ) -> StoreResult<()> {
         let found = Self::require_users(conn, tenant, users).await?;
-        let ineligible: Vec<String> = found
-            .iter()
-            .filter(|u| !u.may_administer_groups())
-            .map(|u| u.id.to_string())
-            .collect();
-        if !ineligible.is_empty() {
-            return Err(StoreError::FailedPrecondition {
-                reason: "NOT_ELIGIBLE_AS_ADMINISTRATOR",
-                message: format!(
-                    "only users whose Global Admin role is GROUP_ADMINISTRATOR can administer groups: {}",
-                    ineligible.join(", ")
-                ),
-                subjects: ineligible,
-            });
-        }
-        Ok(())
+        Ok(rules::eligible_as_administrators(&found)?)
     }
 
     async fn set_inherited(
@@ -1323,9 +1299,7 @@ impl DirectoryStore for Store {
         }
         if before.may_administer_groups() && !user.may_administer_groups() {
             let groups = Self::administered_groups(w.conn(), tenant, id).await?;
-            if !groups.is_empty() {
-                return Err(still_administers(id, groups));
-            }
+            rules::release_administered_groups(id, groups)?;
         }
         if !user.roles.contains(Role::GlobalAdminAdmin) {
             Self::keep_an_administrator(w.conn(), tenant, &before).await?;
@@ -1376,9 +1350,7 @@ impl DirectoryStore for Store {
         let user = Self::fetch_user(w.conn(), tenant, id).await?;
         check_etag("user", etag, user.revision)?;
         let groups = Self::administered_groups(w.conn(), tenant, id).await?;
-        if !groups.is_empty() {
-            return Err(still_administers(id, groups));
-        }
+        rules::release_administered_groups(id, groups)?;
         Self::keep_an_administrator(w.conn(), tenant, &user).await?;
         sqlx::query(
             "UPDATE groups SET member_count = member_count - 1 WHERE tenant_id = $1 AND id IN \
@@ -1531,13 +1503,7 @@ impl DirectoryStore for Store {
             group.display_name = name;
         }
         if let Some(flag) = update.is_organization {
-            if flag && group.parent_id.is_some() {
-                return Err(StoreError::precondition_on(
-                    "NOT_TOP_LEVEL",
-                    id,
-                    format!("group {id} is a subgroup; only top-level groups can be organizations"),
-                ));
-            }
+            rules::may_be_organization(&group, flag)?;
             group.is_organization = flag;
         }
         if group != before {
@@ -1565,35 +1531,24 @@ impl DirectoryStore for Store {
             return self.finish(ctx, w, group).await;
         }
         if let Some(parent) = new_parent {
-            if group.is_organization {
-                return Err(StoreError::precondition_on(
-                    "ORGANIZATION_CANNOT_BE_NESTED",
-                    id,
-                    format!("group {id} is an organization; an organization cannot be moved under a parent"),
-                ));
-            }
+            rules::may_be_nested(&group)?;
             Self::fetch_group(w.conn(), tenant, parent).await?;
-            if Self::is_ancestor_or_self(w.conn(), tenant, id, parent).await? {
-                return Err(StoreError::FailedPrecondition {
-                    reason: "WOULD_CREATE_CYCLE",
-                    message: format!("group {parent} is {id} itself or one of its subgroups"),
-                    subjects: vec![parent.to_string()],
-                });
-            }
-            let catalogs: i64 = sqlx::query_scalar(
+            let parent_in_subtree = Self::is_ancestor_or_self(w.conn(), tenant, id, parent).await?;
+            let catalog_assignments: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM catalog_assignments WHERE tenant_id = $1 AND group_id = $2",
             )
             .bind(tenant.0)
             .bind(id.0)
             .fetch_one(w.conn())
             .await?;
-            if catalogs > 0 {
-                return Err(StoreError::precondition_on(
-                    "HAS_CATALOG_ASSIGNMENTS",
-                    id,
-                    format!("group {id} has {catalogs} catalog assignments; a subgroup cannot hold them (unassign first)"),
-                ));
-            }
+            rules::may_move(
+                &group,
+                parent,
+                rules::MoveFacts {
+                    parent_in_subtree,
+                    catalog_assignments,
+                },
+            )?;
         }
         if let Some(old) = group.parent_id {
             Self::adjust_count(&mut w, old, Counter::Subgroups, -1).await?;
@@ -1621,16 +1576,7 @@ impl DirectoryStore for Store {
         let mut w = self.begin_write(tenant).await?;
         let group = Self::fetch_group(w.conn(), tenant, id).await?;
         check_etag("group", etag, group.revision)?;
-        if !cascade && (group.subgroup_count > 0 || group.member_count > 0) {
-            return Err(StoreError::precondition_on(
-                "GROUP_NOT_EMPTY",
-                id,
-                format!(
-                    "group {id} has {} subgroups and {} members; remove them first or delete with cascade",
-                    group.subgroup_count, group.member_count
-                ),
-            ));
-        }
+        rules::may_delete(&group, cascade)?;
         let subtree = Self::subtree(w.conn(), tenant, id).await?;
         // Memberships first (no foreign key cascades them on PostgreSQL), then the
         // groups, deepest first so that no group outlives its parent.
@@ -1907,15 +1853,7 @@ impl DirectoryStore for Store {
     ) -> StoreResult<Written<CatalogAssignment>> {
         let mut w = self.begin_write(tenant).await?;
         let g = Self::fetch_group(w.conn(), tenant, group).await?;
-        if !g.is_organization {
-            return Err(StoreError::precondition_on(
-                "NOT_AN_ORGANIZATION",
-                group,
-                format!(
-                    "group {group} is not an organization; catalogs are assigned to organizations"
-                ),
-            ));
-        }
+        rules::may_hold_catalogs(&g)?;
         let now = now();
         let inserted = sqlx::query(
             "INSERT INTO catalog_assignments (tenant_id, group_id, catalog_id, assign_time) VALUES ($1, $2, $3, $4) \
@@ -2328,17 +2266,5 @@ impl SnapshotReader for Snapshot {
         };
         self.stage = next;
         Ok(Some(changes))
-    }
-}
-
-fn still_administers(user: UserId, groups: Vec<GroupId>) -> StoreError {
-    let subjects: Vec<String> = groups.iter().map(ToString::to_string).collect();
-    StoreError::FailedPrecondition {
-        reason: "STILL_ADMINISTERS_GROUPS",
-        message: format!(
-            "user {user} still administers groups {}; remove them as administrator first",
-            subjects.join(", ")
-        ),
-        subjects,
     }
 }

@@ -37,7 +37,7 @@ fn outcome<T>(result: Result<T, StoreError>) -> Outcome {
         Err(StoreError::NotFound { .. }) => Outcome::NotFound,
         Err(StoreError::InvalidArgument { .. }) => Outcome::Invalid,
         Err(StoreError::AlreadyExists { .. }) => Outcome::Exists,
-        Err(StoreError::FailedPrecondition { reason, .. }) => Outcome::Refused(reason),
+        Err(StoreError::Rule(violation)) => Outcome::Refused(violation.reason()),
         Err(other) => panic!("unexpected error {other:?}"),
     }
 }
