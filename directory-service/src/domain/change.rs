@@ -11,7 +11,7 @@ use cohort_shared::catalog::{Role, Tool};
 
 use super::{CatalogId, Group, GroupId, Membership, Revision, Tenant, TenantId, User, UserId};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Change {
     TenantCreated {
@@ -81,7 +81,7 @@ pub enum Change {
 /// adds was joined at it. A write that stores its change set before it knows its
 /// revision (one statement bumps the revision and writes everything) leaves those
 /// fields at 0; [`ChangeSet::stamp`] fills them in on reading.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeSet {
     pub tenant_id: TenantId,
     pub revision: Revision,

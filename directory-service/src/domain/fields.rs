@@ -28,7 +28,7 @@ impl ValidationError {
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -73,7 +73,7 @@ const MAX_NAME_CHARS: usize = 200;
 
 /// A display name for a tenant, user or group: trimmed, 1 to 200 characters, no
 /// control characters.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
 pub struct DisplayName(String);
 
@@ -110,7 +110,7 @@ impl DisplayName {
 
 /// An email address: trimmed, at most 254 characters, one `@` with a non-empty
 /// local part and a dotted domain, no spaces. Kept as given; compared lower-cased.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
 
@@ -146,9 +146,7 @@ impl Email {
 }
 
 /// An opaque catalog id: 1 to 128 printable ASCII characters.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct CatalogId(String);
 

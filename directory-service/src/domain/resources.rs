@@ -21,7 +21,7 @@ impl WriteContext {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Tenant {
     pub id: TenantId,
     pub display_name: DisplayName,
@@ -29,13 +29,13 @@ pub struct Tenant {
     pub create_time: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum UserState {
     Active,
     Suspended,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {
     pub id: UserId,
     pub tenant_id: TenantId,
@@ -58,7 +58,7 @@ impl User {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Group {
     pub id: GroupId,
     pub tenant_id: TenantId,
@@ -82,7 +82,7 @@ pub struct Group {
     pub revision: Revision,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Membership {
     pub group_id: GroupId,
     pub user_id: UserId,
@@ -91,7 +91,7 @@ pub struct Membership {
     pub join_time: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CatalogAssignment {
     pub group_id: GroupId,
     pub catalog_id: CatalogId,

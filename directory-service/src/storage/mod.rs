@@ -14,6 +14,7 @@
 //! gapless and follow commit order, and a refused write rolls the bump back.
 
 mod batches;
+mod events;
 mod rows;
 mod signal;
 mod turns;

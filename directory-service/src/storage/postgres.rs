@@ -329,7 +329,7 @@ async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), 
 /// What PostgreSQL's one-statement creates write and announce.
 impl OneShot<'_> {
     fn payload(&self) -> StoreResult<String> {
-        serde_json::to_string(&self.changes).map_err(|e| StoreError::Corrupt(e.to_string()))
+        crate::storage::events::encode(&self.changes)
     }
 
     /// The committed change set, for the commit signal.

@@ -88,7 +88,7 @@ pub(crate) struct ChangeRow {
     revision: i64,
     commit_time: DateTime<Utc>,
     actor: String,
-    changes: sqlx::types::Json<Vec<crate::domain::Change>>,
+    changes: sqlx::types::Json<crate::storage::events::StoredChanges>,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -206,17 +206,18 @@ impl TryFrom<CatalogRow> for CatalogAssignment {
     }
 }
 
-impl From<ChangeRow> for ChangeSet {
-    fn from(row: ChangeRow) -> Self {
+impl TryFrom<ChangeRow> for ChangeSet {
+    type Error = StoreError;
+    fn try_from(row: ChangeRow) -> StoreResult<Self> {
         let mut set = ChangeSet {
             tenant_id: TenantId(row.tenant_id),
             revision: row.revision,
             commit_time: row.commit_time,
             actor: row.actor,
-            changes: row.changes.0,
+            changes: row.changes.0.decode()?,
         };
         set.stamp();
-        set
+        Ok(set)
     }
 }
 

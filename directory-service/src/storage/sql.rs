@@ -27,7 +27,7 @@ use crate::storage::rows::{
     convert_all, encode_roles, CatalogRow, ChangeRow, GroupRow, MembershipRow, MembershipsAdded,
     TenantRow, UserGroupRow, UserRow,
 };
-use crate::storage::{DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
+use crate::storage::{events, DirectoryStore, SnapshotReader, StoreError, StoreResult, Written};
 
 const USER_COLUMNS: &str =
     "u.id, u.tenant_id, u.display_name, u.email, u.roles, u.suspended, u.create_time, u.update_time, u.revision";
@@ -237,8 +237,7 @@ impl Store {
                 revision: w.revision - 1,
             });
         }
-        let payload =
-            serde_json::to_string(&w.changes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload = events::encode(&w.changes)?;
         let set = ChangeSet {
             tenant_id: w.tenant,
             revision: w.revision,
@@ -1964,7 +1963,7 @@ impl DirectoryStore for Store {
         .bind(max_bytes)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(ChangeSet::from).collect())
+        convert_all(rows)
     }
 
     async fn tenant_heads(

@@ -177,7 +177,7 @@ impl PgStore {
         }
         let payloads: Vec<String> = sets
             .iter()
-            .map(|s| serde_json::to_string(&s.changes))
+            .map(|s| crate::storage::events::encode(&s.changes))
             .collect::<Result<_, _>>()
             .ok()?;
         let (count_groups, counts) = rows.counts();
