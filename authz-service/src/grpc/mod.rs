@@ -22,12 +22,13 @@ use cohort_shared::proto::authz::v1 as pb;
 use cohort_shared::proto::authz::v1::authz_service_server::AuthzService;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, CheckError, GroupId, Holding, UserId};
+use crate::domain::{self, CheckError, GroupId, Holding, TenantState, UserId};
 use crate::projection::Projection;
 use crate::upstream::Upstream;
 use convert::{effective_roles, id_string, parse_id, parse_id_named, parse_resource};
 use error::{lookup_error, reply, ApiError};
 use paging::PageRequest;
+use uuid::Uuid;
 
 const MAX_BULK_ITEMS: usize = 1000;
 
@@ -61,64 +62,103 @@ impl AuthzApi {
     }
 }
 
+impl AuthzApi {
+    /// What every read does alike: the request parsed first (so that a bad one
+    /// fails before any wait), the caller's right to the tenant checked, the
+    /// revision its consistency asks for waited on, and one read lock held for
+    /// the whole answer (an answer reflects exactly one revision).
+    async fn answer<Q, P, A>(
+        &self,
+        request: Request<Q>,
+        parse: impl FnOnce(Q) -> Result<Parsed<P>, ApiError>,
+        answer: impl FnOnce(P, &TenantState) -> Result<A, ApiError>,
+    ) -> Result<Response<A>, Status> {
+        let principal = Principal::of(&request);
+        let (metadata, _, req) = request.into_parts();
+        reply(
+            async {
+                let parsed = parse(req)?;
+                let state = self
+                    .read(&principal, &metadata, parsed.tenant, parsed.consistency)
+                    .await?;
+                let state = state.read().expect("not poisoned");
+                answer(parsed.request, &state)
+            }
+            .await,
+        )
+    }
+}
+
+/// A request parsed into domain terms, with the tenant it reads and how fresh
+/// the answer must be.
+struct Parsed<P> {
+    tenant: Uuid,
+    consistency: Option<pb::Consistency>,
+    request: P,
+}
+
+impl<P> Parsed<P> {
+    fn new(
+        tenant_id: &str,
+        consistency: Option<pb::Consistency>,
+        request: P,
+    ) -> Result<Self, ApiError> {
+        Ok(Parsed {
+            tenant: parse_id("tenant_id", tenant_id)?,
+            consistency,
+            request,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl AuthzService for AuthzApi {
     async fn get_effective_roles(
         &self,
         request: Request<pb::GetEffectiveRolesRequest>,
     ) -> Result<Response<pb::GetEffectiveRolesResponse>, Status> {
-        let principal = Principal::of(&request);
-        let (metadata, _, req) = request.into_parts();
-        reply(
-            async {
-                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+        self.answer(
+            request,
+            |req| {
                 let user = UserId(parse_id("user_id", &req.user_id)?);
-                let state = self
-                    .read(&principal, &metadata, tenant, req.consistency)
-                    .await?;
-                let state = state.read().expect("not poisoned");
-                effective_roles(&state, user)
-            }
-            .await,
+                Parsed::new(&req.tenant_id, req.consistency, user)
+            },
+            |user, state| effective_roles(state, user),
         )
+        .await
     }
 
     async fn check(
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        let principal = Principal::of(&request);
-        let (metadata, _, req) = request.into_parts();
-        reply(
-            async {
-                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+        self.answer(
+            request,
+            |req| {
                 let user = UserId(parse_id("user_id", &req.user_id)?);
                 let resource = parse_resource(|| "resource".to_owned(), req.resource)?;
-                let state = self
-                    .read(&principal, &metadata, tenant, req.consistency)
-                    .await?;
-                let state = state.read().expect("not poisoned");
-                let decision =
-                    domain::check(&state, user, &req.permission, &resource, req.explain)?;
+                let check = (user, req.permission, resource, req.explain);
+                Parsed::new(&req.tenant_id, req.consistency, check)
+            },
+            |(user, permission, resource, explain), state| {
+                let decision = domain::check(state, user, &permission, &resource, explain)?;
                 Ok(pb::CheckResponse {
                     allowed: decision.allowed,
                     revision: state.revision,
                     explanation: decision.explanation,
                 })
-            }
-            .await,
+            },
         )
+        .await
     }
 
     async fn bulk_check(
         &self,
         request: Request<pb::BulkCheckRequest>,
     ) -> Result<Response<pb::BulkCheckResponse>, Status> {
-        let principal = Principal::of(&request);
-        let (metadata, _, req) = request.into_parts();
-        reply(
-            async {
-                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+        self.answer(
+            request,
+            |req| {
                 if req.items.len() > MAX_BULK_ITEMS {
                     return Err(ApiError::invalid(
                         "items",
@@ -135,16 +175,15 @@ impl AuthzService for AuthzApi {
                         parse_resource(|| format!("items[{i}].resource"), item.resource)?;
                     items.push((i, user, item.permission, resource));
                 }
-                let state = self
-                    .read(&principal, &metadata, tenant, req.consistency)
-                    .await?;
-                let state = state.read().expect("not poisoned");
+                Parsed::new(&req.tenant_id, req.consistency, (items, req.explain))
+            },
+            |(items, explain), state| {
                 // Checks of the same user share the work of resolving their roles.
-                let mut checker = domain::Checker::new(&state);
+                let mut checker = domain::Checker::new(state);
                 let mut results = Vec::with_capacity(items.len());
                 for (i, user, permission, resource) in items {
                     let decision = checker
-                        .check(user, &permission, &resource, req.explain)
+                        .check(user, &permission, &resource, explain)
                         .map_err(|e| match e {
                             CheckError::UnknownPermission(_) => {
                                 ApiError::invalid(format!("items[{i}].permission"), e.to_string())
@@ -163,9 +202,9 @@ impl AuthzService for AuthzApi {
                     results,
                     revision: state.revision,
                 })
-            }
-            .await,
+            },
         )
+        .await
     }
 
     async fn lookup_subjects(
@@ -173,10 +212,9 @@ impl AuthzService for AuthzApi {
         request: Request<pb::LookupSubjectsRequest>,
     ) -> Result<Response<pb::LookupSubjectsResponse>, Status> {
         use pb::lookup_subjects_request::What;
-        let principal = Principal::of(&request);
-        let (metadata, _, req) = request.into_parts();
-        reply(
-            async {
+        self.answer(
+            request,
+            |req| {
                 let tenant = parse_id("tenant_id", &req.tenant_id)?;
                 let group = GroupId(parse_id("group_id", &req.group_id)?);
                 let holding = match req.what {
@@ -186,14 +224,13 @@ impl AuthzService for AuthzApi {
                     ),
                     Some(What::Permission(p)) => Holding::Permission(p),
                 };
-                let state = self
-                    .read(&principal, &metadata, tenant, req.consistency)
-                    .await?;
-                let page_request =
+                let page =
                     PageRequest::parse(req.page_size, &req.page_token, &(tenant, group, &holding))?;
-                let state = state.read().expect("not poisoned");
+                Parsed::new(&req.tenant_id, req.consistency, (group, holding, page))
+            },
+            |(group, holding, page_request), state| {
                 let page = domain::lookup_subjects_page(
-                    &state,
+                    state,
                     group,
                     &holding,
                     page_request.after.map(UserId),
@@ -205,9 +242,48 @@ impl AuthzService for AuthzApi {
                     user_ids: page.items.iter().map(|u| id_string(&u.0)).collect(),
                     revision: state.revision,
                 })
-            }
-            .await,
+            },
         )
+        .await
+    }
+
+    async fn lookup_groups(
+        &self,
+        request: Request<pb::LookupGroupsRequest>,
+    ) -> Result<Response<pb::LookupGroupsResponse>, Status> {
+        self.answer(
+            request,
+            |req| {
+                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let user = UserId(parse_id("user_id", &req.user_id)?);
+                let page = PageRequest::parse(
+                    req.page_size,
+                    &req.page_token,
+                    &(tenant, user, &req.permission),
+                )?;
+                Parsed::new(
+                    &req.tenant_id,
+                    req.consistency,
+                    (user, req.permission, page),
+                )
+            },
+            |(user, permission, page_request), state| {
+                let page = domain::lookup_groups_page(
+                    state,
+                    user,
+                    &permission,
+                    page_request.after.map(GroupId),
+                    page_request.size,
+                )
+                .map_err(lookup_error)?;
+                Ok(pb::LookupGroupsResponse {
+                    next_page_token: page_request.next_token(&page, |g: GroupId| g.0),
+                    group_ids: page.items.iter().map(|g| id_string(&g.0)).collect(),
+                    revision: state.revision,
+                })
+            },
+        )
+        .await
     }
 
     async fn get_sync_status(
@@ -249,42 +325,5 @@ impl AuthzService for AuthzApi {
                 tenants,
             })
         })())
-    }
-
-    async fn lookup_groups(
-        &self,
-        request: Request<pb::LookupGroupsRequest>,
-    ) -> Result<Response<pb::LookupGroupsResponse>, Status> {
-        let principal = Principal::of(&request);
-        let (metadata, _, req) = request.into_parts();
-        reply(
-            async {
-                let tenant = parse_id("tenant_id", &req.tenant_id)?;
-                let user = UserId(parse_id("user_id", &req.user_id)?);
-                let state = self
-                    .read(&principal, &metadata, tenant, req.consistency)
-                    .await?;
-                let page_request = PageRequest::parse(
-                    req.page_size,
-                    &req.page_token,
-                    &(tenant, user, &req.permission),
-                )?;
-                let state = state.read().expect("not poisoned");
-                let page = domain::lookup_groups_page(
-                    &state,
-                    user,
-                    &req.permission,
-                    page_request.after.map(GroupId),
-                    page_request.size,
-                )
-                .map_err(lookup_error)?;
-                Ok(pb::LookupGroupsResponse {
-                    next_page_token: page_request.next_token(&page, |g: GroupId| g.0),
-                    group_ids: page.items.iter().map(|g| id_string(&g.0)).collect(),
-                    revision: state.revision,
-                })
-            }
-            .await,
-        )
     }
 }
