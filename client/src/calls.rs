@@ -6,9 +6,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use cohort_shared::proto::authz::v1 as authz;
-use cohort_shared::proto::catalog::v1 as catalog;
-use cohort_shared::proto::directory::v1 as directory;
+use cohort_api::authz::v1 as authz;
+use cohort_api::catalog::v1 as catalog;
+use cohort_api::directory::v1 as directory;
 
 use crate::Channels;
 

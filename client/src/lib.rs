@@ -68,10 +68,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
-use cohort_shared::proto::catalog::v1::catalog_service_client::CatalogServiceClient;
-use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
-use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
+use cohort_api::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_api::catalog::v1::catalog_service_client::CatalogServiceClient;
+use cohort_api::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
+use cohort_api::directory::v1::directory_service_client::DirectoryServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -82,7 +82,7 @@ pub use watch::{ChangeSet, FeedEvent, Watch};
 /// The generated messages of Cohort's contracts (requests, responses,
 /// resources and enums), one module per proto package.
 pub mod proto {
-    pub use cohort_shared::proto::{authz, catalog, directory};
+    pub use cohort_api::{authz, catalog, directory};
 }
 
 use proto::authz::v1 as authz;

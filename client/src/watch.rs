@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cohort_shared::proto::directory::v1 as pb;
+use cohort_api::directory::v1 as pb;
 use futures::StreamExt;
 use pb::watch_response::Event;
 
