@@ -2,10 +2,12 @@
 //! whether the test passed or panicked (a failed run used to leave its databases
 //! behind):
 //!
-//! - [`ScratchDatabase`]: a new, empty PostgreSQL database on the server of
+//! - [`ScratchDatabase`]: a new PostgreSQL database on the server of
 //!   `COHORT_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
-//!   dropped `WITH (FORCE)`, so connections a stopped or crashed server left open
-//!   do not keep it.
+//!   empty or already migrated ([`ScratchDatabase::migrated`]: a copy of a
+//!   template database migrated once per schema, so that a hundred server boots
+//!   do not each run the migrations), dropped `WITH (FORCE)`, so connections a
+//!   stopped or crashed server left open do not keep it.
 //! - [`ScratchDir`]: a new folder under the system's temporary folder.
 //!
 //! One crate for the directory's API tests, the cross-service tests and the
@@ -34,10 +36,29 @@ impl ScratchDatabase {
     /// Creates `<prefix>_<random>` (a prefix of lowercase letters, digits and
     /// underscores, so that a leaked one says who made it).
     pub async fn create(prefix: &str) -> anyhow::Result<Self> {
+        Self::create_from(prefix, None).await
+    }
+
+    /// Creates `<prefix>_<random>` with `migrations` already applied: a copy of
+    /// a template database that the first caller (in any test process) migrates,
+    /// named after the migrations' checksums, so a changed schema gets a new
+    /// one. A server opening it finds nothing left to migrate.
+    pub async fn migrated(
+        prefix: &str,
+        migrations: &sqlx::migrate::Migrator,
+    ) -> anyhow::Result<Self> {
+        let template = template(migrations).await?;
+        Self::create_from(prefix, Some(&template)).await
+    }
+
+    async fn create_from(prefix: &str, template: Option<&str>) -> anyhow::Result<Self> {
         let admin_url = admin_database_url();
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        let from = template
+            .map(|t| format!(" TEMPLATE {t}"))
+            .unwrap_or_default();
+        sqlx::query(&format!("CREATE DATABASE {name}{from}"))
             .execute(&mut admin)
             .await?;
         let (base, _) = admin_url
@@ -65,6 +86,72 @@ impl ScratchDatabase {
         self.dropped = true;
         drop_database(&self.name).await
     }
+}
+
+/// The template database for `migrations`, created and migrated if it does not
+/// exist yet. Test processes run side by side: an advisory lock makes one of
+/// them build it, under a temporary name that is renamed only once migrated, so
+/// nobody copies a half-built one (and a build cut off is dropped and redone).
+async fn template(migrations: &sqlx::migrate::Migrator) -> anyhow::Result<String> {
+    // Per process: the name of each template already made sure of.
+    static READY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
+    for migration in migrations.iter() {
+        for byte in migration
+            .version
+            .to_le_bytes()
+            .iter()
+            .chain(migration.checksum.iter())
+        {
+            fingerprint = (fingerprint ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let name = format!("cohort_template_{fingerprint:016x}");
+    if READY.lock().expect("not poisoned").contains(&name) {
+        return Ok(name);
+    }
+    let admin_url = admin_database_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    // Any fixed key: only these builds take it.
+    const LOCK: i64 = 0x636f_686f_7274;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK)
+        .execute(&mut admin)
+        .await?;
+    let built = async {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut admin)
+                .await?;
+        if !exists {
+            let building = format!("{name}_building");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+            sqlx::query(&format!("CREATE DATABASE {building}"))
+                .execute(&mut admin)
+                .await?;
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .ok_or_else(|| anyhow::anyhow!("COHORT_TEST_DATABASE_URL names no database"))?;
+            let mut conn = sqlx::PgConnection::connect(&format!("{base}/{building}")).await?;
+            migrations.run(&mut conn).await?;
+            conn.close().await?;
+            sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                .execute(&mut admin)
+                .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK)
+        .execute(&mut admin)
+        .await?;
+    built?;
+    READY.lock().expect("not poisoned").push(name.clone());
+    Ok(name)
 }
 
 async fn drop_database(name: &str) -> anyhow::Result<()> {

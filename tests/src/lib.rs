@@ -29,10 +29,20 @@ use tonic_health::pb::HealthCheckRequest;
 
 pub use cohort_test_support::{admin_database_url, ScratchDatabase, ScratchDir};
 
-/// A new, empty PostgreSQL database, dropped with its guard (also when the test
-/// fails).
-pub async fn fresh_database() -> anyhow::Result<ScratchDatabase> {
-    ScratchDatabase::create("cohort_it").await
+/// A new PostgreSQL database with the directory's schema (copied from a template
+/// migrated once), dropped with its guard (also when the test fails).
+pub async fn fresh_directory_database() -> anyhow::Result<ScratchDatabase> {
+    ScratchDatabase::migrated(
+        "cohort_it",
+        &cohort_directory::storage::postgres::MIGRATIONS,
+    )
+    .await
+}
+
+/// A new PostgreSQL database with the authorization service's schema, as
+/// [`fresh_directory_database`].
+pub async fn fresh_authz_database() -> anyhow::Result<ScratchDatabase> {
+    ScratchDatabase::migrated("cohort_it", &cohort_authz::storage::postgres::MIGRATIONS).await
 }
 
 /// A server running on a runtime of its own, so that killing it ends every task it
@@ -590,8 +600,8 @@ impl Cluster {
                 databases: Vec::new(),
             });
         }
-        let directory_db = fresh_database().await?;
-        let authz_db = fresh_database().await?;
+        let directory_db = fresh_directory_database().await?;
+        let authz_db = fresh_authz_database().await?;
         let directory = DirectoryProcess::start_on(
             cohort_directory::config::Database::Postgres(directory_db.url().to_owned()),
             "127.0.0.1:0".parse()?,

@@ -405,7 +405,7 @@ async fn health_is_not_serving_until_the_feed_has_caught_up() {
     if cohort_tests::skip_against_external("health_is_not_serving_until_the_feed_has_caught_up") {
         return;
     }
-    let name = cohort_tests::fresh_database().await.unwrap();
+    let name = cohort_tests::fresh_authz_database().await.unwrap();
     let url = name.url().to_owned();
     // Nothing listens there: the service starts, but never catches up.
     let mut authz = AuthzProcess::start("http://127.0.0.1:9", &url)
@@ -425,7 +425,7 @@ async fn health_is_not_serving_while_the_feed_has_been_lost_for_longer_than_its_
         return;
     }
     let mut directory = DirectoryProcess::start().await.unwrap();
-    let name = cohort_tests::fresh_database().await.unwrap();
+    let name = cohort_tests::fresh_authz_database().await.unwrap();
     let url = name.url().to_owned();
     let authz = AuthzProcess::start_with_feed_staleness_bound(
         &directory.endpoint(),

@@ -52,7 +52,7 @@ async fn the_follower_takes_feed_messages_up_to_the_configured_limit() {
 
     // A new authorization service syncs from a snapshot: it must take the large
     // page, or stay NOT_SERVING for good.
-    let database = cohort_tests::fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_authz_database().await.unwrap();
     let url = database.url().to_owned();
     let mut authz = AuthzProcess::start_with_message_limit(&directory.endpoint(), &url, LIMIT)
         .await
@@ -190,7 +190,7 @@ async fn at_the_smallest_message_limit_no_write_is_too_large_for_the_feed() {
     )
     .await
     .unwrap();
-    let database = cohort_tests::fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_authz_database().await.unwrap();
     let url = database.url().to_owned();
     let mut live = AuthzProcess::start_with_message_limit(&directory.endpoint(), &url, SMALL)
         .await
@@ -241,7 +241,7 @@ async fn at_the_smallest_message_limit_no_write_is_too_large_for_the_feed() {
         .into_inner()
         .revision;
 
-    let database2 = cohort_tests::fresh_database().await.unwrap();
+    let database2 = cohort_tests::fresh_authz_database().await.unwrap();
     let url2 = database2.url().to_owned();
     let mut fresh = AuthzProcess::start_with_message_limit(&directory.endpoint(), &url2, SMALL)
         .await
@@ -379,7 +379,7 @@ async fn no_credential_can_lock_the_authorization_service_out_of_the_feed() {
         "every general place is taken"
     );
 
-    let database = cohort_tests::fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_authz_database().await.unwrap();
     let url = database.url().to_owned();
     let mut authz = AuthzProcess::start(&directory.endpoint(), &url)
         .await

@@ -24,7 +24,7 @@ async fn a_read_waiting_for_a_revision_is_answered_while_the_service_stops() {
         return;
     }
     let directory = DirectoryProcess::start().await.unwrap();
-    let database = cohort_tests::fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_authz_database().await.unwrap();
     let url = database.url().to_owned();
     let mut authz = AuthzProcess::start(&directory.endpoint(), &url)
         .await
@@ -137,7 +137,7 @@ async fn health_turns_not_serving_when_a_stop_begins_and_calls_are_served_while_
         let _ = stopped.await;
     }));
     let directory_url = format!("http://{directory_addr}");
-    let database = cohort_tests::fresh_database().await.unwrap();
+    let database = cohort_tests::fresh_authz_database().await.unwrap();
     let url = database.url().to_owned();
     let mut authz =
         AuthzProcess::start_configured(&directory_url, &url, |s| s.serving.shutdown_drain = drain)

@@ -35,7 +35,7 @@ struct Backend {
 
 impl Backend {
     async fn postgres() -> Backend {
-        let database = cohort_tests::fresh_database().await.unwrap();
+        let database = cohort_tests::fresh_authz_database().await.unwrap();
         let url = database.url().to_owned();
         Backend {
             store: Arc::new(PgProjection::connect(&url).await.unwrap()),

@@ -44,7 +44,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
         std::env::temp_dir().join(format!("cohort-tls-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
     let tls = certificates(&scratch);
-    let directory_db = cohort_tests::fresh_database().await.unwrap();
+    let directory_db = cohort_tests::fresh_directory_database().await.unwrap();
     let directory_url = directory_db.url().to_owned();
     let mut directory = DirectoryProcess::start_with(
         cohort_directory::config::Database::Postgres(directory_url),
@@ -86,7 +86,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
     let created = cohort_tests::create_tenant(&mut d, "Secure").await.unwrap();
 
     // The authorization service follows it over TLS.
-    let authz_db = cohort_tests::fresh_database().await.unwrap();
+    let authz_db = cohort_tests::fresh_authz_database().await.unwrap();
     let authz_url = authz_db.url().to_owned();
     let mut authz = AuthzProcess::start_following_tls(&https, &authz_url, &scratch.join("ca.pem"))
         .await

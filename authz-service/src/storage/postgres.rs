@@ -7,6 +7,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+/// The schema of the authorization service on PostgreSQL (also what test templates are migrated
+/// with).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
 type Store = PgProjection;
 
 #[derive(Clone)]
@@ -25,7 +29,7 @@ impl PgProjection {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        MIGRATIONS.run(&pool).await?;
         Ok(PgProjection { pool })
     }
 }

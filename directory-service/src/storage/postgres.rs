@@ -25,6 +25,10 @@ use crate::domain::{Revision, TenantId};
 use batched_members::PendingMembers;
 use group_commit::{PendingCreate, PendingGroup, PendingUser};
 
+/// The schema of the directory on PostgreSQL (also what test templates are migrated
+/// with).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
 type Db = sqlx::Postgres;
 type DbConn = sqlx::PgConnection;
 type Store = PgStore;
@@ -66,7 +70,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        MIGRATIONS.run(&pool).await?;
         let commits = signal::channel();
         let listener = signal::spawn_listener(pool.clone(), commits.clone());
         let (notifier, notifier_guard) = signal::spawn_notifier(pool.clone());

@@ -72,7 +72,12 @@ pub async fn spawn_app_with(backend: Backend, feed: FeedSettings) -> TestApp {
 pub async fn spawn_app_limited(backend: Backend, feed: FeedSettings, limits: Limits) -> TestApp {
     let (database_url, scratch) = match backend {
         Backend::Postgres => {
-            let database = ScratchDatabase::create("cohort_test").await.expect(
+            let database = ScratchDatabase::migrated(
+                "cohort_test",
+                &cohort_directory::storage::postgres::MIGRATIONS,
+            )
+            .await
+            .expect(
                 "PostgreSQL must be reachable at COHORT_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)",
             );
             (database.url().to_owned(), Scratch::Postgres(database))
