@@ -66,15 +66,17 @@ fn new_request_id(id: &mut String) {
 }
 
 macro_rules! directory_calls {
-    ($($request:ident => $response:ident, $method:ident, $retry:ident, $written:expr;)*) => {$(
+    ($($request:ident => $response:ident, $method:ident, $retry:ident, $written:expr
+        $(, prepare $prepare:expr)?;)*) => {$(
         impl DirectoryCall for directory::$request {
             type Response = directory::$response;
             const METHOD: &'static str = stringify!($method);
             const RETRY: Retry = Retry::$retry;
 
-            fn prepare(&mut self) {
-                prepare_request(self);
-            }
+            $(fn prepare(&mut self) {
+                #[allow(clippy::redundant_closure_call)]
+                ($prepare)(self)
+            })?
 
             fn written(&self, response: &Self::Response) -> Option<(String, i64)> {
                 #[allow(clippy::redundant_closure_call)]
@@ -103,77 +105,29 @@ macro_rules! write_in_tenant {
     };
 }
 
-/// Fills empty `request_id`s; a no-op for requests without one.
-trait PrepareRequest {
-    fn prepare_request(&mut self) {}
+/// A create's own `request_id`, made when the caller left it empty.
+macro_rules! request_id {
+    () => {
+        |request: &mut Self| new_request_id(&mut request.request_id)
+    };
 }
-fn prepare_request<T: PrepareRequest>(request: &mut T) {
-    request.prepare_request();
-}
-
-impl PrepareRequest for directory::CreateTenantRequest {
-    fn prepare_request(&mut self) {
-        new_request_id(&mut self.request_id);
-    }
-}
-impl PrepareRequest for directory::CreateUserRequest {
-    fn prepare_request(&mut self) {
-        new_request_id(&mut self.request_id);
-    }
-}
-impl PrepareRequest for directory::BatchCreateUsersRequest {
-    fn prepare_request(&mut self) {
-        for user in &mut self.users {
-            new_request_id(&mut user.request_id);
-        }
-    }
-}
-impl PrepareRequest for directory::CreateGroupRequest {
-    fn prepare_request(&mut self) {
-        new_request_id(&mut self.request_id);
-    }
-}
-macro_rules! nothing_to_prepare {
-    ($($request:ident),*) => {$(impl PrepareRequest for directory::$request {})*};
-}
-nothing_to_prepare!(
-    GetTenantRequest,
-    ListTenantsRequest,
-    GetUserRequest,
-    ListUsersRequest,
-    UpdateUserRequest,
-    SuspendUserRequest,
-    ReactivateUserRequest,
-    DeleteUserRequest,
-    GetGroupRequest,
-    ListGroupsRequest,
-    UpdateGroupRequest,
-    MoveGroupRequest,
-    DeleteGroupRequest,
-    SetGroupAdministratorsRequest,
-    AddGroupAdministratorsRequest,
-    RemoveGroupAdministratorsRequest,
-    ListGroupAdministratorsRequest,
-    AddGroupMembersRequest,
-    RemoveGroupMembersRequest,
-    ListGroupMembersRequest,
-    ListUserGroupsRequest,
-    SetInheritedRoleRequest,
-    ClearInheritedRoleRequest,
-    AssignCatalogRequest,
-    UnassignCatalogRequest,
-    ListCatalogAssignmentsRequest
-);
 
 directory_calls! {
     CreateTenantRequest => CreateTenantResponse, create_tenant, Safe,
         |_: &Self, response: &Self::Response| {
             response.tenant.as_ref().map(|t| (t.id.clone(), response.revision))
-        };
+        },
+        prepare request_id!();
     GetTenantRequest => GetTenantResponse, get_tenant, Safe, read;
     ListTenantsRequest => ListTenantsResponse, list_tenants, Safe, read;
-    CreateUserRequest => CreateUserResponse, create_user, Safe, write_in_tenant!();
-    BatchCreateUsersRequest => BatchCreateUsersResponse, batch_create_users, Safe, write_in_tenant!();
+    CreateUserRequest => CreateUserResponse, create_user, Safe, write_in_tenant!(),
+        prepare request_id!();
+    BatchCreateUsersRequest => BatchCreateUsersResponse, batch_create_users, Safe, write_in_tenant!(),
+        prepare |request: &mut Self| {
+            for user in &mut request.users {
+                new_request_id(&mut user.request_id);
+            }
+        };
     GetUserRequest => GetUserResponse, get_user, Safe, read;
     ListUsersRequest => ListUsersResponse, list_users, Safe, read;
     // An update sets fields to given values: repeating it sets them again.
@@ -181,7 +135,8 @@ directory_calls! {
     SuspendUserRequest => SuspendUserResponse, suspend_user, Safe, write_in_tenant!();
     ReactivateUserRequest => ReactivateUserResponse, reactivate_user, Safe, write_in_tenant!();
     DeleteUserRequest => DeleteUserResponse, delete_user, Unsafe, write_in_tenant!();
-    CreateGroupRequest => CreateGroupResponse, create_group, Safe, write_in_tenant!();
+    CreateGroupRequest => CreateGroupResponse, create_group, Safe, write_in_tenant!(),
+        prepare request_id!();
     GetGroupRequest => GetGroupResponse, get_group, Safe, read;
     ListGroupsRequest => ListGroupsResponse, list_groups, Safe, read;
     UpdateGroupRequest => UpdateGroupResponse, update_group, Safe, write_in_tenant!();

@@ -4,7 +4,7 @@
 //! its cursors, so a subscriber sees every change set once, in order, across
 //! disconnects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cohort_api::directory::v1 as pb;
@@ -53,7 +53,7 @@ pub struct Watch {
     /// The parts of a change set received so far.
     parts: Option<ChangeSet>,
     /// The tenants inside a snapshot.
-    in_snapshot: BTreeMap<String, i64>,
+    in_snapshot: BTreeSet<String>,
     reconnect_delay: Duration,
 }
 
@@ -69,7 +69,7 @@ impl Watch {
             cursors,
             stream: None,
             parts: None,
-            in_snapshot: BTreeMap::new(),
+            in_snapshot: BTreeSet::new(),
             reconnect_delay: Duration::from_millis(100),
         }
     }
@@ -149,8 +149,7 @@ impl Watch {
     fn take(&mut self, message: pb::WatchResponse) -> Option<FeedEvent> {
         match message.event? {
             Event::SnapshotBegin(begin) => {
-                self.in_snapshot
-                    .insert(begin.tenant_id.clone(), begin.revision);
+                self.in_snapshot.insert(begin.tenant_id.clone());
                 Some(FeedEvent::SnapshotBegin {
                     tenant_id: begin.tenant_id,
                     revision: begin.revision,
@@ -170,7 +169,7 @@ impl Watch {
             }),
             Event::CaughtUp(_) => Some(FeedEvent::CaughtUp),
             Event::Change(part) => {
-                let in_snapshot = self.in_snapshot.contains_key(&part.tenant_id);
+                let in_snapshot = self.in_snapshot.contains(&part.tenant_id);
                 let set = self.parts.get_or_insert_with(|| ChangeSet {
                     tenant_id: part.tenant_id.clone(),
                     revision: part.revision,

@@ -68,7 +68,42 @@ pub struct PermissionReach {
     pub kind: ScopeKind,
     pub reach: Reach,
     /// The permissions, sorted by name.
-    pub permissions: Vec<&'static str>,
+    pub permissions: &'static [&'static str],
+}
+
+/// The permissions a role grants in one kind of scope.
+type KindPermissions = (ScopeKind, Vec<&'static str>);
+
+/// A role's permissions grouped by the kind of scope they are granted in, in
+/// [`REACH_ORDER`], each group sorted: fixed by the catalog, so made once, not
+/// per answer.
+fn permissions_by_kind(role: Role) -> &'static [KindPermissions] {
+    static GROUPED: std::sync::LazyLock<Vec<Vec<KindPermissions>>> =
+        std::sync::LazyLock::new(|| {
+            Role::ALL
+                .iter()
+                .map(|role| {
+                    REACH_ORDER
+                        .into_iter()
+                        .filter_map(|kind| {
+                            let mut permissions: Vec<&'static str> = role
+                                .grants()
+                                .iter()
+                                .filter(|g| g.scope == kind)
+                                .map(|g| g.permission)
+                                .collect();
+                            permissions.sort_unstable();
+                            (!permissions.is_empty()).then_some((kind, permissions))
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+    let index = Role::ALL
+        .iter()
+        .position(|r| *r == role)
+        .expect("every role is in Role::ALL");
+    &GROUPED[index]
 }
 
 /// The order of a role's reaches: widest first, own content last.
@@ -349,32 +384,25 @@ pub(crate) fn resolution(state: &TenantState, resolved: &Resolved) -> Resolution
                             .inherited_sources(held.role)
                             .map(|offer| Source::Inherited(via(state, offer))),
                     );
-                    let scope = Scope::of(resolved, held, role_kind(held.role));
-                    let reaches = REACH_ORDER
-                        .into_iter()
-                        .filter_map(|kind| {
-                            let mut permissions: Vec<&'static str> = held
-                                .role
-                                .grants()
-                                .iter()
-                                .filter(|g| g.scope == kind)
-                                .map(|g| g.permission)
-                                .collect();
-                            if permissions.is_empty() {
-                                return None;
-                            }
-                            permissions.sort_unstable();
-                            Some(PermissionReach {
-                                kind,
-                                reach: Scope::of(resolved, held, kind).reach(state),
-                                permissions,
-                            })
+                    let reaches: Vec<PermissionReach> = permissions_by_kind(held.role)
+                        .iter()
+                        .map(|(kind, permissions)| PermissionReach {
+                            kind: *kind,
+                            reach: Scope::of(resolved, held, *kind).reach(state),
+                            permissions,
                         })
                         .collect();
+                    // The role's reach as a whole is one of those (its kind is
+                    // one the role grants in): not worked out a second time.
+                    let kind = role_kind(held.role);
+                    let reach = match reaches.iter().find(|r| r.kind == kind) {
+                        Some(r) => r.reach.clone(),
+                        None => Scope::of(resolved, held, kind).reach(state),
+                    };
                     HeldRole {
                         role: held.role,
                         sources,
-                        reach: scope.reach(state),
+                        reach,
                         reaches,
                     }
                 })

@@ -506,7 +506,7 @@ fn reaches(w: &World, user: UserId, role: Role) -> Vec<(ScopeKind, Reach, Vec<&'
         .unwrap()
         .reaches
         .iter()
-        .map(|r| (r.kind, r.reach.clone(), r.permissions.clone()))
+        .map(|r| (r.kind, r.reach.clone(), r.permissions.to_vec()))
         .collect()
 }
 

@@ -61,7 +61,7 @@ fn via(v: &domain::Via) -> pb::InheritedVia {
     }
 }
 
-fn scope(reach: Reach) -> pb::Scope {
+fn scope(reach: &Reach) -> pb::Scope {
     use pb::scope::Scope as S;
     pb::Scope {
         scope: Some(match reach {
@@ -93,13 +93,13 @@ pub(super) fn effective_roles(
                 .map(|held| pb::EffectiveRole {
                     role: PbRole::from(held.role) as i32,
                     #[allow(deprecated)]
-                    scope: Some(scope(held.reach.clone())),
+                    scope: Some(scope(&held.reach)),
                     reaches: held
                         .reaches
                         .iter()
                         .map(|r| pb::PermissionReach {
                             kind: cohort_shared::proto::catalog::v1::ScopeKind::from(r.kind) as i32,
-                            scope: Some(scope(r.reach.clone())),
+                            scope: Some(scope(&r.reach)),
                             permissions: r.permissions.iter().map(|p| p.to_string()).collect(),
                         })
                         .collect(),

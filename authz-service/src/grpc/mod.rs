@@ -226,7 +226,11 @@ impl AuthzService for AuthzApi {
                 };
                 let page =
                     PageRequest::parse(req.page_size, &req.page_token, &(tenant, group, &holding))?;
-                Parsed::new(&req.tenant_id, req.consistency, (group, holding, page))
+                Ok(Parsed {
+                    tenant,
+                    consistency: req.consistency,
+                    request: (group, holding, page),
+                })
             },
             |(group, holding, page_request), state| {
                 let page = domain::lookup_subjects_page(
@@ -261,11 +265,11 @@ impl AuthzService for AuthzApi {
                     &req.page_token,
                     &(tenant, user, &req.permission),
                 )?;
-                Parsed::new(
-                    &req.tenant_id,
-                    req.consistency,
-                    (user, req.permission, page),
-                )
+                Ok(Parsed {
+                    tenant,
+                    consistency: req.consistency,
+                    request: (user, req.permission, page),
+                })
             },
             |(user, permission, page_request), state| {
                 let page = domain::lookup_groups_page(

@@ -10,14 +10,9 @@ use super::ValidationError;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 
-/// A validated page request.
+/// A validated page request: its size, and the key to resume after.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
-    pub size: usize,
-    /// The last key of the previous page (`None` for the first page).
-    pub after: Option<String>,
-    cursor: PageCursor,
-}
+pub struct PageRequest(PageCursor);
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +36,7 @@ impl PageRequest {
         page_token: &str,
         filters: &impl std::fmt::Debug,
     ) -> Result<Self, ValidationError> {
-        Ok(Self::from_cursor(PageCursor::parse(
+        Ok(PageRequest(PageCursor::parse(
             page_size,
             page_token,
             filters,
@@ -49,28 +44,30 @@ impl PageRequest {
         )?))
     }
 
-    fn from_cursor(cursor: PageCursor) -> Self {
-        PageRequest {
-            size: cursor.size,
-            after: cursor.after.clone(),
-            cursor,
-        }
-    }
-
     /// A request for everything from the start, for internal use.
     pub fn first(size: usize) -> Self {
-        Self::from_cursor(PageCursor::first(size))
+        PageRequest(PageCursor::first(size))
+    }
+
+    /// How many items a page holds.
+    pub fn size(&self) -> usize {
+        self.0.size
+    }
+
+    /// The last key of the previous page (`None` for the first page).
+    pub fn after(&self) -> Option<&str> {
+        self.0.after.as_deref()
     }
 
     /// How many rows to fetch: one more than the page, to know whether another follows.
     pub fn fetch_limit(&self) -> i64 {
-        self.size as i64 + 1
+        self.size() as i64 + 1
     }
 
     /// Cuts the fetched rows to a page, remembering where the next one starts.
     pub fn page<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> String) -> Page<T> {
-        let next_after = if rows.len() > self.size {
-            rows.truncate(self.size);
+        let next_after = if rows.len() > self.size() {
+            rows.truncate(self.size());
             rows.last().map(&key)
         } else {
             None
@@ -85,7 +82,7 @@ impl PageRequest {
     pub fn next_token<T>(&self, page: &Page<T>) -> String {
         page.next_after
             .as_deref()
-            .map(|after| self.cursor.token_after(after))
+            .map(|after| self.0.token_after(after))
             .unwrap_or_default()
     }
 }
@@ -102,7 +99,7 @@ mod tests {
         assert_eq!(page.items, vec!["a", "b"]);
         let token = request.next_token(&page);
         let next = PageRequest::parse(2, &token, &"filters").unwrap();
-        assert_eq!(next.after.as_deref(), Some("b"));
+        assert_eq!(next.after(), Some("b"));
         let last = next.page(vec!["c"], |s| s.to_string());
         assert_eq!(next.next_token(&last), "");
     }
@@ -122,11 +119,11 @@ mod tests {
     #[test]
     fn page_sizes_default_and_cap() {
         assert_eq!(
-            PageRequest::parse(0, "", &()).unwrap().size,
+            PageRequest::parse(0, "", &()).unwrap().size(),
             DEFAULT_PAGE_SIZE
         );
         assert_eq!(
-            PageRequest::parse(5000, "", &()).unwrap().size,
+            PageRequest::parse(5000, "", &()).unwrap().size(),
             MAX_PAGE_SIZE
         );
         assert_eq!(

@@ -163,12 +163,11 @@ pub struct MoveFacts {
     pub catalog_assignments: i64,
 }
 
-/// Moving `group` under `parent` (moving to the top level breaks no rule). The
-/// facts are read lazily: a check that fails first needs no more.
+/// Moving `group` under `parent` (moving to the top level breaks no rule).
+/// Storage asks [`may_be_nested`] before it reads the facts, which a refused
+/// organization does not need.
 pub fn may_move(group: &Group, parent: GroupId, facts: MoveFacts) -> RuleResult {
-    if group.is_organization {
-        return Err(RuleViolation::OrganizationCannotBeNested { group: group.id });
-    }
+    may_be_nested(group)?;
     if facts.parent_in_subtree {
         return Err(RuleViolation::WouldCreateCycle {
             group: group.id,
@@ -184,8 +183,7 @@ pub fn may_move(group: &Group, parent: GroupId, facts: MoveFacts) -> RuleResult 
     Ok(())
 }
 
-/// Whether the nesting part of [`may_move`] already refuses (before the
-/// subtree and the assignments are read).
+/// An organization is never nested (the first part of [`may_move`]).
 pub fn may_be_nested(group: &Group) -> RuleResult {
     if group.is_organization {
         return Err(RuleViolation::OrganizationCannotBeNested { group: group.id });

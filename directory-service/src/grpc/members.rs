@@ -5,7 +5,7 @@ use cohort_shared::proto::directory::v1 as pb;
 use super::convert;
 use super::error::ApiError;
 use super::groups::tenant_and_group;
-use crate::domain::{Etag, PageRequest, UserId, ValidationError, WriteContext};
+use crate::domain::{Etag, Group, Membership, PageRequest, UserId, ValidationError, WriteContext};
 use crate::storage::DirectoryStore;
 
 pub async fn set_administrators(
@@ -140,34 +140,25 @@ pub async fn list_user_groups(
         &req.page_token,
         &(tenant, user, relation as i32),
     )?;
-    match relation {
+    let listed = |membership: Option<&Membership>, group: &Group| pb::UserGroup {
+        membership: membership.map(convert::membership),
+        group: Some(convert::group(group)),
+    };
+    let (groups, next_page_token) = match relation {
         GroupRelation::Administrator => {
             let groups = store.list_administered_groups(tenant, user, &page).await?;
-            Ok(pb::ListUserGroupsResponse {
-                groups: groups
-                    .items
-                    .iter()
-                    .map(|g| pb::UserGroup {
-                        membership: None,
-                        group: Some(convert::group(g)),
-                    })
-                    .collect(),
-                next_page_token: page.next_token(&groups),
-            })
+            let next = page.next_token(&groups);
+            (groups.items.iter().map(|g| listed(None, g)).collect(), next)
         }
         _ => {
             let groups = store.list_user_groups(tenant, user, &page).await?;
-            Ok(pb::ListUserGroupsResponse {
-                groups: groups
-                    .items
-                    .iter()
-                    .map(|(m, g)| pb::UserGroup {
-                        membership: Some(convert::membership(m)),
-                        group: Some(convert::group(g)),
-                    })
-                    .collect(),
-                next_page_token: page.next_token(&groups),
-            })
+            let next = page.next_token(&groups);
+            let items = groups.items.iter().map(|(m, g)| listed(Some(m), g));
+            (items.collect(), next)
         }
-    }
+    };
+    Ok(pb::ListUserGroupsResponse {
+        groups,
+        next_page_token,
+    })
 }

@@ -168,8 +168,7 @@ fn check_etag(kind: &'static str, etag: Option<Etag>, current: Revision) -> Stor
 
 /// Turns a keyset cursor back into an id; it was written by this service.
 fn after_id(page: &PageRequest) -> StoreResult<Option<Uuid>> {
-    page.after
-        .as_deref()
+    page.after()
         .map(|raw| {
             Uuid::try_parse(raw).map_err(|_| StoreError::InvalidArgument {
                 field: "page_token".into(),
@@ -1930,7 +1929,7 @@ impl DirectoryStore for Store {
         )
         .bind(tenant.0)
         .bind(group.0)
-        .bind(page.after.clone().unwrap_or_default())
+        .bind(page.after().unwrap_or_default().to_owned())
         .bind(page.fetch_limit())
         .fetch_all(&mut *conn)
         .await?;
