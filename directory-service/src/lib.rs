@@ -3,8 +3,11 @@
 //! Layout, by layer:
 //! - [`domain`]: validated types (ids, names, emails, role sets from the shared
 //!   catalog), resources and change events. No I/O, no proto types.
-//! - [`storage`]: the [`storage::DirectoryStore`] trait and its PostgreSQL and
-//!   SQLite implementations; every write is one transaction with its outbox event.
+//! - [`storage`]: one trait per aggregate and the [`storage::Outbox`], together
+//!   [`storage::DirectoryStore`], with PostgreSQL and SQLite implementations (the
+//!   shared SQL in `storage/sql/`, a file per aggregate); every write is one
+//!   transaction with its outbox event. The business rules it checks are in
+//!   `domain::rules`.
 //! - [`feed`]: the change feed: per-subscriber watchers that stream the outbox
 //!   (snapshot, live changes, checkpoints) with backpressure.
 //! - [`grpc`]: the tonic services: converts requests into domain types, calls the

@@ -1,6 +1,7 @@
 //! Storage layer: the projection, persisted. One trait, [`ProjectionStore`], with
 //! one implementation per database; as in the directory, the SQL is written once
-//! (`sql.rs`) and compiled into each backend module with its sqlx types.
+//! (`sql.rs`), mounted as a child module of each backend and compiled with its sqlx
+//! types.
 //!
 //! A tenant is stored as a **base** (pages of its state, [`format::Page`]) and a
 //! **log** of the change sets applied since ([`format::LogEntry`]), under a

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::storage::StoreResult;
+use sql::unknown_among;
 
 /// The schema of the authorization service on PostgreSQL (also what test templates are migrated
 /// with).
@@ -34,7 +38,13 @@ impl PgProjection {
     }
 }
 
-include!("sql.rs");
+// The shared SQL, compiled once per backend with this backend's sqlx types.
+#[allow(
+    clippy::duplicate_mod,
+    reason = "mounted by both backends on purpose: the same SQL over each backend's types"
+)]
+#[path = "sql.rs"]
+mod sql;
 
 impl PgProjection {
     /// Appends a log entry and moves the checkpoint, in one statement (its own

@@ -1,8 +1,12 @@
-// The projection's SQL, shared by both backends.
-//
-// Not a module of its own: `postgres.rs` and `sqlite.rs` each `include!` it after
-// defining `Store` (with a `pool` field), so it compiles once per backend with
-// concrete sqlx types.
+//! The projection's SQL, shared by both backends.
+//!
+//! `postgres.rs` and `sqlite.rs` each mount this file as their child module
+//! `sql` (`#[path = "sql.rs"]`) after defining `Store` (with a `pool` field), so
+//! it compiles once per backend with concrete sqlx types while the logic exists
+//! once. It reaches the backend's items through `use super::*`, as the code of
+//! one module would.
+
+use super::*;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -15,7 +19,7 @@ use crate::storage::{
 };
 
 /// The tenants among `tenants` that are not in `known`, each once.
-fn unknown_among(tenants: &[Uuid], known: &[Uuid]) -> Vec<Uuid> {
+pub(super) fn unknown_among(tenants: &[Uuid], known: &[Uuid]) -> Vec<Uuid> {
     let mut unknown: Vec<Uuid> = tenants
         .iter()
         .filter(|t| !known.contains(t))

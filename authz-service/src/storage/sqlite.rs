@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use uuid::Uuid;
+
+use crate::storage::StoreResult;
+use sql::unknown_among;
 
 type Store = SqliteProjection;
 
@@ -37,7 +41,13 @@ impl SqliteProjection {
     }
 }
 
-include!("sql.rs");
+// The shared SQL, compiled once per backend with this backend's sqlx types.
+#[allow(
+    clippy::duplicate_mod,
+    reason = "mounted by both backends on purpose: the same SQL over each backend's types"
+)]
+#[path = "sql.rs"]
+mod sql;
 
 impl SqliteProjection {
     /// Appends a log entry and moves the checkpoint, in one transaction. `None`

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 
 use crate::domain::{Change, ChangeSet, Revision, TenantId};
-use crate::storage::{DirectoryStore, StoreError};
+use crate::storage::{Outbox, StoreError};
 
 /// How the feed paces itself.
 #[derive(Debug, Clone)]
@@ -143,7 +143,7 @@ pub enum FeedError {
 }
 
 /// Deletes change sets older than the retention, now and then, until dropped.
-pub async fn compact_periodically(store: Arc<dyn DirectoryStore>, retention: Duration) {
+pub async fn compact_periodically(store: Arc<dyn Outbox>, retention: Duration) {
     let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut tick = tokio::time::interval(every);
     loop {
@@ -164,7 +164,7 @@ pub async fn compact_periodically(store: Arc<dyn DirectoryStore>, retention: Dur
 ///
 /// The stream ends (cleanly) when `closing` turns true: the server is shutting down.
 pub async fn watch(
-    store: Arc<dyn DirectoryStore>,
+    store: Arc<dyn Outbox>,
     settings: FeedSettings,
     subscription: Subscription,
     closing: tokio::sync::watch::Receiver<bool>,

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::parts::{cut, event_bytes};
 use super::{FeedError, FeedEvent, FeedSettings, Place, Subscription};
 use crate::domain::{ChangeSet, Revision, TenantId};
-use crate::storage::{Commit, DirectoryStore};
+use crate::storage::{Commit, Outbox};
 
 /// Why a watcher stopped early.
 enum Stop {
@@ -43,7 +43,7 @@ type Buffered = (FeedEvent, OwnedSemaphorePermit);
 type Out = mpsc::Sender<Buffered>;
 
 pub(super) struct Watcher {
-    store: Arc<dyn DirectoryStore>,
+    store: Arc<dyn Outbox>,
     settings: FeedSettings,
     cursors: BTreeMap<TenantId, Revision>,
     all_tenants: bool,
@@ -63,7 +63,7 @@ impl Watcher {
     /// Starts the watcher task and returns the subscriber's stream. When the task
     /// fails, its error is the stream's last item, after everything it buffered.
     pub(super) fn spawn(
-        store: Arc<dyn DirectoryStore>,
+        store: Arc<dyn Outbox>,
         settings: FeedSettings,
         subscription: Subscription,
         closing: watch::Receiver<bool>,

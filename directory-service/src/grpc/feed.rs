@@ -17,10 +17,10 @@ use super::error::ApiError;
 use crate::domain::{Change, ChangeSet, TenantId, ValidationError};
 use crate::feed::{self, FeedError, FeedEvent, FeedSettings, Places, Subscription};
 use crate::metrics::DirectoryMetrics;
-use crate::storage::DirectoryStore;
+use crate::storage::Outbox;
 
 pub struct FeedApi {
-    store: Arc<dyn DirectoryStore>,
+    store: Arc<dyn Outbox>,
     settings: FeedSettings,
     /// Turns true at shutdown; open streams then end.
     closing: tokio::sync::watch::Receiver<bool>,
@@ -32,7 +32,7 @@ pub struct FeedApi {
 
 impl FeedApi {
     pub fn new(
-        store: Arc<dyn DirectoryStore>,
+        store: Arc<dyn Outbox>,
         settings: FeedSettings,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {

@@ -9,7 +9,7 @@ use crate::domain::{
     DisplayName, Etag, GroupFilter, GroupId, GroupUpdate, NewGroup, PageRequest, RequestId,
     TenantId, ValidationError, WriteContext,
 };
-use crate::storage::DirectoryStore;
+use crate::storage::GroupStore;
 
 pub(super) fn tenant_and_group(
     tenant_id: &str,
@@ -22,7 +22,7 @@ pub(super) fn tenant_and_group(
 }
 
 pub async fn create(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupStore,
     ctx: &WriteContext,
     req: pb::CreateGroupRequest,
 ) -> Result<pb::CreateGroupResponse, ApiError> {
@@ -41,7 +41,7 @@ pub async fn create(
 }
 
 pub async fn get(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupStore,
     req: pb::GetGroupRequest,
 ) -> Result<pb::GetGroupResponse, ApiError> {
     let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
@@ -52,7 +52,7 @@ pub async fn get(
 }
 
 pub async fn list(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupStore,
     req: pb::ListGroupsRequest,
 ) -> Result<pb::ListGroupsResponse, ApiError> {
     let tenant = super::tenant_id(&req.tenant_id)?;
@@ -76,7 +76,7 @@ pub async fn list(
 }
 
 pub async fn update(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupStore,
     ctx: &WriteContext,
     req: pb::UpdateGroupRequest,
 ) -> Result<pb::UpdateGroupResponse, ApiError> {
@@ -103,7 +103,7 @@ pub async fn update(
 }
 
 pub async fn move_to(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupStore,
     ctx: &WriteContext,
     req: pb::MoveGroupRequest,
 ) -> Result<pb::MoveGroupResponse, ApiError> {
@@ -120,7 +120,7 @@ pub async fn move_to(
 }
 
 pub async fn delete(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupStore,
     ctx: &WriteContext,
     req: pb::DeleteGroupRequest,
 ) -> Result<pb::DeleteGroupResponse, ApiError> {

@@ -6,10 +6,10 @@ use super::convert;
 use super::error::ApiError;
 use super::groups::tenant_and_group;
 use crate::domain::{Etag, Group, Membership, PageRequest, UserId, ValidationError, WriteContext};
-use crate::storage::DirectoryStore;
+use crate::storage::MembershipStore;
 
 pub async fn set_administrators(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     ctx: &WriteContext,
     req: pb::SetGroupAdministratorsRequest,
 ) -> Result<pb::SetGroupAdministratorsResponse, ApiError> {
@@ -26,7 +26,7 @@ pub async fn set_administrators(
 }
 
 pub async fn add_administrators(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     ctx: &WriteContext,
     req: pb::AddGroupAdministratorsRequest,
 ) -> Result<pb::AddGroupAdministratorsResponse, ApiError> {
@@ -40,7 +40,7 @@ pub async fn add_administrators(
 }
 
 pub async fn remove_administrators(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     ctx: &WriteContext,
     req: pb::RemoveGroupAdministratorsRequest,
 ) -> Result<pb::RemoveGroupAdministratorsResponse, ApiError> {
@@ -56,7 +56,7 @@ pub async fn remove_administrators(
 }
 
 pub async fn list_administrators(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     req: pb::ListGroupAdministratorsRequest,
 ) -> Result<pb::ListGroupAdministratorsResponse, ApiError> {
     let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
@@ -69,7 +69,7 @@ pub async fn list_administrators(
 }
 
 pub async fn add_members(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     ctx: &WriteContext,
     req: pb::AddGroupMembersRequest,
 ) -> Result<pb::AddGroupMembersResponse, ApiError> {
@@ -83,7 +83,7 @@ pub async fn add_members(
 }
 
 pub async fn remove_members(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     ctx: &WriteContext,
     req: pb::RemoveGroupMembersRequest,
 ) -> Result<pb::RemoveGroupMembersResponse, ApiError> {
@@ -97,7 +97,7 @@ pub async fn remove_members(
 }
 
 pub async fn list_members(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     req: pb::ListGroupMembersRequest,
 ) -> Result<pb::ListGroupMembersResponse, ApiError> {
     let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;
@@ -116,7 +116,7 @@ pub async fn list_members(
 }
 
 pub async fn list_user_groups(
-    store: &dyn DirectoryStore,
+    store: &dyn MembershipStore,
     req: pb::ListUserGroupsRequest,
 ) -> Result<pb::ListUserGroupsResponse, ApiError> {
     use pb::GroupRelation;

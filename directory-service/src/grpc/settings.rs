@@ -8,10 +8,10 @@ use super::convert;
 use super::error::ApiError;
 use super::groups::tenant_and_group;
 use crate::domain::{CatalogId, Etag, PageRequest, ValidationError, WriteContext};
-use crate::storage::DirectoryStore;
+use crate::storage::GroupSettingsStore;
 
 pub async fn set_inherited_role(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupSettingsStore,
     ctx: &WriteContext,
     req: pb::SetInheritedRoleRequest,
 ) -> Result<pb::SetInheritedRoleResponse, ApiError> {
@@ -28,7 +28,7 @@ pub async fn set_inherited_role(
 }
 
 pub async fn clear_inherited_role(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupSettingsStore,
     ctx: &WriteContext,
     req: pb::ClearInheritedRoleRequest,
 ) -> Result<pb::ClearInheritedRoleResponse, ApiError> {
@@ -46,7 +46,7 @@ pub async fn clear_inherited_role(
 }
 
 pub async fn assign_catalog(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupSettingsStore,
     ctx: &WriteContext,
     req: pb::AssignCatalogRequest,
 ) -> Result<pb::AssignCatalogResponse, ApiError> {
@@ -60,7 +60,7 @@ pub async fn assign_catalog(
 }
 
 pub async fn unassign_catalog(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupSettingsStore,
     ctx: &WriteContext,
     req: pb::UnassignCatalogRequest,
 ) -> Result<pb::UnassignCatalogResponse, ApiError> {
@@ -73,7 +73,7 @@ pub async fn unassign_catalog(
 }
 
 pub async fn list_catalogs(
-    store: &dyn DirectoryStore,
+    store: &dyn GroupSettingsStore,
     req: pb::ListCatalogAssignmentsRequest,
 ) -> Result<pb::ListCatalogAssignmentsResponse, ApiError> {
     let (tenant, group) = tenant_and_group(&req.tenant_id, &req.group_id)?;

@@ -5,10 +5,10 @@ use cohort_shared::proto::directory::v1 as pb;
 use super::convert;
 use super::error::ApiError;
 use crate::domain::{DisplayName, Email, NewTenant, PageRequest, RequestId, WriteContext};
-use crate::storage::DirectoryStore;
+use crate::storage::TenantStore;
 
 pub async fn create(
-    store: &dyn DirectoryStore,
+    store: &dyn TenantStore,
     ctx: &WriteContext,
     req: pb::CreateTenantRequest,
 ) -> Result<pb::CreateTenantResponse, ApiError> {
@@ -28,7 +28,7 @@ pub async fn create(
 }
 
 pub async fn get(
-    store: &dyn DirectoryStore,
+    store: &dyn TenantStore,
     req: pb::GetTenantRequest,
 ) -> Result<pb::GetTenantResponse, ApiError> {
     let tenant = store.get_tenant(super::tenant_id(&req.tenant_id)?).await?;
@@ -38,7 +38,7 @@ pub async fn get(
 }
 
 pub async fn list(
-    store: &dyn DirectoryStore,
+    store: &dyn TenantStore,
     req: pb::ListTenantsRequest,
 ) -> Result<pb::ListTenantsResponse, ApiError> {
     let page = PageRequest::parse(req.page_size, &req.page_token, &"tenants")?;

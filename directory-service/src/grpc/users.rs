@@ -8,7 +8,7 @@ use crate::domain::{
     DisplayName, Email, Etag, GroupId, NewUser, PageRequest, RequestId, TenantId, UserFilter,
     UserId, UserState, UserUpdate, ValidationError, WriteContext,
 };
-use crate::storage::DirectoryStore;
+use crate::storage::UserStore;
 
 fn tenant_and_user(tenant_id: &str, user_id: &str) -> Result<(TenantId, UserId), ValidationError> {
     Ok((
@@ -18,7 +18,7 @@ fn tenant_and_user(tenant_id: &str, user_id: &str) -> Result<(TenantId, UserId),
 }
 
 pub async fn create(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     ctx: &WriteContext,
     req: pb::CreateUserRequest,
 ) -> Result<pb::CreateUserResponse, ApiError> {
@@ -40,7 +40,7 @@ pub async fn create(
 pub const MAX_BATCH_USERS: usize = 1000;
 
 pub async fn batch_create(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     ctx: &WriteContext,
     req: pb::BatchCreateUsersRequest,
 ) -> Result<pb::BatchCreateUsersResponse, ApiError> {
@@ -97,7 +97,7 @@ fn refuse_repeats(users: &[NewUser]) -> Result<(), ValidationError> {
 }
 
 pub async fn get(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     req: pb::GetUserRequest,
 ) -> Result<pb::GetUserResponse, ApiError> {
     let (tenant, user) = tenant_and_user(&req.tenant_id, &req.user_id)?;
@@ -108,7 +108,7 @@ pub async fn get(
 }
 
 pub async fn list(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     req: pb::ListUsersRequest,
 ) -> Result<pb::ListUsersResponse, ApiError> {
     let tenant = super::tenant_id(&req.tenant_id)?;
@@ -145,7 +145,7 @@ pub async fn list(
 }
 
 pub async fn update(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     ctx: &WriteContext,
     req: pb::UpdateUserRequest,
 ) -> Result<pb::UpdateUserResponse, ApiError> {
@@ -177,7 +177,7 @@ pub async fn update(
 }
 
 pub async fn suspend(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     ctx: &WriteContext,
     req: pb::SuspendUserRequest,
 ) -> Result<pb::SuspendUserResponse, ApiError> {
@@ -193,7 +193,7 @@ pub async fn suspend(
 }
 
 pub async fn reactivate(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     ctx: &WriteContext,
     req: pb::ReactivateUserRequest,
 ) -> Result<pb::ReactivateUserResponse, ApiError> {
@@ -209,7 +209,7 @@ pub async fn reactivate(
 }
 
 pub async fn delete(
-    store: &dyn DirectoryStore,
+    store: &dyn UserStore,
     ctx: &WriteContext,
     req: pb::DeleteUserRequest,
 ) -> Result<pb::DeleteUserResponse, ApiError> {

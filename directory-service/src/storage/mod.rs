@@ -1,11 +1,16 @@
-//! Storage layer: one trait, [`DirectoryStore`], with one implementation per
-//! database ([`postgres::PgStore`], [`sqlite::SqliteStore`]).
+//! Storage layer: one trait per aggregate ([`TenantStore`], [`UserStore`],
+//! [`GroupStore`], [`MembershipStore`], [`GroupSettingsStore`]) and the
+//! [`Outbox`] the change feed reads, all of them together [`DirectoryStore`],
+//! with one implementation per database ([`postgres::PgStore`],
+//! [`sqlite::SqliteStore`]). Callers take the narrowest trait they need (the
+//! user handlers a `&dyn UserStore`, the feed an `Arc<dyn Outbox>`).
 //!
 //! The two databases understand the same SQL for everything the directory does
 //! (`$n` parameters, `RETURNING`, `ON CONFLICT`, `WITH RECURSIVE`), so the
-//! transactional code is written once, in `sql.rs`, and compiled into each backend
-//! module with that backend's sqlx types (`include!`). What differs (connecting,
-//! pragmas, migrations) stays in the backend's own module.
+//! transactional code is written once, in the `sql/` folder (one file per
+//! aggregate), and mounted as a child module of each backend, compiled with that
+//! backend's sqlx types. What differs (connecting, pragmas, migrations, the
+//! PostgreSQL-only batched writes) stays in the backend's own module.
 //!
 //! Every write runs in one transaction that starts by bumping the tenant's revision.
 //! That row lock (PostgreSQL) or the database write lock (SQLite) is held until
@@ -84,12 +89,19 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Everything the directory keeps. Reads see committed state; every write is one
-/// transaction that either commits with its change event and a new tenant revision,
-/// or changes nothing.
+/// Everything the directory keeps: every aggregate's store and the outbox. Reads
+/// see committed state; every write is one transaction that either commits with
+/// its change event and a new tenant revision, or changes nothing.
+pub trait DirectoryStore:
+    TenantStore + UserStore + GroupStore + MembershipStore + GroupSettingsStore + Outbox + 'static
+{
+    /// The connection pool's use, for the metrics.
+    fn connections(&self) -> Connections;
+}
+
+/// Tenants: created with their first administrator, read and listed.
 #[async_trait]
-pub trait DirectoryStore: Send + Sync + 'static {
-    // Tenants.
+pub trait TenantStore: Send + Sync {
     async fn create_tenant(
         &self,
         ctx: &WriteContext,
@@ -97,8 +109,11 @@ pub trait DirectoryStore: Send + Sync + 'static {
     ) -> StoreResult<Written<(Tenant, User)>>;
     async fn get_tenant(&self, id: TenantId) -> StoreResult<Tenant>;
     async fn list_tenants(&self, page: &PageRequest) -> StoreResult<Page<Tenant>>;
+}
 
-    // Users.
+/// Users and their per-tool roles.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     async fn create_user(
         &self,
         ctx: &WriteContext,
@@ -143,8 +158,11 @@ pub trait DirectoryStore: Send + Sync + 'static {
         id: UserId,
         etag: Option<Etag>,
     ) -> StoreResult<Written<()>>;
+}
 
-    // Groups.
+/// Groups: organizations and their nested subgroups.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
     async fn create_group(
         &self,
         ctx: &WriteContext,
@@ -182,7 +200,11 @@ pub trait DirectoryStore: Send + Sync + 'static {
         cascade: bool,
         etag: Option<Etag>,
     ) -> StoreResult<Written<Vec<GroupId>>>;
+}
 
+/// Who belongs to a group and who administers it.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
     // Administrators. Each returns the group's administrator set after the change.
     async fn set_administrators(
         &self,
@@ -248,8 +270,12 @@ pub trait DirectoryStore: Send + Sync + 'static {
         user: UserId,
         page: &PageRequest,
     ) -> StoreResult<Page<Group>>;
+}
 
-    // Inherited roles.
+/// What a group passes on or offers: its inherited roles and, on organizations,
+/// its catalog assignments.
+#[async_trait]
+pub trait GroupSettingsStore: Send + Sync {
     async fn set_inherited_role(
         &self,
         ctx: &WriteContext,
@@ -289,8 +315,12 @@ pub trait DirectoryStore: Send + Sync + 'static {
         group: GroupId,
         page: &PageRequest,
     ) -> StoreResult<(Page<CatalogAssignment>, bool)>;
+}
 
-    // The outbox, read by the change feed.
+/// The outbox: every committed change set, in revision order per tenant, as the
+/// change feed reads it.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Change sets of a tenant with revisions after `after`, in order: at most
     /// `limit` of them, and no more than `max_bytes` of stored text, except that
     /// the first comes whatever its size.
@@ -316,8 +346,6 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// where the database can tell (PostgreSQL), from other replicas. A receiver
     /// that lags is told so and should re-read the tenant heads.
     fn commit_signal(&self) -> broadcast::Receiver<Commit>;
-    /// The connection pool's use, for the metrics.
-    fn connections(&self) -> Connections;
 }
 
 /// A connection pool's use at one moment.

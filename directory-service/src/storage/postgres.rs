@@ -1,6 +1,6 @@
 //! The PostgreSQL backend, for production. Connects a pool, runs the embedded
 //! migrations (`migrations/postgres`) at start-up, and serves the shared SQL in
-//! `sql.rs` with PostgreSQL's types. Concurrent writes of one tenant are written
+//! `sql/` with PostgreSQL's types. Concurrent writes of one tenant are written
 //! together (group commit): the runner in `postgres/group_commit.rs`, the creates
 //! in `postgres/batched_creates.rs`, the member additions in
 //! `postgres/batched_members.rs`.
@@ -22,8 +22,18 @@ mod batched_members;
 mod group_commit;
 
 use crate::domain::{Revision, TenantId};
+use chrono::{DateTime, Utc};
+use sqlx::Transaction;
+use uuid::Uuid;
+
+use crate::domain::{
+    Change, ChangeSet, Group, GroupId, Membership, RequestId, User, UserId, WriteContext,
+};
+use crate::storage::rows::MembershipsAdded;
+use crate::storage::{StoreError, StoreResult, Written};
 use batched_members::PendingMembers;
 use group_commit::{PendingCreate, PendingGroup, PendingUser};
+use sql::{now, unique_as, Created, NewUserRow, OneShot};
 
 /// The schema of the directory on PostgreSQL (also what test templates are migrated
 /// with).
@@ -118,7 +128,13 @@ impl PgStore {
     }
 }
 
-include!("sql.rs");
+// The shared SQL, compiled once per backend with this backend's sqlx types.
+#[allow(
+    clippy::duplicate_mod,
+    reason = "mounted by both backends on purpose: the same SQL over each backend's types"
+)]
+#[path = "sql/mod.rs"]
+mod sql;
 
 // What the two databases do differently, used by the shared SQL above.
 

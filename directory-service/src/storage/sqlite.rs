@@ -1,6 +1,6 @@
 //! The SQLite backend, the embedded default that needs no set-up. Opens (and
 //! creates) the database file in WAL mode, runs the embedded migrations
-//! (`migrations/sqlite`) at start-up, and serves the shared SQL in `sql.rs` with
+//! (`migrations/sqlite`) at start-up, and serves the shared SQL in `sql/` with
 //! SQLite's types.
 //!
 //! SQLite has one writer at a time: a write transaction takes the database's write
@@ -16,6 +16,17 @@ use sqlx::SqlitePool;
 use tokio::sync::broadcast;
 
 use crate::domain::{Revision, TenantId};
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{ChangeSet, Group, GroupId, User, UserId, WriteContext};
+use crate::storage::rows::MembershipsAdded;
+use crate::storage::{StoreResult, Written};
+use sql::{
+    is_unique_violation, push_in_list, unique_as, Counter, Created, NewUserRow, OneShot, WriteTx,
+    ID_CHUNK,
+};
 
 type Db = sqlx::Sqlite;
 type DbConn = sqlx::SqliteConnection;
@@ -82,7 +93,13 @@ impl SqliteStore {
     }
 }
 
-include!("sql.rs");
+// The shared SQL, compiled once per backend with this backend's sqlx types.
+#[allow(
+    clippy::duplicate_mod,
+    reason = "mounted by both backends on purpose: the same SQL over each backend's types"
+)]
+#[path = "sql/mod.rs"]
+mod sql;
 
 // What the two databases do differently, used by the shared SQL above.
 
