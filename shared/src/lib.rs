@@ -3,7 +3,7 @@
 //! - [`proto`]: the code generated from `proto/` (the `cohort-api` crate,
 //!   re-exported).
 //! - [`catalog`]: the role catalog (tools, roles, permissions, compatibility), the
-//!   one definition both services use.
+//!   one definition both services use (the `cohort-catalog` crate, re-exported).
 //! - [`catalog_api`]: the catalog served over gRPC (`cohort.catalog.v1.CatalogService`).
 //! - [`convert`]: conversions between catalog types and their proto enums.
 //! - [`auth`]: bearer credentials per calling service, tenant restrictions.
@@ -18,9 +18,7 @@
 
 pub mod auth;
 pub mod call_log;
-pub mod catalog;
 pub mod catalog_api;
-pub mod convert;
 pub mod log_writer;
 pub mod malformed;
 pub mod metrics;
@@ -32,3 +30,11 @@ pub mod telemetry;
 /// Generated gRPC code, one module per proto package: the `cohort-api` crate,
 /// which clients can depend on alone.
 pub use cohort_api as proto;
+
+/// The role catalog: the `cohort-catalog` crate, which depends on nothing of the
+/// serving stack.
+pub use cohort_catalog as catalog;
+
+/// Conversions between catalog types and their proto enums (the catalog crate's
+/// `proto` feature).
+pub use cohort_catalog::proto as convert;

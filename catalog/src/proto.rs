@@ -1,10 +1,12 @@
-//! Conversions between the catalog's [`Role`]/[`Tool`] and their proto enums.
+//! Conversions between the catalog's [`Role`]/[`Tool`] and their proto enums
+//! (the `proto` feature, which adds the generated code of `cohort-api`).
 //!
 //! Names match by construction (`ROLE_` + [`Role::as_str`]); the tests check that
 //! every proto value has a catalog counterpart and back.
 
-use crate::catalog::{ResourceKind, Role, ScopeKind, Tool};
-use crate::proto::catalog::v1 as pb;
+use cohort_api::catalog::v1 as pb;
+
+use crate::{ResourceKind, Role, ScopeKind, Tool};
 
 /// A proto enum value that is unspecified or unknown to this build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
