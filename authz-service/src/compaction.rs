@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
-use crate::domain::ExportCursor;
+use crate::domain::{ExportCursor, TenantId};
 use crate::projection::Projection;
 use crate::storage::{Base, ProjectionStore, StoreResult};
 
@@ -41,7 +40,7 @@ impl Tally {
 pub struct Compactor {
     store: Arc<dyn ProjectionStore>,
     projection: Arc<Projection>,
-    tenants: Mutex<HashMap<Uuid, Tally>>,
+    tenants: Mutex<HashMap<TenantId, Tally>>,
 }
 
 impl Compactor {
@@ -49,7 +48,7 @@ impl Compactor {
     pub fn new(
         store: Arc<dyn ProjectionStore>,
         projection: Arc<Projection>,
-        stored: impl IntoIterator<Item = (Uuid, u64, u64)>,
+        stored: impl IntoIterator<Item = (TenantId, u64, u64)>,
     ) -> Arc<Self> {
         let tenants = stored
             .into_iter()
@@ -72,7 +71,7 @@ impl Compactor {
     }
 
     /// A change set was appended to the tenant's log: compacts it when due.
-    pub fn appended(self: &Arc<Self>, tenant: Uuid) {
+    pub fn appended(self: &Arc<Self>, tenant: TenantId) {
         let mut tenants = self.tenants.lock().expect("not poisoned");
         let tally = tenants.entry(tenant).or_default();
         tally.log_entries += 1;
@@ -98,7 +97,7 @@ impl Compactor {
     }
 
     /// A new base of `base_changes` changes is live, under `log_entries` change sets.
-    pub fn based(&self, tenant: Uuid, base_changes: u64, log_entries: u64) {
+    pub fn based(&self, tenant: TenantId, base_changes: u64, log_entries: u64) {
         let mut tenants = self.tenants.lock().expect("not poisoned");
         let tally = tenants.entry(tenant).or_default();
         tally.base_changes = base_changes;
@@ -107,7 +106,7 @@ impl Compactor {
     }
 
     /// Stops a compaction of the tenant (a snapshot is about to replace its base).
-    pub async fn stop(&self, tenant: Uuid) {
+    pub async fn stop(&self, tenant: TenantId) {
         let running = self
             .tenants
             .lock()
@@ -122,7 +121,7 @@ impl Compactor {
 
     /// Writes the tenant's state as a new base, page by page; its number of
     /// changes, and the log rows carried over onto it.
-    async fn compact(&self, tenant: Uuid) -> StoreResult<(u64, u64)> {
+    async fn compact(&self, tenant: TenantId) -> StoreResult<(u64, u64)> {
         let Some(shared) = self.projection.tenant(tenant) else {
             return Ok((0, 0));
         };

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::compaction::{Compactor, PAGE_CHANGES};
-use crate::domain::{Change, GroupId, Revision, TenantState, UserId};
+use crate::domain::{Change, GroupId, Revision, TenantId, TenantState, UserId};
 use crate::metrics::FollowerMetrics;
 use crate::projection::Projection;
 use crate::storage::{format, Appended, Base, Generation, ProjectionStore, StoreResult};
@@ -55,7 +55,7 @@ pub struct Follower {
 
 /// A tenant snapshot being received.
 struct Resync {
-    tenant: Uuid,
+    tenant: TenantId,
     revision: Revision,
     /// The new state, in bulk mode until the end.
     state: TenantState,
@@ -109,7 +109,7 @@ impl Drop for Resync {
 
 /// The first parts of a change set sent in several.
 struct Gathering {
-    tenant: Uuid,
+    tenant: TenantId,
     revision: Revision,
     changes: Vec<Change>,
 }
@@ -222,7 +222,7 @@ async fn apply_stream(
         }
         match event {
             Event::SnapshotBegin(begin) => {
-                let tenant = Uuid::parse_str(&begin.tenant_id)?;
+                let tenant = TenantId(Uuid::parse_str(&begin.tenant_id)?);
                 compactor.stop(tenant).await;
                 let generation = store.begin_base(tenant).await?;
                 resync = Some(Resync {
@@ -238,7 +238,7 @@ async fn apply_stream(
                 });
             }
             Event::Change(event) => {
-                let tenant = Uuid::parse_str(&event.tenant_id)?;
+                let tenant = TenantId(Uuid::parse_str(&event.tenant_id)?);
                 let changes: Vec<Change> = event
                     .changes
                     .into_iter()
@@ -346,7 +346,10 @@ async fn apply_stream(
                 );
             }
             Event::Checkpoint(checkpoint) => {
-                projection.vouch(Uuid::parse_str(&checkpoint.tenant_id)?, checkpoint.revision);
+                projection.vouch(
+                    TenantId(Uuid::parse_str(&checkpoint.tenant_id)?),
+                    checkpoint.revision,
+                );
             }
             Event::CaughtUp(_) => {
                 projection.set_synced();

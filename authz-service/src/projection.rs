@@ -9,9 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
-use uuid::Uuid;
 
-use crate::domain::{Change, Revision, TenantState};
+use crate::domain::{Change, Revision, TenantId, TenantState};
 
 pub type SharedTenant = Arc<RwLock<TenantState>>;
 
@@ -23,7 +22,7 @@ pub struct NotReached {
 }
 
 pub struct Projection {
-    tenants: RwLock<HashMap<Uuid, SharedTenant>>,
+    tenants: RwLock<HashMap<TenantId, SharedTenant>>,
     /// Bumped after every applied change set; readers waiting for a revision wake
     /// on it.
     applied: watch::Sender<u64>,
@@ -35,11 +34,11 @@ pub struct Projection {
     /// new one has caught up (None while it is up to date).
     feed_lost_since: Mutex<Option<Instant>>,
     /// Per tenant: the last revision the directory vouched for, and when.
-    vouched: Mutex<HashMap<Uuid, (Revision, SystemTime)>>,
+    vouched: Mutex<HashMap<TenantId, (Revision, SystemTime)>>,
 }
 
 impl Projection {
-    pub fn new(loaded: Vec<(Uuid, TenantState)>) -> Self {
+    pub fn new(loaded: Vec<(TenantId, TenantState)>) -> Self {
         let tenants = loaded
             .into_iter()
             .map(|(id, state)| (id, Arc::new(RwLock::new(state))))
@@ -54,19 +53,19 @@ impl Projection {
         }
     }
 
-    pub fn tenant(&self, id: Uuid) -> Option<SharedTenant> {
+    pub fn tenant(&self, id: TenantId) -> Option<SharedTenant> {
         self.tenants.read().expect("not poisoned").get(&id).cloned()
     }
 
     /// The revision held for a tenant (0 when it is unknown).
-    pub fn revision(&self, id: Uuid) -> Revision {
+    pub fn revision(&self, id: TenantId) -> Revision {
         self.tenant(id)
             .map(|t| t.read().expect("not poisoned").revision)
             .unwrap_or(0)
     }
 
     /// Every tenant with the revision held, for resuming the feed.
-    pub fn cursors(&self) -> Vec<(Uuid, Revision)> {
+    pub fn cursors(&self) -> Vec<(TenantId, Revision)> {
         let tenants = self.tenants.read().expect("not poisoned");
         tenants
             .iter()
@@ -75,7 +74,7 @@ impl Projection {
     }
 
     /// Replaces a tenant's state (after a snapshot).
-    pub fn replace(&self, id: Uuid, state: TenantState) {
+    pub fn replace(&self, id: TenantId, state: TenantState) {
         self.tenants
             .write()
             .expect("not poisoned")
@@ -84,7 +83,7 @@ impl Projection {
     }
 
     /// Applies one committed change set at `revision`.
-    pub fn apply(&self, id: Uuid, revision: Revision, changes: Vec<Change>) {
+    pub fn apply(&self, id: TenantId, revision: Revision, changes: Vec<Change>) {
         let tenant = self
             .tenants
             .write()
@@ -103,7 +102,7 @@ impl Projection {
     }
 
     /// Records that the directory vouched, now, that `revision` is the tenant's latest.
-    pub fn vouch(&self, id: Uuid, revision: Revision) {
+    pub fn vouch(&self, id: TenantId, revision: Revision) {
         self.vouched
             .lock()
             .expect("not poisoned")
@@ -111,7 +110,7 @@ impl Projection {
     }
 
     /// When the directory last vouched for the tenant's revision.
-    pub fn vouched(&self, id: Uuid) -> Option<SystemTime> {
+    pub fn vouched(&self, id: TenantId) -> Option<SystemTime> {
         self.vouched
             .lock()
             .expect("not poisoned")
@@ -148,8 +147,8 @@ impl Projection {
     }
 
     /// Every tenant held.
-    pub fn tenant_ids(&self) -> Vec<Uuid> {
-        let mut ids: Vec<Uuid> = self
+    pub fn tenant_ids(&self) -> Vec<TenantId> {
+        let mut ids: Vec<TenantId> = self
             .tenants
             .read()
             .expect("not poisoned")
@@ -173,7 +172,7 @@ impl Projection {
     /// Waits until the tenant is at `wanted` or later, until `deadline`.
     pub async fn wait_for(
         &self,
-        id: Uuid,
+        id: TenantId,
         wanted: Revision,
         deadline: Instant,
     ) -> Result<(), NotReached> {
@@ -205,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn readers_wait_for_the_revision_they_need() {
         let projection = Arc::new(Projection::new(Vec::new()));
-        let tenant = Uuid::new_v4();
+        let tenant = TenantId(uuid::Uuid::new_v4());
         let soon = Instant::now() + Duration::from_millis(50);
         assert_eq!(
             projection.wait_for(tenant, 1, soon).await,

@@ -91,7 +91,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let loaded = store.load().await.context("loading the projection")?;
-        let tallies: Vec<(uuid::Uuid, u64, u64)> = loaded
+        let tallies: Vec<(crate::domain::TenantId, u64, u64)> = loaded
             .iter()
             .map(|t| (t.tenant, t.base_changes, t.log_entries))
             .collect();

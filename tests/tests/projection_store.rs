@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use cohort_authz::domain::{Change, ExportCursor, TenantState};
+use cohort_authz::domain::{Change, ExportCursor, TenantId, TenantState};
 use cohort_authz::storage::postgres::PgProjection;
 use cohort_authz::storage::sqlite::SqliteProjection;
 use cohort_authz::storage::{Appended, Base, ProjectionStore, StoredTenant};
@@ -115,7 +115,7 @@ fn assert_same(stored: &StoredTenant, live: &TenantState, context: &str) {
 /// Writes `changes` as a snapshot base at `revision`, in pages of `page` changes.
 async fn write_snapshot(
     store: &dyn ProjectionStore,
-    tenant: Uuid,
+    tenant: TenantId,
     changes: &[Change],
     revision: i64,
     page: usize,
@@ -146,7 +146,7 @@ fn bulk(changes: &[Change], revision: i64) -> TenantState {
 /// Applies one random change set to the world, the store and the live state.
 async fn change_set(
     store: &dyn ProjectionStore,
-    tenant: Uuid,
+    tenant: TenantId,
     world: &mut World,
     live: &mut TenantState,
     rng: &mut StdRng,
@@ -165,7 +165,7 @@ async fn a_base_and_its_log_load_back_as_the_state_they_were_written_from() {
     for (name, backend) in Backend::both().await {
         let store = &*backend.store;
         let mut rng = StdRng::seed_from_u64(7);
-        let tenants: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let tenants: Vec<TenantId> = (0..3).map(|_| TenantId(Uuid::new_v4())).collect();
         let mut lives = Vec::new();
         for tenant in &tenants {
             let mut world = World::random_shaped(&mut rng, &SHAPE);
@@ -202,7 +202,7 @@ async fn change_sets_appended_together_load_back_as_if_appended_one_by_one() {
         let store = &*backend.store;
         let mut rng = StdRng::seed_from_u64(11);
         // Two tenants with a base, and one first seen through its change sets.
-        let tenants: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let tenants: Vec<TenantId> = (0..3).map(|_| TenantId(Uuid::new_v4())).collect();
         let mut worlds = Vec::new();
         let mut lives = Vec::new();
         let mut first = Vec::new();
@@ -260,7 +260,7 @@ async fn an_unfinished_base_leaves_the_old_projection_and_is_removed() {
     for (name, backend) in Backend::both().await {
         let store = &*backend.store;
         let mut rng = StdRng::seed_from_u64(11);
-        let tenant = Uuid::new_v4();
+        let tenant = TenantId(Uuid::new_v4());
         let old = World::random_shaped(&mut rng, &SHAPE);
         write_snapshot(store, tenant, &old.changes(), 5, 9).await;
         let pages_of_old = backend.count("projection_pages").await;
@@ -297,7 +297,7 @@ async fn a_compaction_written_while_change_sets_arrive_loads_back_as_the_live_st
         let store = &*backend.store;
         for seed in 0..12 {
             let mut rng = StdRng::seed_from_u64(100 + seed);
-            let tenant = Uuid::new_v4();
+            let tenant = TenantId(Uuid::new_v4());
             let mut world = World::random_shaped(&mut rng, &SHAPE);
             let changes = world.changes();
             write_snapshot(store, tenant, &changes, 1, 16).await;
@@ -350,7 +350,7 @@ async fn a_tenant_stored_in_another_format_is_dropped_to_be_rebuilt() {
     for (name, backend) in Backend::both().await {
         let store = &*backend.store;
         let mut rng = StdRng::seed_from_u64(3);
-        let (kept, unreadable) = (Uuid::new_v4(), Uuid::new_v4());
+        let (kept, unreadable) = (TenantId(Uuid::new_v4()), TenantId(Uuid::new_v4()));
         for tenant in [kept, unreadable] {
             let world = World::random_shaped(&mut rng, &SHAPE);
             write_snapshot(store, tenant, &world.changes(), 2, 50).await;
@@ -359,7 +359,7 @@ async fn a_tenant_stored_in_another_format_is_dropped_to_be_rebuilt() {
         let bytes = if backend.cleanup.is_some() {
             format!("'\\x0863'::bytea, '{unreadable}'")
         } else {
-            format!("x'0863', x'{}'", unreadable.simple())
+            format!("x'0863', x'{}'", unreadable.0.simple())
         };
         let (body, id) = bytes.split_once(", ").unwrap();
         backend
@@ -369,7 +369,7 @@ async fn a_tenant_stored_in_another_format_is_dropped_to_be_rebuilt() {
             ))
             .await;
         let loaded = store.load().await.unwrap();
-        let tenants: Vec<Uuid> = loaded.iter().map(|t| t.tenant).collect();
+        let tenants: Vec<TenantId> = loaded.iter().map(|t| t.tenant).collect();
         assert_eq!(tenants, vec![kept], "{name}");
         assert_eq!(
             backend.count("projection_tenants").await,

@@ -25,4 +25,4 @@ pub use resolve::{
     resolve, HeldRole, PermissionReach, Resolution, Source, SuppressReason, SuppressedRole,
     ToolRoles, Via, REACH_ORDER,
 };
-pub use state::{Change, ExportCursor, GroupId, Revision, Size, TenantState, UserId};
+pub use state::{Change, ExportCursor, GroupId, Revision, Size, TenantId, TenantState, UserId};

@@ -14,11 +14,10 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::Code;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use super::error::ApiError;
 use super::AuthzApi;
-use crate::domain::Revision;
+use crate::domain::{Revision, TenantId};
 use crate::projection::SharedTenant;
 
 impl AuthzApi {
@@ -27,13 +26,13 @@ impl AuthzApi {
         &self,
         principal: &Principal,
         metadata: &MetadataMap,
-        tenant: Uuid,
+        tenant: TenantId,
         consistency: Option<pb::Consistency>,
     ) -> Result<SharedTenant, ApiError> {
         use pb::consistency::Requirement;
-        cohort_shared::call_log::record_tenant(tenant);
+        cohort_shared::call_log::record_tenant(tenant.0);
         principal
-            .check_tenant_id(tenant)
+            .check_tenant_id(tenant.0)
             .map_err(ApiError::Denied)?;
         // Give up a little before the caller's deadline, so that it hears why
         // rather than cancelling first.
@@ -73,7 +72,7 @@ impl AuthzApi {
     /// request id, so that both services' logs name the same call.
     async fn directory_revision(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         deadline: Instant,
         request_id: Option<tonic::metadata::AsciiMetadataValue>,
     ) -> Result<Revision, ApiError> {

@@ -22,13 +22,12 @@ use cohort_shared::proto::authz::v1 as pb;
 use cohort_shared::proto::authz::v1::authz_service_server::AuthzService;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, CheckError, GroupId, Holding, TenantState, UserId};
+use crate::domain::{self, CheckError, GroupId, Holding, TenantId, TenantState, UserId};
 use crate::projection::Projection;
 use crate::upstream::Upstream;
 use convert::{effective_roles, id_string, parse_id, parse_id_named, parse_resource};
 use error::{lookup_error, reply, ApiError};
 use paging::PageRequest;
-use uuid::Uuid;
 
 const MAX_BULK_ITEMS: usize = 1000;
 
@@ -92,7 +91,7 @@ impl AuthzApi {
 /// A request parsed into domain terms, with the tenant it reads and how fresh
 /// the answer must be.
 struct Parsed<P> {
-    tenant: Uuid,
+    tenant: TenantId,
     consistency: Option<pb::Consistency>,
     request: P,
 }
@@ -104,7 +103,7 @@ impl<P> Parsed<P> {
         request: P,
     ) -> Result<Self, ApiError> {
         Ok(Parsed {
-            tenant: parse_id("tenant_id", tenant_id)?,
+            tenant: TenantId(parse_id("tenant_id", tenant_id)?),
             consistency,
             request,
         })
@@ -215,7 +214,7 @@ impl AuthzService for AuthzApi {
         self.answer(
             request,
             |req| {
-                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let tenant = TenantId(parse_id("tenant_id", &req.tenant_id)?);
                 let group = GroupId(parse_id("group_id", &req.group_id)?);
                 let holding = match req.what {
                     None => return Err(ApiError::invalid("role", "name a role or a permission")),
@@ -258,7 +257,7 @@ impl AuthzService for AuthzApi {
         self.answer(
             request,
             |req| {
-                let tenant = parse_id("tenant_id", &req.tenant_id)?;
+                let tenant = TenantId(parse_id("tenant_id", &req.tenant_id)?);
                 let user = UserId(parse_id("user_id", &req.user_id)?);
                 let page = PageRequest::parse(
                     req.page_size,
@@ -306,7 +305,7 @@ impl AuthzService for AuthzApi {
                 principal
                     .check_tenant(&req.tenant_id)
                     .map_err(ApiError::Denied)?;
-                vec![parse_id("tenant_id", &req.tenant_id)?]
+                vec![TenantId(parse_id("tenant_id", &req.tenant_id)?)]
             };
             let now = std::time::SystemTime::now();
             let tenants = tenants

@@ -17,9 +17,8 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
-use crate::domain::{Change, Revision, TenantState};
+use crate::domain::{Change, Revision, TenantId, TenantState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,7 +38,7 @@ pub type Generation = i64;
 /// A tenant as stored: its state at its checkpoint, and what it was loaded from.
 #[derive(Debug)]
 pub struct StoredTenant {
-    pub tenant: Uuid,
+    pub tenant: TenantId,
     pub state: TenantState,
     /// Changes in the base.
     pub base_changes: u64,
@@ -64,7 +63,7 @@ pub enum Base {
 /// One change set for [`ProjectionStore::append_all`].
 #[derive(Debug, Clone)]
 pub struct Appended {
-    pub tenant: Uuid,
+    pub tenant: TenantId,
     pub revision: Revision,
     pub changes: Vec<Change>,
 }
@@ -76,8 +75,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Appends one change set to the tenant's log and moves its checkpoint to
     /// `revision`, in one transaction.
-    async fn append(&self, tenant: Uuid, revision: Revision, changes: &[Change])
-        -> StoreResult<()>;
+    async fn append(
+        &self,
+        tenant: TenantId,
+        revision: Revision,
+        changes: &[Change],
+    ) -> StoreResult<()>;
 
     /// Appends several change sets (of one or more tenants, each tenant's in
     /// revision order) and moves each tenant's checkpoint to its last, with one
@@ -87,12 +90,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Starts a new base for the tenant, kept apart from the live one; removes
     /// what an unfinished base left. Its generation.
-    async fn begin_base(&self, tenant: Uuid) -> StoreResult<Generation>;
+    async fn begin_base(&self, tenant: TenantId) -> StoreResult<Generation>;
 
     /// Writes the page `seq` of a base being built (changes that add or set).
     async fn write_page(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         generation: Generation,
         seq: i64,
         changes: &[Change],
@@ -102,7 +105,7 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// lie on top of it.
     async fn commit_base(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         generation: Generation,
         base: Base,
     ) -> StoreResult<u64>;

@@ -8,6 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::domain::TenantId;
 use crate::storage::StoreResult;
 use sql::unknown_among;
 
@@ -53,7 +54,7 @@ impl PgProjection {
     /// when the tenant has no checkpoint yet.
     async fn append_entry(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         revision: i64,
         body: &[u8],
     ) -> StoreResult<Option<i64>> {
@@ -65,7 +66,7 @@ impl PgProjection {
              ON CONFLICT (tenant_id, generation, revision) DO UPDATE SET body = excluded.body \
              RETURNING generation",
         )
-        .bind(tenant)
+        .bind(tenant.0)
         .bind(revision)
         .bind(body)
         .fetch_optional(&self.pool)

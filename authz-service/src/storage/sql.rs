@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use uuid::Uuid;
 
-use crate::domain::{Change, Revision, TenantState};
+use crate::domain::{Change, Revision, TenantId, TenantState};
 use crate::storage::format::{LogEntry, Page};
 use crate::storage::{
     Appended, Base, Generation, ProjectionStore, StoreError, StoreResult, StoredTenant,
@@ -47,11 +47,11 @@ impl Store {
 
     /// Removes everything stored for a tenant (its projection is then rebuilt from
     /// the directory).
-    async fn forget(&self, tenant: Uuid) -> StoreResult<()> {
+    async fn forget(&self, tenant: TenantId) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for table in ["projection_pages", "projection_log", "projection_tenants"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
-                .bind(tenant)
+                .bind(tenant.0)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -64,7 +64,7 @@ impl Store {
     /// end). Decoding on a third thread was no faster, and held more memory.
     async fn load_tenant(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         generation: Generation,
         revision: Revision,
     ) -> StoreResult<StoredTenant> {
@@ -91,7 +91,7 @@ impl Store {
             let mut pages = sqlx::query_scalar::<_, Vec<u8>>(
                 "SELECT body FROM projection_pages WHERE tenant_id = $1 AND generation = $2 ORDER BY seq",
             )
-            .bind(tenant)
+            .bind(tenant.0)
             .bind(generation)
             .fetch(&self.pool);
             while let Some(body) = pages.try_next().await? {
@@ -103,7 +103,7 @@ impl Store {
             let mut log = sqlx::query_scalar::<_, Vec<u8>>(
                 "SELECT body FROM projection_log WHERE tenant_id = $1 AND generation = $2 ORDER BY revision",
             )
-            .bind(tenant)
+            .bind(tenant.0)
             .bind(generation)
             .fetch(&self.pool);
             while let Some(body) = log.try_next().await? {
@@ -147,6 +147,7 @@ impl ProjectionStore for Store {
         .await?;
         let mut out = Vec::with_capacity(tenants.len());
         for (tenant, generation, revision) in tenants {
+            let tenant = TenantId(tenant);
             match self.load_tenant(tenant, generation, revision).await {
                 Ok(stored) => out.push(stored),
                 Err(err @ (StoreError::Format(_) | StoreError::Corrupt(_))) => {
@@ -163,7 +164,7 @@ impl ProjectionStore for Store {
 
     async fn append(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         revision: Revision,
         changes: &[Change],
     ) -> StoreResult<()> {
@@ -177,12 +178,12 @@ impl ProjectionStore for Store {
         sqlx::query(
             "INSERT INTO projection_tenants (tenant_id, generation, base_revision, revision) VALUES ($1, 1, 0, $2)",
         )
-        .bind(tenant)
+        .bind(tenant.0)
         .bind(revision)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO projection_log (tenant_id, generation, revision, body) VALUES ($1, 1, $2, $3)")
-            .bind(tenant)
+            .bind(tenant.0)
             .bind(revision)
             .bind(&body)
             .execute(&mut *tx)
@@ -195,22 +196,22 @@ impl ProjectionStore for Store {
         if let [one] = sets {
             return self.append(one.tenant, one.revision, &one.changes).await;
         }
-        let tenants: Vec<Uuid> = sets.iter().map(|s| s.tenant).collect();
+        let tenants: Vec<Uuid> = sets.iter().map(|s| s.tenant.0).collect();
         let revisions: Vec<i64> = sets.iter().map(|s| s.revision).collect();
         let bodies: Vec<Vec<u8>> = sets.iter().map(|s| LogEntry::encode(&s.changes)).collect();
         let unknown = self.append_entries(&tenants, &revisions, &bodies).await?;
         // Tenants without a checkpoint yet got nothing: each of their change sets
         // as a first one.
-        for set in sets.iter().filter(|s| unknown.contains(&s.tenant)) {
+        for set in sets.iter().filter(|s| unknown.contains(&s.tenant.0)) {
             self.append(set.tenant, set.revision, &set.changes).await?;
         }
         Ok(())
     }
 
-    async fn begin_base(&self, tenant: Uuid) -> StoreResult<Generation> {
+    async fn begin_base(&self, tenant: TenantId) -> StoreResult<Generation> {
         let live: Option<i64> =
             sqlx::query_scalar("SELECT generation FROM projection_tenants WHERE tenant_id = $1")
-                .bind(tenant)
+                .bind(tenant.0)
                 .fetch_optional(&self.pool)
                 .await?;
         let live = live.unwrap_or(0);
@@ -218,7 +219,7 @@ impl ProjectionStore for Store {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE tenant_id = $1 AND generation <> $2"
             ))
-            .bind(tenant)
+            .bind(tenant.0)
             .bind(live)
             .execute(&self.pool)
             .await?;
@@ -228,7 +229,7 @@ impl ProjectionStore for Store {
 
     async fn write_page(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         generation: Generation,
         seq: i64,
         changes: &[Change],
@@ -238,7 +239,7 @@ impl ProjectionStore for Store {
             "INSERT INTO projection_pages (tenant_id, generation, seq, body) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id, generation, seq) DO UPDATE SET body = excluded.body",
         )
-        .bind(tenant)
+        .bind(tenant.0)
         .bind(generation)
         .bind(seq)
         .bind(body)
@@ -249,7 +250,7 @@ impl ProjectionStore for Store {
 
     async fn commit_base(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         generation: Generation,
         base: Base,
     ) -> StoreResult<u64> {
@@ -262,7 +263,7 @@ impl ProjectionStore for Store {
                      generation = excluded.generation, base_revision = excluded.base_revision, \
                      revision = excluded.revision",
                 )
-                .bind(tenant)
+                .bind(tenant.0)
                 .bind(generation)
                 .bind(revision)
                 .execute(&mut *tx)
@@ -275,7 +276,7 @@ impl ProjectionStore for Store {
                 sqlx::query(
                     "UPDATE projection_tenants SET generation = $2, base_revision = $3 WHERE tenant_id = $1",
                 )
-                .bind(tenant)
+                .bind(tenant.0)
                 .bind(generation)
                 .bind(from)
                 .execute(&mut *tx)
@@ -284,7 +285,7 @@ impl ProjectionStore for Store {
                     "UPDATE projection_log SET generation = $2 \
                      WHERE tenant_id = $1 AND generation <> $2 AND revision > $3",
                 )
-                .bind(tenant)
+                .bind(tenant.0)
                 .bind(generation)
                 .bind(from)
                 .execute(&mut *tx)
@@ -296,7 +297,7 @@ impl ProjectionStore for Store {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE tenant_id = $1 AND generation <> $2"
             ))
-            .bind(tenant)
+            .bind(tenant.0)
             .bind(generation)
             .execute(&mut *tx)
             .await?;

@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
+use crate::domain::TenantId;
 use crate::storage::StoreResult;
 use sql::unknown_among;
 
@@ -54,7 +55,7 @@ impl SqliteProjection {
     /// when the tenant has no checkpoint yet.
     async fn append_entry(
         &self,
-        tenant: Uuid,
+        tenant: TenantId,
         revision: i64,
         body: &[u8],
     ) -> StoreResult<Option<i64>> {
@@ -76,7 +77,7 @@ impl SqliteProjection {
         let mut tx = self.pool.begin().await?;
         let mut known = Vec::new();
         for ((tenant, revision), body) in tenants.iter().zip(revisions).zip(bodies) {
-            if Self::append_in(&mut tx, *tenant, *revision, body)
+            if Self::append_in(&mut tx, TenantId(*tenant), *revision, body)
                 .await?
                 .is_some()
             {
@@ -91,14 +92,14 @@ impl SqliteProjection {
     /// nothing and `None` when the tenant has no checkpoint.
     async fn append_in(
         tx: &mut sqlx::SqliteConnection,
-        tenant: Uuid,
+        tenant: TenantId,
         revision: i64,
         body: &[u8],
     ) -> StoreResult<Option<i64>> {
         let generation: Option<i64> = sqlx::query_scalar(
             "UPDATE projection_tenants SET revision = $2 WHERE tenant_id = $1 RETURNING generation",
         )
-        .bind(tenant)
+        .bind(tenant.0)
         .bind(revision)
         .fetch_optional(&mut *tx)
         .await?;
@@ -109,7 +110,7 @@ impl SqliteProjection {
             "INSERT INTO projection_log (tenant_id, generation, revision, body) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id, generation, revision) DO UPDATE SET body = excluded.body",
         )
-        .bind(tenant)
+        .bind(tenant.0)
         .bind(generation)
         .bind(revision)
         .bind(body)
