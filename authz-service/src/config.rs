@@ -72,6 +72,14 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+impl Default for Settings {
+    /// The flags' defaults, without the environment: what a program that embeds
+    /// the service starts from (`Settings { listen, ..Default::default() }`).
+    fn default() -> Self {
+        cohort_shared::serving::defaults()
+    }
+}
+
 impl Settings {
     /// Checks what clap cannot: the directory address and the database URL.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -95,6 +103,15 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_settings_are_the_flags_defaults() {
+        let settings = Settings::default();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:50052");
+        assert_eq!(settings.data_dir, PathBuf::from("data/authz"));
+        assert!(settings.database_url.is_none());
+        assert_eq!(settings.serving.max_concurrent_calls, 256);
+    }
 
     #[test]
     fn defaults_run_without_set_up() {

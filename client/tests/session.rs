@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
 use cohort_client::proto::authz::v1 as authz;
 use cohort_client::proto::catalog::v1 as catalog;
 use cohort_client::proto::directory::v1 as directory;
@@ -134,20 +133,14 @@ async fn stack_on(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
-    let settings = cohort_stack::Settings::try_parse_from([
-        "cohort-stack",
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--directory-listen",
-        &directory.to_string(),
-        "--authz-listen",
-        "127.0.0.1:0",
-        "--auth-tokens",
-        &format!("test:{token}"),
-        "--directory-token",
-        token,
-    ])
-    .unwrap();
+    let settings = cohort_stack::Settings {
+        data_dir: data_dir.to_owned(),
+        directory_listen: directory,
+        authz_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        auth_tokens: Some(format!("test:{token}").into()),
+        directory_token: Some(token.to_owned().into()),
+        ..Default::default()
+    };
     let stack = cohort_stack::Stack::build(&settings).await.unwrap();
     let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(stack.run_until(async {

@@ -108,6 +108,14 @@ impl std::fmt::Debug for Database {
     }
 }
 
+impl Default for Settings {
+    /// The flags' defaults, without the environment: what a program that embeds
+    /// the service starts from (`Settings { listen, ..Default::default() }`).
+    fn default() -> Self {
+        cohort_shared::serving::defaults()
+    }
+}
+
 impl Settings {
     /// The change feed's settings.
     pub fn feed(&self) -> crate::feed::FeedSettings {
@@ -141,6 +149,15 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_settings_are_the_flags_defaults() {
+        let settings = Settings::default();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(settings.data_dir, PathBuf::from("data/directory"));
+        assert!(settings.database_url.is_none());
+        assert_eq!(settings.serving.max_concurrent_calls, 256);
+    }
 
     #[test]
     fn defaults_run_without_set_up() {

@@ -438,6 +438,20 @@ impl TlsFiles {
     }
 }
 
+/// The value every flag of `T` defaults to, ignoring the environment: where a
+/// program that embeds a service (the stack, the tests) starts its settings,
+/// named field by field, so that its own `COHORT_*` variables (meant for it, or
+/// for another process) cannot leak into the service. The defaults stay where
+/// the flags declare them.
+pub fn defaults<T: clap::Args>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults"))
+        .mut_args(|arg| arg.env(None::<&'static str>));
+    let matches = command
+        .try_get_matches_from(["defaults"])
+        .expect("every flag has a default or is optional");
+    T::from_arg_matches(&matches).expect("the defaults parse")
+}
+
 /// The serving options every Cohort server takes (flattened into each service's
 /// settings): limits, TLS and the callers' credentials.
 #[derive(Debug, Clone, clap::Args)]
@@ -493,6 +507,13 @@ pub struct ServingArgs {
     /// credential (and the authorization service presents it to the directory).
     #[arg(long, env = "COHORT_DEV_TOKEN_FILE")]
     pub dev_token_file: Option<std::path::PathBuf>,
+}
+
+impl Default for ServingArgs {
+    /// The flags' defaults, without the environment ([`defaults`]).
+    fn default() -> Self {
+        defaults()
+    }
 }
 
 impl ServingArgs {
@@ -558,5 +579,31 @@ impl ServingArgs {
             credentials.push(dev);
         }
         Ok(crate::auth::Auth::required(credentials))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serving: ServingArgs,
+    }
+
+    /// The flags read the environment; the defaults an embedding program starts
+    /// from do not. (This variable is read by no other test of this crate.)
+    #[test]
+    fn defaults_ignore_the_environment() {
+        std::env::set_var("COHORT_MAX_CONCURRENT_CALLS", "3");
+        let from_flags = Flags::try_parse_from(["flags"]).unwrap();
+        let defaults = ServingArgs::default();
+        std::env::remove_var("COHORT_MAX_CONCURRENT_CALLS");
+        assert_eq!(from_flags.serving.max_concurrent_calls, 3);
+        assert_eq!(defaults.max_concurrent_calls, 256);
+        assert_eq!(defaults.max_message_bytes, 4 * 1024 * 1024);
+        assert!(defaults.auth_tokens.is_none());
     }
 }

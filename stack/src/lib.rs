@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use cohort_shared::auth::Credential;
-use cohort_shared::serving::LogFormat;
+use cohort_shared::serving::{LogFormat, ServingArgs};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
@@ -59,6 +59,13 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    /// The flags' defaults, without the environment.
+    fn default() -> Self {
+        cohort_shared::serving::defaults()
+    }
 }
 
 /// Both services, built and bound, not serving yet.
@@ -101,31 +108,30 @@ impl Stack {
                 )
             })?;
 
-        let directory_settings = cohort_directory::config::Settings::try_parse_from([
-            "cohort-directory",
-            "--auth-tokens",
-            &tokens,
-            "--listen",
-            &settings.directory_listen.to_string(),
-            "--data-dir",
-            &data_dir.join("directory").display().to_string(),
-        ])?;
+        // Each service's settings, named field by field from the stack's own:
+        // the services' environment variables (a metrics address, a database
+        // URL) are for separate services and must not reach these two.
+        let serving = || ServingArgs {
+            auth_tokens: Some(tokens.clone().into()),
+            ..ServingArgs::default()
+        };
+        let directory_settings = cohort_directory::config::Settings {
+            listen: settings.directory_listen,
+            data_dir: data_dir.join("directory"),
+            serving: serving(),
+            ..Default::default()
+        };
         let directory = cohort_directory::startup::Application::build(&directory_settings).await?;
         let directory_addr = directory.local_addr();
 
-        let authz_settings = cohort_authz::config::Settings::try_parse_from([
-            "cohort-authz",
-            "--auth-tokens",
-            &tokens,
-            "--directory-token",
-            &directory_token,
-            "--listen",
-            &settings.authz_listen.to_string(),
-            "--directory",
-            &format!("http://{directory_addr}"),
-            "--data-dir",
-            &data_dir.join("authz").display().to_string(),
-        ])?;
+        let authz_settings = cohort_authz::config::Settings {
+            listen: settings.authz_listen,
+            directory: format!("http://{directory_addr}"),
+            directory_token: Some(directory_token.into()),
+            data_dir: data_dir.join("authz"),
+            serving: serving(),
+            ..Default::default()
+        };
         let authz = cohort_authz::startup::Application::build(&authz_settings).await?;
         Ok(Stack {
             directory,
@@ -214,19 +220,14 @@ impl Ephemeral {
         ));
         // Random, as the services require of any secret (a v4 UUID: 122 bits).
         let token = format!("ephemeral-{}", uuid::Uuid::new_v4().simple());
-        let settings = Settings::try_parse_from([
-            "cohort-stack",
-            "--data-dir",
-            &data_dir.display().to_string(),
-            "--directory-listen",
-            "127.0.0.1:0",
-            "--authz-listen",
-            "127.0.0.1:0",
-            "--auth-tokens",
-            &format!("ephemeral:{token}"),
-            "--directory-token",
-            &token,
-        ])?;
+        let settings = Settings {
+            data_dir: data_dir.clone(),
+            directory_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            authz_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth_tokens: Some(format!("ephemeral:{token}").into()),
+            directory_token: Some(token.clone().into()),
+            ..Default::default()
+        };
         let stack = Stack::build(&settings).await?;
         let (directory, authz) = (stack.directory_addr(), stack.authz_addr());
         let (stop, stopping) = oneshot::channel::<()>();

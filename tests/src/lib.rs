@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 pub use cohort_authz::config::Settings as AuthzSettings;
 use cohort_directory::startup::{open_store, Application};
 use cohort_shared::auth::{Auth, Credential};
@@ -383,13 +382,18 @@ impl AuthzProcess {
 
     /// The process, configured but not started.
     fn start_lazily(directory: &str, database_url: &str) -> anyhow::Result<Self> {
-        let mut settings =
-            AuthzSettings::try_parse_from(["cohort-authz", "--listen", "127.0.0.1:0"])?;
-        settings.directory = directory.to_owned();
-        settings.database_url = Some(database_url.into());
-        settings.max_wait = Duration::from_secs(2);
-        settings.serving.auth_tokens = Some(format!("test:{TEST_SECRET}").into());
-        settings.directory_token = Some(TEST_SECRET.into());
+        let settings = AuthzSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            directory: directory.to_owned(),
+            database_url: Some(database_url.into()),
+            max_wait: Duration::from_secs(2),
+            directory_token: Some(TEST_SECRET.into()),
+            serving: cohort_shared::serving::ServingArgs {
+                auth_tokens: Some(format!("test:{TEST_SECRET}").into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         Ok(AuthzProcess {
             addr: settings.listen,
             settings,
@@ -590,7 +594,7 @@ impl Cluster {
             };
             let authz = AuthzProcess {
                 addr: external.authz,
-                settings: AuthzSettings::try_parse_from(["cohort-authz"])?,
+                settings: AuthzSettings::default(),
                 running: None,
             };
             authz.wait_until_serving().await?;

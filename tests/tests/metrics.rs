@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
 use cohort_shared::proto::catalog::v1 as catalog_pb;
@@ -109,25 +108,21 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         let _ = directory_stopped.await;
     }));
 
-    let settings = cohort_authz::config::Settings::try_parse_from([
-        "cohort-authz",
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        // One call at a time: a second one while a read waits is shed.
-        "--max-concurrent-calls",
-        "1",
-        "--directory",
-        &format!("http://{directory_addr}"),
-        "--data-dir",
-        &data.join("authz").display().to_string(),
-        "--auth-tokens",
-        &format!("test:{TEST_SECRET}"),
-        "--directory-token",
-        TEST_SECRET,
-    ])
-    .unwrap();
+    let localhost = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let settings = cohort_authz::config::Settings {
+        listen: localhost,
+        directory: format!("http://{directory_addr}"),
+        directory_token: Some(TEST_SECRET.into()),
+        data_dir: data.join("authz"),
+        serving: cohort_shared::serving::ServingArgs {
+            metrics_listen: Some(localhost),
+            // One call at a time: a second one while a read waits is shed.
+            max_concurrent_calls: 1,
+            auth_tokens: Some(format!("test:{TEST_SECRET}").into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let authz = cohort_authz::startup::Application::build(&settings)
         .await
         .unwrap();
@@ -390,14 +385,11 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
 async fn without_a_metrics_address_nothing_is_served() {
     let data =
         std::env::temp_dir().join(format!("cohort-metrics-{}", uuid::Uuid::new_v4().simple()));
-    let settings = cohort_authz::config::Settings::try_parse_from([
-        "cohort-authz",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data.display().to_string(),
-    ])
-    .unwrap();
+    let settings = cohort_authz::config::Settings {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data.clone(),
+        ..Default::default()
+    };
     assert_eq!(settings.serving.metrics_listen, None);
     let authz = cohort_authz::startup::Application::build(&settings)
         .await
