@@ -1,4 +1,7 @@
-//! Cohort's shared crate: what both services must agree on.
+//! Cohort's shared crate: the serving plumbing both servers use, and what they
+//! must agree on. The generated API code and the role catalog are crates of
+//! their own (`cohort-api`, `cohort-catalog`, which clients can take alone),
+//! re-exported here.
 //!
 //! - [`proto`]: the code generated from `proto/` (the `cohort-api` crate,
 //!   re-exported).
