@@ -13,6 +13,9 @@
 //!
 //! This is where the directory's proto types stop: changes are converted into
 //! [`crate::domain::Change`].
+//!
+//! One file on purpose: the order of store-then-memory, snapshot parts and
+//! reconnection is one state machine, read top to bottom.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -14,6 +14,9 @@
 //! `markdown.rs` the rendering of `docs/ROLES.md`; `proto.rs` (feature `proto`)
 //! the conversions to the API's enums. The crate depends on nothing of the
 //! serving stack, so anything that needs the rules can take it alone.
+//!
+//! This file is long because the questions asked of the catalog (containment,
+//! compatibility, reach) are answered next to the types they are about.
 
 use std::fmt;
 use std::str::FromStr;

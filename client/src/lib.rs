@@ -58,6 +58,10 @@
 //! assert!(allowed);
 //! # stack.stop().await?;
 //! # Ok(())
+//!
+//! One file on purpose: the client, its configuration and the session's revision
+//! bookkeeping are one type; the RPC table is in `calls.rs` and watching in
+//! `watch.rs`.
 //! # }
 //! ```
 

@@ -15,6 +15,9 @@
 //! it is assigned to a covered active organization (or the scope is the tenant).
 //! Organization features (reports, catalog access) reach only through groups whose
 //! organization (top-level ancestor) has its flag on.
+//!
+//! One file on purpose: the decision and the explanation it writes are one function,
+//! and the scope walks it takes are its helpers.
 
 use cohort_shared::catalog::{self, ResourceKind, ScopeKind};
 use smallvec::SmallVec;

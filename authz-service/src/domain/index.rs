@@ -19,6 +19,9 @@
 //! Every index is an [`OrderedUsers`]: user slots in the order of the users' ids,
 //! so that a lookup can merge them and stop after one page, in the same order as
 //! it answers.
+//!
+//! One file on purpose: each index's incremental update and its bulk build are kept
+//! next to each other, so that they cannot drift apart.
 
 use std::collections::HashMap;
 

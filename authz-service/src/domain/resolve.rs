@@ -21,6 +21,9 @@
 //! offer indexes on the stack, no allocation for a typical user), which checks
 //! and lookups decide from; [`Resolution`], with ids and paths, is derived from
 //! it for reports.
+//!
+//! One file on purpose: the resolution steps above are one pure function and its
+//! helpers, written in the order of DOMAIN.md.
 
 use std::cmp::Ordering;
 

@@ -1,4 +1,7 @@
 //! The source documents' examples, as named tests of the resolution and checks.
+//!
+//! One file on purpose: every example of the source documents, in their order, so
+//! that they can be read against them.
 
 use cohort_shared::catalog::{Role, Tool};
 use uuid::Uuid;

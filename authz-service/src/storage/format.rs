@@ -10,6 +10,9 @@
 //!
 //! A reader refuses another [`FORMAT`]; the service then rebuilds its projection
 //! from the directory.
+//!
+//! One file on purpose: the encoder and the decoder of each message sit side by side,
+//! so a change to the format is made, and reviewed, in one place.
 
 use cohort_shared::catalog::Role;
 use cohort_shared::convert::{role_from_proto, tool_from_proto};

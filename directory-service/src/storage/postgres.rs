@@ -4,6 +4,10 @@
 //! together (group commit): the runner in `postgres/group_commit.rs`, the creates
 //! in `postgres/batched_creates.rs`, the member additions in
 //! `postgres/batched_members.rs`.
+//!
+//! One file on purpose: everything PostgreSQL does differently (pool, notifications,
+//! the dialect items the shared SQL uses, creates written at once) in one place; the
+//! batched writers are in `postgres/`.
 
 use std::str::FromStr;
 use std::time::Duration;

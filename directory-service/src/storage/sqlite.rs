@@ -6,6 +6,9 @@
 //! SQLite has one writer at a time: a write transaction takes the database's write
 //! lock at its first statement (the tenant revision bump) and others wait on the
 //! busy timeout. Readers are not blocked (WAL).
+//!
+//! One file on purpose: everything SQLite does differently (pool, pragmas, the
+//! dialect items the shared SQL uses, creates written at once) in one place.
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,5 +1,8 @@
 //! How changes apply to a tenant's state: ids interned to slots and released,
 //! relations added and removed, and the reverse indexes kept in step.
+//!
+//! One file on purpose: every change's effect on the relations and on the reverse
+//! indexes is in one `apply`, so that no change updates one and not the other.
 
 use super::*;
 

@@ -1,3 +1,7 @@
+//! Groups: organizations and nested subgroups, created, read, listed, updated,
+//! moved (never under their own subtree) and deleted (with their subtree when
+//! asked), with the counters each group keeps.
+
 use super::*;
 
 impl Store {

@@ -1,3 +1,6 @@
+//! Memberships and group administrators: added, removed, replaced and listed,
+//! in bulk. Administrators must be eligible (`rules::eligible_as_administrators`).
+
 use super::*;
 
 /// How a write changes a group's administrator set (already checked), which also
@@ -10,6 +13,16 @@ enum AdministratorEdit {
 }
 
 impl Store {
+    /// Checks that every user exists and may administer groups.
+    pub(super) async fn require_eligible(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        users: &[UserId],
+    ) -> StoreResult<()> {
+        let found = Self::require_users(conn, tenant, users).await?;
+        Ok(rules::eligible_as_administrators(&found)?)
+    }
+
     /// Adds members in a write of their own (the backends' `add_members_at_once`
     /// on SQLite, and on PostgreSQL for a call that comes alone).
     pub(in crate::storage) async fn add_members_alone(
@@ -66,30 +79,6 @@ impl Store {
         .fetch_all(conn)
         .await?;
         Ok(ids.into_iter().map(GroupId).collect())
-    }
-
-    /// Refuses a change that would leave the tenant without an active Global Admin
-    /// ADMIN (`user` is the one losing the role or access).
-    pub(super) async fn keep_an_administrator(
-        conn: &mut DbConn,
-        tenant: TenantId,
-        user: &User,
-    ) -> StoreResult<()> {
-        if !rules::is_active_admin(user) {
-            return Ok(());
-        }
-        let others: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM user_roles r JOIN users u \
-               ON u.tenant_id = r.tenant_id AND u.id = r.user_id \
-             WHERE r.tenant_id = $1 AND r.role = $2 AND r.user_id <> $3 AND u.suspended = $4 LIMIT 1) AS other",
-        )
-        .bind(tenant.0)
-        .bind(Role::GlobalAdminAdmin.as_str())
-        .bind(user.id.0)
-        .bind(false)
-        .fetch_one(conn)
-        .await?;
-        Ok(rules::keep_an_administrator(user, others)?)
     }
 
     pub(super) async fn administrator_ids(

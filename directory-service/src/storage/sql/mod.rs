@@ -17,6 +17,9 @@
 //! change set to the outbox and commits, or rolls back when nothing changed. The
 //! business rules a write checks are in `domain::rules`; this code reads the facts
 //! they need under the tenant's lock.
+//!
+//! This file is the write plumbing every aggregate shares (the write transaction,
+//! request-id replay, id lists, the common reads), which is why it is the longest.
 
 mod groups;
 mod members;

@@ -1,3 +1,6 @@
+//! The outbox: change sets read in revision order, tenant heads, compaction,
+//! and consistent snapshots of a tenant read page by page.
+
 use super::*;
 
 #[async_trait]

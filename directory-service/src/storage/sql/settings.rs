@@ -1,16 +1,9 @@
+//! What a group passes on or offers: its inherited roles (one per tool) and, on
+//! organizations, its catalog assignments.
+
 use super::*;
 
 impl Store {
-    /// Checks that every user exists and may administer groups.
-    pub(super) async fn require_eligible(
-        conn: &mut DbConn,
-        tenant: TenantId,
-        users: &[UserId],
-    ) -> StoreResult<()> {
-        let found = Self::require_users(conn, tenant, users).await?;
-        Ok(rules::eligible_as_administrators(&found)?)
-    }
-
     async fn set_inherited(
         &self,
         ctx: &WriteContext,

@@ -1,3 +1,5 @@
+//! Tenants: created with their first administrator in one write, read, listed.
+
 use super::*;
 
 #[async_trait]

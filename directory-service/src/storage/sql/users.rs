@@ -1,6 +1,35 @@
+//! Users: created one by one or in batches (all or nothing, each request id
+//! replayed), read, listed and searched, updated, suspended, deleted, never
+//! leaving the tenant without an active Global Admin ADMIN; and the helpers the
+//! other writes use to check and save users.
+
 use super::*;
 
 impl Store {
+    /// Refuses a change that would leave the tenant without an active Global Admin
+    /// ADMIN (`user` is the one losing the role or access).
+    async fn keep_an_administrator(
+        conn: &mut DbConn,
+        tenant: TenantId,
+        user: &User,
+    ) -> StoreResult<()> {
+        if !rules::is_active_admin(user) {
+            return Ok(());
+        }
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM user_roles r JOIN users u \
+               ON u.tenant_id = r.tenant_id AND u.id = r.user_id \
+             WHERE r.tenant_id = $1 AND r.role = $2 AND r.user_id <> $3 AND u.suspended = $4 LIMIT 1) AS other",
+        )
+        .bind(tenant.0)
+        .bind(Role::GlobalAdminAdmin.as_str())
+        .bind(user.id.0)
+        .bind(false)
+        .fetch_one(conn)
+        .await?;
+        Ok(rules::keep_an_administrator(user, others)?)
+    }
+
     /// ALREADY_EXISTS naming the first of the batch's users (at `indexes`) whose
     /// email a user of the tenant already has.
     async fn refuse_taken_emails(
