@@ -2,6 +2,9 @@
 //! replayed), read, listed and searched, updated, suspended, deleted, never
 //! leaving the tenant without an active Global Admin ADMIN; and the helpers the
 //! other writes use to check and save users.
+//!
+//! Long because users are created one at a time and in all-or-nothing batches,
+//! and both ways share the checks and the row writing here.
 
 use super::*;
 
