@@ -169,10 +169,6 @@ impl Application {
         health_reporter
             .set_serving::<CatalogServiceServer<CatalogApi>>()
             .await;
-        let (reflection, reflection_v1alpha) = serving::reflection_services(&[
-            "cohort.authz.v1.AuthzService",
-            catalog_api::SERVICE_NAME,
-        ])?;
 
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
         let follower_metrics = FollowerMetrics::default();
@@ -223,16 +219,11 @@ impl Application {
 
         tracing::info!(%addr, directory = %self.directory.url, "authorization service listening");
         let api = AuthzApi::new(self.projection, self.directory, self.max_wait)?;
-        let served = cohort_shared::serving::server(
-            self.auth,
-            self.limits,
-            self.tls.as_ref(),
-            call_metrics,
+        let served = serving::with_common_services(
+            serving::server(self.auth, self.limits, self.tls.as_ref(), call_metrics)?,
+            health_service,
+            &[<AuthzServiceServer<AuthzApi> as NamedService>::NAME],
         )?
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .add_service(CatalogApi::server())
         .add_service(
             AuthzServiceServer::new(api)
                 .max_decoding_message_size(self.limits.max_message_bytes)

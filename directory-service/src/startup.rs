@@ -138,11 +138,6 @@ impl Application {
         health_reporter
             .set_serving::<CatalogServiceServer<CatalogApi>>()
             .await;
-        let (reflection, reflection_v1alpha) = cohort_shared::serving::reflection_services(&[
-            "cohort.directory.v1.DirectoryService",
-            "cohort.directory.v1.ChangeFeedService",
-            catalog_api::SERVICE_NAME,
-        ])?;
         let compaction = tokio::spawn(feed::compact_periodically(
             self.store.clone(),
             self.feed.retention,
@@ -189,16 +184,19 @@ impl Application {
         let feed_api = feed_api.with_metrics(directory_metrics);
 
         tracing::info!(%addr, "directory service listening");
-        let served = cohort_shared::serving::server(
-            self.auth,
-            self.limits,
-            self.tls.as_ref(),
-            call_metrics,
+        let served = cohort_shared::serving::with_common_services(
+            cohort_shared::serving::server(
+                self.auth,
+                self.limits,
+                self.tls.as_ref(),
+                call_metrics,
+            )?,
+            health_service,
+            &[
+                <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
+                <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
+            ],
         )?
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .add_service(CatalogApi::server())
         .add_service(
             DirectoryServiceServer::new(DirectoryApi::new(self.store.clone()))
                 .max_decoding_message_size(self.limits.max_message_bytes)

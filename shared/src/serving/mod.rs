@@ -134,3 +134,22 @@ pub fn server(
         .layer(crate::auth::AuthLayer::new(auth))
         .layer(crate::malformed::MalformedLayer))
 }
+
+/// A [`server`] already serving what every Cohort server serves beside its own
+/// API: `health` ([`health_service`]), server reflection (listing `served`, the
+/// role catalog, health and reflection) and the role catalog
+/// (`cohort.catalog.v1.CatalogService`). The caller adds its own services.
+pub fn with_common_services(
+    mut server: tonic::transport::Server<ServerLayers>,
+    health: tonic_health::pb::health_server::HealthServer<EndingHealth>,
+    served: &[&str],
+) -> anyhow::Result<tonic::transport::server::Router<ServerLayers>> {
+    let mut listed = served.to_vec();
+    listed.push(crate::catalog_api::SERVICE_NAME);
+    let (reflection, reflection_v1alpha) = reflection_services(&listed)?;
+    Ok(server
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(crate::catalog_api::CatalogApi::server()))
+}
