@@ -18,6 +18,10 @@
 //!   cursors, gathers change sets cut into parts, and reopens a broken stream
 //!   from where it was.
 //!
+//! One file on purpose: the client, its configuration and the session's revision
+//! bookkeeping are one type; the RPC table is in `calls.rs` and watching in
+//! `watch.rs`.
+//!
 //! ```
 //! use cohort_client::{Client, Config, Resource};
 //! use cohort_client::proto::directory::v1 as directory;
@@ -58,10 +62,6 @@
 //! assert!(allowed);
 //! # stack.stop().await?;
 //! # Ok(())
-//!
-//! One file on purpose: the client, its configuration and the session's revision
-//! bookkeeping are one type; the RPC table is in `calls.rs` and watching in
-//! `watch.rs`.
 //! # }
 //! ```
 
