@@ -225,7 +225,7 @@ async fn apply_stream(
         }
         match event {
             Event::SnapshotBegin(begin) => {
-                let tenant = TenantId(Uuid::parse_str(&begin.tenant_id)?);
+                let tenant = tenant_id(&begin.tenant_id)?;
                 compactor.stop(tenant).await;
                 let generation = store.begin_base(tenant).await?;
                 resync = Some(Resync {
@@ -241,7 +241,7 @@ async fn apply_stream(
                 });
             }
             Event::Change(event) => {
-                let tenant = TenantId(Uuid::parse_str(&event.tenant_id)?);
+                let tenant = tenant_id(&event.tenant_id)?;
                 let changes: Vec<Change> = event
                     .changes
                     .into_iter()
@@ -349,10 +349,7 @@ async fn apply_stream(
                 );
             }
             Event::Checkpoint(checkpoint) => {
-                projection.vouch(
-                    TenantId(Uuid::parse_str(&checkpoint.tenant_id)?),
-                    checkpoint.revision,
-                );
+                projection.vouch(tenant_id(&checkpoint.tenant_id)?, checkpoint.revision);
             }
             Event::CaughtUp(_) => {
                 projection.set_synced();
@@ -402,6 +399,10 @@ async fn apply_ready(follower: &Follower, ready: &mut ReadySets) -> anyhow::Resu
 struct ReadySets {
     sets: Vec<Appended>,
     committed: Vec<Option<std::time::SystemTime>>,
+}
+
+fn tenant_id(raw: &str) -> anyhow::Result<TenantId> {
+    uuid("tenant_id", raw).map(TenantId)
 }
 
 fn uuid(field: &str, raw: &str) -> anyhow::Result<Uuid> {

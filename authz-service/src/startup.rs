@@ -21,6 +21,7 @@ use cohort_shared::auth::Auth;
 
 use crate::compaction::Compactor;
 use crate::config::Settings;
+use crate::domain::TenantId;
 use crate::follower::{self, Follower};
 use crate::grpc::AuthzApi;
 use crate::metrics::{FollowerMetrics, ProjectionCollector};
@@ -91,7 +92,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let loaded = store.load().await.context("loading the projection")?;
-        let tallies: Vec<(crate::domain::TenantId, u64, u64)> = loaded
+        let tallies: Vec<(TenantId, u64, u64)> = loaded
             .iter()
             .map(|t| (t.tenant, t.base_changes, t.log_entries))
             .collect();

@@ -6,10 +6,17 @@ use cohort_shared::proto::authz::v1 as pb;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::domain::{self, GroupId, Reach, Resource, Source, SuppressReason, TenantState, UserId};
+use crate::domain::{
+    self, GroupId, Reach, Resource, Source, SuppressReason, TenantId, TenantState, UserId,
+};
 
 pub(super) fn parse_id(field: &str, raw: &str) -> Result<Uuid, ApiError> {
     parse_id_named(|| field.to_owned(), raw)
+}
+
+/// The request's `tenant_id`.
+pub(super) fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+    parse_id("tenant_id", raw).map(TenantId)
 }
 
 /// [`parse_id`] for a field whose name is built (`items[17].user_id`): built only

@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status};
 use crate::domain::{self, CheckError, GroupId, Holding, TenantId, TenantState, UserId};
 use crate::projection::Projection;
 use crate::upstream::Upstream;
-use convert::{effective_roles, id_string, parse_id, parse_id_named, parse_resource};
+use convert::{effective_roles, id_string, parse_id, parse_id_named, parse_resource, parse_tenant};
 use error::{lookup_error, reply, ApiError};
 use paging::PageRequest;
 
@@ -103,7 +103,7 @@ impl<P> Parsed<P> {
         request: P,
     ) -> Result<Self, ApiError> {
         Ok(Parsed {
-            tenant: TenantId(parse_id("tenant_id", tenant_id)?),
+            tenant: parse_tenant(tenant_id)?,
             consistency,
             request,
         })
@@ -214,7 +214,7 @@ impl AuthzService for AuthzApi {
         self.answer(
             request,
             |req| {
-                let tenant = TenantId(parse_id("tenant_id", &req.tenant_id)?);
+                let tenant = parse_tenant(&req.tenant_id)?;
                 let group = GroupId(parse_id("group_id", &req.group_id)?);
                 let holding = match req.what {
                     None => return Err(ApiError::invalid("role", "name a role or a permission")),
@@ -257,7 +257,7 @@ impl AuthzService for AuthzApi {
         self.answer(
             request,
             |req| {
-                let tenant = TenantId(parse_id("tenant_id", &req.tenant_id)?);
+                let tenant = parse_tenant(&req.tenant_id)?;
                 let user = UserId(parse_id("user_id", &req.user_id)?);
                 let page = PageRequest::parse(
                     req.page_size,
@@ -305,7 +305,7 @@ impl AuthzService for AuthzApi {
                 principal
                     .check_tenant(&req.tenant_id)
                     .map_err(ApiError::Denied)?;
-                vec![TenantId(parse_id("tenant_id", &req.tenant_id)?)]
+                vec![parse_tenant(&req.tenant_id)?]
             };
             let now = std::time::SystemTime::now();
             let tenants = tenants
