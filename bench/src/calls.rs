@@ -22,8 +22,10 @@ pub enum Call {
     Health,
     /// `Check` of lms.reports.view by a random user on a random level-3 group.
     Check,
-    /// `GetEffectiveRoles` of a random user.
+    /// `GetEffectiveRoles` of a random user (the full view).
     EffectiveRoles,
+    /// `GetEffectiveRoles` of a random user in the basic view (no reaches).
+    EffectiveRolesBasic,
     /// `BulkCheck` of 100 items (10 users, 10 level-3 groups each).
     BulkCheck,
     /// `LookupSubjects` of lms.reports.view on a random level-3 group, a page of 100.
@@ -53,6 +55,14 @@ pub struct Context {
     pub manifest: Arc<Manifest>,
     /// The tenants writes go to (the manifest's, or fresh ones made for the run).
     pub tenants: Vec<String>,
+}
+
+/// The view a `GetEffectiveRoles` call asks for.
+fn view(call: Call) -> i32 {
+    match call {
+        Call::EffectiveRolesBasic => authz::EffectiveRolesView::Basic as i32,
+        _ => authz::EffectiveRolesView::Full as i32,
+    }
 }
 
 fn consistency() -> Option<authz::Consistency> {
@@ -93,12 +103,13 @@ pub fn framed(call: Call, m: &Manifest) -> anyhow::Result<(&'static str, Vec<u8>
             }
             .encode_to_vec(),
         ),
-        Call::EffectiveRoles => (
+        Call::EffectiveRoles | Call::EffectiveRolesBasic => (
             "/cohort.authz.v1.AuthzService/GetEffectiveRoles",
             authz::GetEffectiveRolesRequest {
                 tenant_id: m.tenant_id.clone(),
                 user_id: user.clone(),
                 consistency: consistency(),
+                view: view(call),
             }
             .encode_to_vec(),
         ),
@@ -194,11 +205,12 @@ pub async fn once(
             clients.authz.check(request).await?;
             Ok(1)
         }
-        Call::EffectiveRoles => {
+        Call::EffectiveRoles | Call::EffectiveRolesBasic => {
             let request = authz::GetEffectiveRolesRequest {
                 tenant_id,
                 user_id: user(rng),
                 consistency: consistency(),
+                view: view(call),
             };
             clients.authz.get_effective_roles(request).await?;
             Ok(1)

@@ -176,6 +176,7 @@ pub async fn run(
     let reads = [
         Call::Check,
         Call::EffectiveRoles,
+        Call::EffectiveRolesBasic,
         Call::BulkCheck,
         Call::LookupSubjects,
         Call::LookupGroups,

@@ -362,8 +362,8 @@ impl Client {
         Ok(response.allowed)
     }
 
-    /// A user's effective roles, read at least at the session's revision of the
-    /// tenant.
+    /// A user's effective roles in the full view (with where each reaches), read
+    /// at least at the session's revision of the tenant.
     pub async fn effective_roles(
         &self,
         tenant: &str,
@@ -373,6 +373,7 @@ impl Client {
             tenant_id: tenant.to_owned(),
             user_id: user.to_owned(),
             consistency: None,
+            view: authz::EffectiveRolesView::Full as i32,
         })
         .await
     }

@@ -282,6 +282,7 @@ async fn a_credential_limited_to_a_tenant_reaches_no_other() {
             tenant_id: b_id.clone(),
             user_id: b_admin.clone(),
             consistency: None,
+            ..Default::default()
         })
         .await;
     assert_eq!(roles.unwrap_err().code(), Code::PermissionDenied);

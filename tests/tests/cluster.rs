@@ -8,7 +8,7 @@ use std::time::Duration;
 use cohort_shared::proto::authz::v1 as authz;
 use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as dir;
-use cohort_tests::{AuthzProcess, Cluster, DirectoryProcess};
+use cohort_tests::{field_violations, AuthzProcess, Cluster, DirectoryProcess};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -142,6 +142,7 @@ async fn a_directory_write_is_seen_by_a_read_your_writes_read() {
             tenant_id: s.tenant.clone(),
             user_id: s.author.clone(),
             consistency: at(s.revision),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -203,6 +204,55 @@ async fn a_directory_write_is_seen_by_a_read_your_writes_read() {
     let with_deadline = a.check(request).await;
     assert_eq!(with_deadline.unwrap_err().code(), Code::DeadlineExceeded);
     assert_eq!(future.unwrap_err().code(), Code::DeadlineExceeded);
+    cluster.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_basic_view_answers_the_roles_without_their_reaches() {
+    let cluster = Cluster::start().await.unwrap();
+    let s = scenario(&cluster).await;
+    let mut a = cluster.authz.client().await.unwrap();
+    let roles = |view: authz::EffectiveRolesView| authz::GetEffectiveRolesRequest {
+        tenant_id: s.tenant.clone(),
+        user_id: s.author.clone(),
+        consistency: at(s.revision),
+        view: view as i32,
+    };
+    let full = a
+        .get_effective_roles(roles(authz::EffectiveRolesView::Full))
+        .await
+        .unwrap()
+        .into_inner();
+    let unset = a
+        .get_effective_roles(roles(authz::EffectiveRolesView::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unset, full, "unset is the full view");
+    let basic = a
+        .get_effective_roles(roles(authz::EffectiveRolesView::Basic))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected = full.clone();
+    for role in expected.tools.iter_mut().flat_map(|t| t.roles.iter_mut()) {
+        assert!(!role.reaches.is_empty(), "the full view says where");
+        role.reaches.clear();
+        #[allow(deprecated)]
+        {
+            role.scope = None;
+        }
+    }
+    assert_eq!(
+        basic, expected,
+        "the same roles, provenance and suppressions"
+    );
+
+    let mut bad = roles(authz::EffectiveRolesView::Basic);
+    bad.view = 7;
+    let refused = a.get_effective_roles(bad).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&refused), ["view"]);
     cluster.finish().await.unwrap();
 }
 
@@ -326,6 +376,7 @@ async fn killing_the_directory_mid_stream_loses_nothing() {
             tenant_id: s.tenant.clone(),
             user_id: s.author.clone(),
             consistency: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -338,6 +389,7 @@ async fn killing_the_directory_mid_stream_loses_nothing() {
             consistency: Some(authz::Consistency {
                 requirement: Some(authz::consistency::Requirement::FullyConsistent(true)),
             }),
+            ..Default::default()
         })
         .await;
     assert_eq!(

@@ -8,8 +8,8 @@
 
 use cohort_authz::domain::REACH_ORDER;
 use cohort_authz::domain::{
-    check, lookup_groups, lookup_subjects, resolve, CheckError, GroupId, Holding, Reach, Resource,
-    Source, SuppressReason, TenantState, UserId,
+    check, lookup_groups, lookup_subjects, resolve, resolve_with, CheckError, Detail, GroupId,
+    Holding, Reach, Resource, Source, SuppressReason, TenantState, UserId,
 };
 use cohort_shared::catalog::{self, Role, ScopeKind};
 use cohort_tests::oracle::World;
@@ -31,6 +31,18 @@ fn compare(world: &World, state: &TenantState, context: &str) {
     for user in &users {
         let expected = world.roles(*user);
         let resolution = resolve(state, *user).unwrap();
+        // The basic detail is the same resolution without the reaches.
+        let mut without_reaches = resolution.clone();
+        without_reaches
+            .tools
+            .iter_mut()
+            .flat_map(|(_, t)| t.roles.iter_mut())
+            .for_each(|held| held.reaches = None);
+        assert_eq!(
+            resolve_with(state, *user, Detail::Roles).unwrap(),
+            without_reaches,
+            "{context}: roles of {user} without their reaches"
+        );
         for (tool, tool_roles) in &resolution.tools {
             let (held, suppressed) = expected.get(tool).cloned().unwrap_or_default();
             let got: Vec<(Role, Vec<Option<GroupId>>)> = tool_roles
@@ -52,12 +64,17 @@ fn compare(world: &World, state: &TenantState, context: &str) {
             // Where each permission of each held role reaches, against the oracle's
             // scopes, kind by kind.
             for (held_role, (role, sources)) in tool_roles.roles.iter().zip(&held) {
+                let reaches = &held_role
+                    .reaches
+                    .as_ref()
+                    .expect("reaches asked for")
+                    .by_kind;
                 let mut kinds: Vec<ScopeKind> = role.grants().iter().map(|g| g.scope).collect();
                 kinds.sort_by_key(|k| REACH_ORDER.iter().position(|o| o == k));
                 kinds.dedup();
-                let got: Vec<ScopeKind> = held_role.reaches.iter().map(|r| r.kind).collect();
+                let got: Vec<ScopeKind> = reaches.iter().map(|r| r.kind).collect();
                 assert_eq!(got, kinds, "{context}: reach kinds of {role} for {user}");
-                for reach in &held_role.reaches {
+                for reach in reaches {
                     let expected = match world.scope(*user, sources, reach.kind) {
                         None => Reach::Tenant,
                         Some(_) if reach.kind == ScopeKind::Own => Reach::Own,

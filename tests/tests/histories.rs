@@ -330,6 +330,7 @@ async fn compare(a: &mut Authz, tenant: &str, revision: i64, world: &World, cont
                 tenant_id: tenant.into(),
                 user_id: user.to_string(),
                 consistency: at(revision),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -104,6 +104,7 @@ async fn the_services_speak_tls_and_the_authorization_service_follows_over_it() 
                     created.revision,
                 )),
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -5,9 +5,9 @@
 //!   users a group setting offers it to (once per membership and offering group:
 //!   a member of a subgroup is offered the settings of every ancestor);
 //! - per top-level group, the users with a membership anywhere in its tree (once
-//!   per membership), and per top-level group and role with an
-//!   administered-groups grant, the users offered that role by a group of that
-//!   tree.
+//!   per membership), and per group whose setting offers a role with an
+//!   administered-groups grant, the users it offers that role to (once per
+//!   membership in its subtree).
 //!
 //! Only what a lookup can start from is kept: a role without a tenant-wide grant
 //! reaches a group only through its tree, so who holds it directly (every LMS
@@ -214,7 +214,7 @@ enum Key {
     Direct(Role),
     Offered(Role),
     Tree(GroupSlot),
-    TreeOffered(GroupSlot, Role),
+    GroupOffered(GroupSlot, Role),
 }
 
 /// The reverse indexes of one tenant.
@@ -223,7 +223,7 @@ pub(crate) struct Indexes {
     direct: HashMap<Role, OrderedUsers>,
     offered: HashMap<Role, OrderedUsers>,
     tree: HashMap<GroupSlot, OrderedUsers>,
-    tree_offered: HashMap<(GroupSlot, Role), OrderedUsers>,
+    group_offered: HashMap<(GroupSlot, Role), OrderedUsers>,
 }
 
 static EMPTY: OrderedUsers = OrderedUsers { chunks: Vec::new() };
@@ -244,9 +244,10 @@ impl Indexes {
         self.tree.get(&root).unwrap_or(&EMPTY)
     }
 
-    /// The users offered `role` by a group in the tree of `root`.
-    pub fn tree_offered(&self, root: GroupSlot, role: Role) -> &OrderedUsers {
-        self.tree_offered.get(&(root, role)).unwrap_or(&EMPTY)
+    /// The users `group`'s setting offers `role` to (an administered-groups
+    /// role): those with a membership in its subtree.
+    pub fn offered_by(&self, group: GroupSlot, role: Role) -> &OrderedUsers {
+        self.group_offered.get(&(group, role)).unwrap_or(&EMPTY)
     }
 
     fn entry(&mut self, key: Key) -> &mut OrderedUsers {
@@ -254,7 +255,7 @@ impl Indexes {
             Key::Direct(role) => self.direct.entry(role).or_default(),
             Key::Offered(role) => self.offered.entry(role).or_default(),
             Key::Tree(root) => self.tree.entry(root).or_default(),
-            Key::TreeOffered(root, role) => self.tree_offered.entry((root, role)).or_default(),
+            Key::GroupOffered(group, role) => self.group_offered.entry((group, role)).or_default(),
         }
     }
 
@@ -265,7 +266,7 @@ impl Indexes {
                 Key::Direct(role) => self.direct.remove(&role),
                 Key::Offered(role) => self.offered.remove(&role),
                 Key::Tree(root) => self.tree.remove(&root),
-                Key::TreeOffered(root, role) => self.tree_offered.remove(&(root, role)),
+                Key::GroupOffered(group, role) => self.group_offered.remove(&(group, role)),
             };
         }
     }
@@ -358,9 +359,8 @@ impl Indexes {
                     if offers[membership.group as usize].is_empty() {
                         continue;
                     }
-                    let root = roots[membership.group as usize];
                     for granting in state.chain(membership.group) {
-                        for key in offer_keys(state.inherited(granting), root) {
+                        for key in offer_keys(state.inherited(granting), granting) {
                             indexes.entry(key).push_last(*slot);
                         }
                     }
@@ -377,7 +377,7 @@ impl Indexes {
             .values_mut()
             .chain(indexes.offered.values_mut())
             .chain(indexes.tree.values_mut())
-            .chain(indexes.tree_offered.values_mut())
+            .chain(indexes.group_offered.values_mut())
         {
             set.trim();
         }
@@ -385,14 +385,14 @@ impl Indexes {
     }
 }
 
-/// The index entries of one membership under a group of the tree of `root` whose
-/// setting offers `roles`.
-fn offer_keys(roles: RoleMask, root: GroupSlot) -> impl Iterator<Item = Key> {
+/// The index entries of one membership under `granting`, a group whose setting
+/// offers `roles`.
+fn offer_keys(roles: RoleMask, granting: GroupSlot) -> impl Iterator<Item = Key> {
     let tenant_wide = roles.and(tenant_wide_roles()).iter().map(Key::Offered);
     let administered = roles
         .and(administered_roles())
         .iter()
-        .map(move |role| Key::TreeOffered(root, role));
+        .map(move |role| Key::GroupOffered(granting, role));
     tenant_wide.chain(administered)
 }
 
@@ -413,7 +413,7 @@ impl Deltas {
         let root = state.root(group);
         self.0.push((Key::Tree(root), user, insert));
         for granting in state.chain(group) {
-            for key in offer_keys(state.inherited(granting), root) {
+            for key in offer_keys(state.inherited(granting), granting) {
                 self.0.push((key, user, insert));
             }
         }
@@ -445,8 +445,8 @@ impl Indexes {
         for (root, set) in &self.tree {
             out.insert(format!("tree {root}"), set.all().collect());
         }
-        for ((root, role), set) in &self.tree_offered {
-            out.insert(format!("tree {root} offered {role}"), set.all().collect());
+        for ((group, role), set) in &self.group_offered {
+            out.insert(format!("group {group} offers {role}"), set.all().collect());
         }
         out.retain(|_, v: &mut Vec<UserSlot>| !v.is_empty());
         out

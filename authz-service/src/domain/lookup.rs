@@ -8,7 +8,8 @@
 //! - tenant-wide grants: the role's direct holders, and the users a group setting
 //!   offers it to;
 //! - administered-group grants: the administrators of `g` and of its ancestors,
-//!   and the users offered the role by a group of `g`'s tree;
+//!   and the users offered the role by `g` or one of its ancestors who could
+//!   take the offer;
 //! - member-group grants: the users with a membership in `g`'s tree (a member
 //!   anywhere in the tree is in the organization, and so reaches `g`);
 //! - own grants never reach a group: a permission granted only on own content
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 use super::check::{decide, require_applicable, CheckError, Scope, Target, Why};
 use super::index::OrderedUsers;
-use super::resolve::{resolve_slot, role_kind, Resolved};
+use super::resolve::{may_hold_any, resolve_slot, role_kind, Resolved};
 use super::state::{GroupId, GroupSlot, RoleMask, TenantState, UserId, UserSlot};
 
 /// What a subject lookup asks for.
@@ -76,8 +77,17 @@ pub fn lookup_subjects_page(
         }
     }
     let after = after.map(|u| u.0);
+    let reach = HoldingReach::of(holding);
+    // Users given a role that grants the permission tenant-wide hold it here
+    // whatever their groups offer: inherited roles only ever add (an offer
+    // displaces a held role only if it contains it, scope included). They are
+    // answered without resolving them.
+    let given_everywhere = match holding {
+        Holding::Permission(_) => reach.tenant_wide,
+        Holding::Role(_) => RoleMask::default(),
+    };
     let candidates = Merge::new(
-        candidate_sources(state, target, holding, after.as_ref()),
+        candidate_sources(state, target, &reach, after.as_ref()),
         &state.user_ids,
     );
     let holds = |resolved: &Resolved| match holding {
@@ -91,7 +101,12 @@ pub fn lookup_subjects_page(
         more: false,
     };
     for slot in candidates {
-        if holds(&resolve_slot(state, slot)) {
+        let user = state.user(slot);
+        let given = !user.suspended && !user.roles.and(given_everywhere).is_empty();
+        // Most candidates an offer brings could not take it (a suspended user;
+        // an LMS GROUP_ADMINISTRATOR without the Global Admin one): passed over
+        // without resolving them.
+        if given || (may_hold_any(state, slot, reach.roles) && holds(&resolve_slot(state, slot))) {
             if page.items.len() == limit {
                 page.more = true;
                 break;
@@ -102,37 +117,68 @@ pub fn lookup_subjects_page(
     Ok(page)
 }
 
+/// The roles that give what a subject lookup asks for, by the kind of scope
+/// they give it in.
+#[derive(Clone, Copy)]
+struct HoldingReach {
+    /// Every role that gives it, in any kind of scope that reaches a group.
+    roles: RoleMask,
+    tenant_wide: RoleMask,
+    administered: RoleMask,
+    members: bool,
+}
+
+impl HoldingReach {
+    fn of(holding: &Holding) -> Self {
+        let mut reach = HoldingReach {
+            roles: RoleMask::default(),
+            tenant_wide: RoleMask::default(),
+            administered: RoleMask::default(),
+            members: false,
+        };
+        let mut by_kind = |role: Role, kind: ScopeKind| {
+            if kind != ScopeKind::Own {
+                reach.roles.insert(role);
+            }
+            match kind {
+                ScopeKind::Tenant => reach.tenant_wide.insert(role),
+                ScopeKind::AdministeredGroups => reach.administered.insert(role),
+                ScopeKind::MemberGroups => reach.members = true,
+                ScopeKind::Own => {}
+            }
+        };
+        match holding {
+            Holding::Permission(p) => {
+                for role in Role::ALL {
+                    for grant in role.grants().iter().filter(|g| g.permission == p) {
+                        by_kind(role, grant.scope);
+                    }
+                }
+            }
+            // A role's reach is its characteristic scope; an own-only role
+            // reaches where the user is a member.
+            Holding::Role(role) => match role_kind(*role) {
+                ScopeKind::Own => by_kind(*role, ScopeKind::MemberGroups),
+                kind => by_kind(*role, kind),
+            },
+        }
+        reach
+    }
+}
+
 /// Sorted streams of user slots that together hold every possible holder.
 fn candidate_sources<'a>(
     state: &'a TenantState,
     target: GroupSlot,
-    holding: &Holding,
+    reach: &HoldingReach,
     after: Option<&Uuid>,
 ) -> Vec<Box<dyn Iterator<Item = UserSlot> + 'a>> {
-    let mut tenant_wide = RoleMask::default();
-    let mut administered = RoleMask::default();
-    let mut members = false;
-    let mut by_kind = |role: Role, kind: ScopeKind| match kind {
-        ScopeKind::Tenant => tenant_wide.insert(role),
-        ScopeKind::AdministeredGroups => administered.insert(role),
-        ScopeKind::MemberGroups => members = true,
-        ScopeKind::Own => {}
-    };
-    match holding {
-        Holding::Permission(p) => {
-            for role in Role::ALL {
-                for grant in role.grants().iter().filter(|g| g.permission == p) {
-                    by_kind(role, grant.scope);
-                }
-            }
-        }
-        // A role's reach is its characteristic scope; an own-only role reaches
-        // where the user is a member.
-        Holding::Role(role) => match role_kind(*role) {
-            ScopeKind::Own => by_kind(*role, ScopeKind::MemberGroups),
-            kind => by_kind(*role, kind),
-        },
-    }
+    let HoldingReach {
+        tenant_wide,
+        administered,
+        members,
+        ..
+    } = *reach;
     let ids = &state.user_ids;
     let index = &state.index;
     let root = state.root(target);
@@ -146,11 +192,17 @@ fn candidate_sources<'a>(
         add(index.direct(role));
         add(index.offered(role));
     }
-    for role in administered.iter() {
-        add(index.tree_offered(root, role));
-    }
     if members {
         add(index.tree(root));
+    }
+    for role in administered.iter() {
+        // An inherited role with an administered-groups grant reaches the
+        // target only when a group on the target's chain offers it (those who
+        // administer the target themselves are the administrators' stream
+        // below).
+        for granting in state.chain(target) {
+            add(index.offered_by(granting, role));
+        }
     }
     if !administered.is_empty() {
         let mut admins: Vec<UserSlot> = state

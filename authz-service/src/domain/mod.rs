@@ -22,7 +22,7 @@ pub use lookup::{
     lookup_groups, lookup_groups_page, lookup_subjects, lookup_subjects_page, Holding, Page,
 };
 pub use resolve::{
-    resolve, HeldRole, PermissionReach, Resolution, Source, SuppressReason, SuppressedRole,
-    ToolRoles, Via, REACH_ORDER,
+    resolve, resolve_with, Detail, HeldRole, PermissionReach, Reaches, Resolution, Source,
+    SuppressReason, SuppressedRole, ToolRoles, Via, REACH_ORDER,
 };
 pub use state::{Change, ExportCursor, GroupId, Revision, Size, TenantId, TenantState, UserId};

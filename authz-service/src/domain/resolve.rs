@@ -31,7 +31,7 @@ use cohort_shared::catalog::{Role, ScopeKind, Tool};
 use smallvec::SmallVec;
 
 use super::check::{Reach, Scope};
-use super::state::{GroupId, GroupSlot, Revision, TenantState, UserId, UserSlot};
+use super::state::{GroupId, GroupSlot, Revision, RoleMask, TenantState, UserId, UserSlot};
 
 /// Why a user holds a role.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,13 +55,29 @@ pub struct Via {
 pub struct HeldRole {
     pub role: Role,
     pub sources: Vec<Source>,
+    /// Where the role reaches; worked out only for [`Detail::Reaches`].
+    pub reaches: Option<Reaches>,
+}
+
+/// How much of a resolution to work out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The held roles with their sources, and the suppressed offers.
+    Roles,
+    /// Also where each held role reaches: group lists, the costly part.
+    Reaches,
+}
+
+/// Where a held role reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaches {
     /// Where the role applies as a whole: its group scope if it has one, else the
     /// tenant, else the user's own content. Lossy (a role's permissions reach
-    /// different places): `reaches` says exactly where.
-    pub reach: Reach,
+    /// different places): `by_kind` says exactly where.
+    pub as_a_whole: Reach,
     /// Where each of the role's permissions reaches: one entry per scope kind
     /// the role grants in, in the order of [`REACH_ORDER`].
-    pub reaches: Vec<PermissionReach>,
+    pub by_kind: Vec<PermissionReach>,
 }
 
 /// Some of a held role's permissions, all granted in one kind of scope, and
@@ -211,10 +227,17 @@ impl Resolved {
     }
 }
 
-/// Resolves a user's effective roles; `None` for an unknown user.
+/// Resolves a user's effective roles, with where each reaches; `None` for an
+/// unknown user.
 pub fn resolve(state: &TenantState, user: UserId) -> Option<Resolution> {
+    resolve_with(state, user, Detail::Reaches)
+}
+
+/// Resolves a user's effective roles in as much detail as asked; `None` for an
+/// unknown user.
+pub fn resolve_with(state: &TenantState, user: UserId, detail: Detail) -> Option<Resolution> {
     let slot = state.user_slot(user)?;
-    Some(resolution(state, &resolve_slot(state, slot)))
+    Some(resolution(state, &resolve_slot(state, slot), detail))
 }
 
 pub(crate) fn resolve_slot(state: &TenantState, slot: UserSlot) -> Resolved {
@@ -242,10 +265,39 @@ pub(crate) fn resolve_slot(state: &TenantState, slot: UserSlot) -> Resolved {
     out
 }
 
+/// Whether `user` could hold one of `roles`: given one, or offered one they
+/// could take. Held roles are given or offered; an offer is never taken by a
+/// suspended user, nor, for an LMS GROUP_ADMINISTRATOR, by a user neither given
+/// nor offered the Global Admin GROUP_ADMINISTRATOR (step 4). A necessary
+/// condition, cheap (no order of acquisition, no ids): lookups test it before
+/// resolving a candidate.
+pub(crate) fn may_hold_any(state: &TenantState, user: UserSlot, roles: RoleMask) -> bool {
+    let entry = state.user(user);
+    if entry.suspended {
+        return false;
+    }
+    if !entry.roles.and(roles).is_empty() {
+        return true;
+    }
+    let offered = entry.offered;
+    let global_admin_group_administrator = entry
+        .roles
+        .union(offered)
+        .contains(Role::GlobalAdminGroupAdministrator);
+    offered
+        .and(roles)
+        .iter()
+        .any(|role| role != Role::LmsGroupAdministrator || global_admin_group_administrator)
+}
+
 /// Every inherited role the user's memberships reach, in order of acquisition,
 /// each (role, granting group) once with its earliest acquisition.
 fn offers(state: &TenantState, slot: UserSlot, found: &mut SmallVec<[Offer; 4]>) {
-    for membership in state.user(slot).memberships.iter() {
+    let user = state.user(slot);
+    if user.offered.is_empty() {
+        return;
+    }
+    for membership in user.memberships.iter() {
         let joined = state.joined(slot, *membership);
         for granting in state.chain(membership.group) {
             for role in state.inherited(granting).iter() {
@@ -361,6 +413,29 @@ pub(crate) fn role_kind(role: Role) -> ScopeKind {
     .unwrap_or(ScopeKind::Own)
 }
 
+/// Where a held role reaches, as a whole and per kind of scope.
+fn reaches(state: &TenantState, resolved: &Resolved, held: &Held) -> Reaches {
+    let by_kind: Vec<PermissionReach> = permissions_by_kind(held.role)
+        .iter()
+        .map(|(kind, permissions)| PermissionReach {
+            kind: *kind,
+            reach: Scope::of(resolved, held, *kind).reach(state),
+            permissions,
+        })
+        .collect();
+    // The role's reach as a whole is one of those (its kind is one the role
+    // grants in): not worked out a second time.
+    let kind = role_kind(held.role);
+    let as_a_whole = match by_kind.iter().find(|r| r.kind == kind) {
+        Some(r) => r.reach.clone(),
+        None => Scope::of(resolved, held, kind).reach(state),
+    };
+    Reaches {
+        as_a_whole,
+        by_kind,
+    }
+}
+
 fn via(state: &TenantState, offer: &Offer) -> Via {
     Via {
         group: state.group_id(offer.granting),
@@ -368,8 +443,8 @@ fn via(state: &TenantState, offer: &Offer) -> Via {
     }
 }
 
-/// The full resolution, with ids, paths and each role's reach.
-pub(crate) fn resolution(state: &TenantState, resolved: &Resolved) -> Resolution {
+/// The resolution with ids and paths, and each role's reach if asked.
+pub(crate) fn resolution(state: &TenantState, resolved: &Resolved, detail: Detail) -> Resolution {
     let tools = Tool::ALL
         .into_iter()
         .map(|tool| {
@@ -387,26 +462,11 @@ pub(crate) fn resolution(state: &TenantState, resolved: &Resolved) -> Resolution
                             .inherited_sources(held.role)
                             .map(|offer| Source::Inherited(via(state, offer))),
                     );
-                    let reaches: Vec<PermissionReach> = permissions_by_kind(held.role)
-                        .iter()
-                        .map(|(kind, permissions)| PermissionReach {
-                            kind: *kind,
-                            reach: Scope::of(resolved, held, *kind).reach(state),
-                            permissions,
-                        })
-                        .collect();
-                    // The role's reach as a whole is one of those (its kind is
-                    // one the role grants in): not worked out a second time.
-                    let kind = role_kind(held.role);
-                    let reach = match reaches.iter().find(|r| r.kind == kind) {
-                        Some(r) => r.reach.clone(),
-                        None => Scope::of(resolved, held, kind).reach(state),
-                    };
                     HeldRole {
                         role: held.role,
                         sources,
-                        reach,
-                        reaches,
+                        reaches: (detail == Detail::Reaches)
+                            .then(|| reaches(state, resolved, held)),
                     }
                 })
                 .collect();

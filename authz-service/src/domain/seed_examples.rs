@@ -508,6 +508,9 @@ fn reaches(w: &World, user: UserId, role: Role) -> Vec<(ScopeKind, Reach, Vec<&'
         .find(|h| h.role == role)
         .unwrap()
         .reaches
+        .as_ref()
+        .expect("resolve works out reaches")
+        .by_kind
         .iter()
         .map(|r| (r.kind, r.reach.clone(), r.permissions.to_vec()))
         .collect()

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::domain::{
-    self, GroupId, Reach, Resource, Source, SuppressReason, TenantId, TenantState, UserId,
+    self, Detail, GroupId, Reach, Resource, Source, SuppressReason, TenantId, TenantState, UserId,
 };
 
 pub(super) fn parse_id(field: &str, raw: &str) -> Result<Uuid, ApiError> {
@@ -81,13 +81,28 @@ fn scope(reach: &Reach) -> pb::Scope {
     }
 }
 
+/// How much a `GetEffectiveRoles` answers: unset is the full view.
+pub(super) fn detail(view: i32) -> Result<Detail, ApiError> {
+    match pb::EffectiveRolesView::try_from(view) {
+        Ok(pb::EffectiveRolesView::Basic) => Ok(Detail::Roles),
+        Ok(pb::EffectiveRolesView::Unspecified | pb::EffectiveRolesView::Full) => {
+            Ok(Detail::Reaches)
+        }
+        Err(_) => Err(ApiError::invalid(
+            "view",
+            format!("{view} is not an EffectiveRolesView"),
+        )),
+    }
+}
+
 pub(super) fn effective_roles(
     state: &TenantState,
     user: UserId,
+    detail: Detail,
 ) -> Result<pb::GetEffectiveRolesResponse, ApiError> {
     use cohort_shared::proto::catalog::v1::{Role as PbRole, Tool as PbTool};
-    let resolution =
-        domain::resolve(state, user).ok_or_else(|| ApiError::not_found("user", user))?;
+    let resolution = domain::resolve_with(state, user, detail)
+        .ok_or_else(|| ApiError::not_found("user", user))?;
     let tools = resolution
         .tools
         .iter()
@@ -100,10 +115,11 @@ pub(super) fn effective_roles(
                 .map(|held| pb::EffectiveRole {
                     role: PbRole::from(held.role) as i32,
                     #[allow(deprecated)]
-                    scope: Some(scope(&held.reach)),
+                    scope: held.reaches.as_ref().map(|r| scope(&r.as_a_whole)),
                     reaches: held
                         .reaches
                         .iter()
+                        .flat_map(|r| &r.by_kind)
                         .map(|r| pb::PermissionReach {
                             kind: cohort_shared::proto::catalog::v1::ScopeKind::from(r.kind) as i32,
                             scope: Some(scope(&r.reach)),

@@ -25,7 +25,9 @@ use tonic::{Request, Response, Status};
 use crate::domain::{self, CheckError, GroupId, Holding, TenantId, TenantState, UserId};
 use crate::projection::Projection;
 use crate::upstream::Upstream;
-use convert::{effective_roles, id_string, parse_id, parse_id_named, parse_resource, parse_tenant};
+use convert::{
+    detail, effective_roles, id_string, parse_id, parse_id_named, parse_resource, parse_tenant,
+};
 use error::{lookup_error, reply, ApiError};
 use paging::PageRequest;
 
@@ -120,9 +122,10 @@ impl AuthzService for AuthzApi {
             request,
             |req| {
                 let user = UserId(parse_id("user_id", &req.user_id)?);
-                Parsed::new(&req.tenant_id, req.consistency, user)
+                let detail = detail(req.view)?;
+                Parsed::new(&req.tenant_id, req.consistency, (user, detail))
             },
-            |user, state| effective_roles(state, user),
+            |(user, detail), state| effective_roles(state, user, detail),
         )
         .await
     }

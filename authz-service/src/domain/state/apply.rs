@@ -14,6 +14,7 @@ impl TenantState {
         let entry = UserEntry {
             roles: RoleMask::default(),
             suspended: false,
+            offered: RoleMask::default(),
             memberships: Box::new([]),
         };
         let slot = match self.free_users.pop() {
@@ -116,8 +117,16 @@ impl TenantState {
         change(self);
         for (user, group) in &affected {
             deltas.membership(self, *user, *group, true);
+            self.refresh_offered(*user);
         }
         self.apply_deltas(deltas);
+    }
+
+    /// Works out again the roles offered to `user` (after a change to their
+    /// memberships or to the groups over them).
+    pub(super) fn refresh_offered(&mut self, user: UserSlot) {
+        let offered = self.offered_along_memberships(user);
+        self.user_mut(user).offered = offered;
     }
 
     fn apply_deltas(&mut self, deltas: Deltas) {
@@ -263,6 +272,7 @@ impl TenantState {
                 memberships.push(Joined { group, revision });
                 entry.memberships = memberships.into_boxed_slice();
                 self.group_mut(group).members.push(user);
+                self.refresh_offered(user);
                 if !self.bulk {
                     let mut deltas = Deltas::default();
                     deltas.membership(self, user, group, true);
@@ -388,6 +398,7 @@ impl TenantState {
         let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
         memberships.retain(|m| m.group != group);
         entry.memberships = memberships.into_boxed_slice();
+        self.refresh_offered(user);
         self.late_joins.remove(&(user, group));
         remove_value(&mut self.group_mut(group).members, &user);
     }

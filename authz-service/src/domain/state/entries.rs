@@ -85,6 +85,12 @@ pub(crate) struct UserEntry {
     /// Direct roles (the directory sends a valid role set; kept in catalog order).
     pub roles: RoleMask,
     pub suspended: bool,
+    /// The roles the settings of the groups over the user's memberships offer
+    /// (each membership's group and its ancestors), kept in step with the
+    /// memberships and the settings: a user offered nothing is resolved without
+    /// walking up the trees, and a lookup passes over a user who could not hold
+    /// what it asks for without resolving them. (It fits in the entry's padding.)
+    pub offered: RoleMask,
     /// Direct memberships, in the order they were added.
     pub memberships: Box<[Joined]>,
 }

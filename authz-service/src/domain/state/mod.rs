@@ -201,6 +201,11 @@ impl TenantState {
     pub fn finish_bulk(&mut self) {
         self.flush_pending();
         self.bulk = false;
+        for slot in 0..self.users.len() as UserSlot {
+            if self.users[slot as usize].is_some() {
+                self.refresh_offered(slot);
+            }
+        }
         self.index = Indexes::build(self);
         self.users.shrink_to_fit();
         self.user_ids.shrink_to_fit();
@@ -212,6 +217,16 @@ impl TenantState {
     /// Compares the reverse indexes, as kept change by change, with indexes built
     /// from scratch; the first difference, if any. (For tests: it rebuilds.)
     pub fn check_indexes(&self) -> Result<(), String> {
+        for (slot, user) in self.users.iter().enumerate() {
+            let Some(user) = user else { continue };
+            let offered = self.offered_along_memberships(slot as UserSlot);
+            if user.offered != offered {
+                return Err(format!(
+                    "roles offered to user slot {slot}: kept {:?}, worked out {offered:?}",
+                    user.offered
+                ));
+            }
+        }
         let kept = self.index.contents();
         let built = Indexes::build(self).contents();
         if kept == built {
@@ -269,6 +284,16 @@ impl TenantState {
     /// The roles a group passes on to its members.
     pub(crate) fn inherited(&self, slot: GroupSlot) -> RoleMask {
         self.nodes[slot as usize].inherited
+    }
+
+    /// The roles the groups over `user`'s memberships offer, worked out by
+    /// walking up from each ([`UserEntry::offered`] keeps it).
+    fn offered_along_memberships(&self, user: UserSlot) -> RoleMask {
+        self.user(user)
+            .memberships
+            .iter()
+            .flat_map(|m| self.chain(m.group))
+            .fold(RoleMask::default(), |mask, g| mask.union(self.inherited(g)))
     }
 
     pub(crate) fn user(&self, slot: UserSlot) -> &UserEntry {
