@@ -43,6 +43,10 @@ use tracing::Instrument;
 
 use crate::metrics::{CallInFlight, CallMetrics};
 
+/// The target of the call lines ([`crate::serving`]'s human format writes them
+/// on a fast path).
+pub(crate) const TARGET: &str = module_path!();
+
 /// The header that carries a request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -1,6 +1,7 @@
 //! Logging set-up: the log format, and the subscriber with its batched writer
 //! and (when asked for) the trace export.
 
+use super::human_format::HumanFormat;
 use crate::log_writer::{BatchedLogGuard, BatchedWriter};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -53,7 +54,7 @@ pub fn init_logs_and_traces(
             .with_writer(writer)
             .with_ansi(ansi);
         let _ = match format {
-            LogFormat::Human => builder.try_init(),
+            LogFormat::Human => builder.event_format(HumanFormat::default()).try_init(),
             LogFormat::Json => builder.json().try_init(),
         };
         return Ok(LogGuard {
@@ -75,7 +76,7 @@ pub fn init_logs_and_traces(
         .with_writer(writer)
         .with_ansi(ansi);
     let lines = match format {
-        LogFormat::Human => lines.boxed(),
+        LogFormat::Human => lines.event_format(HumanFormat::default()).boxed(),
         LogFormat::Json => lines.json().boxed(),
     };
     let _ = tracing_subscriber::registry()

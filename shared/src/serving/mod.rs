@@ -10,6 +10,7 @@
 
 mod args;
 mod health;
+mod human_format;
 mod logs;
 mod tls;
 
