@@ -51,8 +51,10 @@ enum Command {
         directory: String,
         #[command(flatten)]
         shape: seed::Shape,
-        /// Calls in flight at once.
-        #[arg(long, default_value_t = 8)]
+        /// Calls in flight at once. 32 is where loading stops gaining on two
+        /// cores: the calls of a tenant that wait while one batch commits go in
+        /// the next (100k users: 38.7 s at 8, 25.7 s at 32, 25.5 s at 64).
+        #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// Where to write the manifest.
         #[arg(long, default_value = "tenant.json")]

@@ -8,8 +8,9 @@
 //! "Role A contains role B" is computed from the permission sets
 //! ([`Role::contains`]), never listed by hand.
 //!
-//! Layout: this file holds the types (tools, roles, scopes, resource kinds) and
-//! the questions asked of them; `grants.rs` the permission sets of every role;
+//! Layout (this file is long because every question asked of a role, tool or
+//! scope sits next to the type it is asked of): this file holds the types
+//! (tools, roles, scopes, resource kinds) and the questions asked of them; `grants.rs` the permission sets of every role;
 //! `role_set.rs` the validation of a user's direct roles ([`RoleSet`]);
 //! `markdown.rs` the rendering of `docs/ROLES.md`; `proto.rs` (feature `proto`)
 //! the conversions to the API's enums. The crate depends on nothing of the

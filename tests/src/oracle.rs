@@ -2,6 +2,9 @@
 //! randomized tests: the world as plain maps, answers by brute force (every group
 //! is asked whether the user is in it; every scope is expanded by walking parents).
 //! It shares nothing with the authorization engine but the role catalog.
+//!
+//! One file on purpose: the model is meant to be read top to bottom against
+//! DOMAIN.md, rule by rule.
 
 use std::collections::{BTreeMap, BTreeSet};
 

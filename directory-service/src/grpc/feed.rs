@@ -1,5 +1,9 @@
 //! The `ChangeFeedService`: parses a `Watch` request into a feed subscription and
 //! converts the feed's events to proto.
+//!
+//! One file on purpose: the conversions are the feed's half of the contract
+//! (every change kind to its proto message), read next to the request they
+//! answer; the feed itself (ordering, resumption, limits) is `crate::feed`.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;

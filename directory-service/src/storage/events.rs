@@ -2,6 +2,9 @@
 //! from the domain types so that renaming a Rust field or variant cannot change
 //! what is written or make retained events unreadable.
 //!
+//! One file on purpose: every record of the stored format with its conversion
+//! both ways, so that a change to one direction shows next to the other.
+//!
 //! Version 1 is a JSON array of changes, each an object tagged by `type`, in the
 //! shape the directory has written since its first release (the records below
 //! reproduce it field for field; a test reads a frozen sample). Reading

@@ -8,6 +8,9 @@
 //! 8-byte memberships; the id-to-slot table stores only slots. Slots of deleted
 //! users and groups are reused.
 //!
+//! One file on purpose: the state's layout and every read of it; how changes
+//! apply is `apply.rs`, the entries `entries.rs`, the export `export.rs`.
+//!
 //! Changes apply idempotently and in any order within a snapshot: an id that is
 //! referenced before it is upserted gets a placeholder slot, filled in later. A
 //! snapshot or a load applies its changes in bulk mode ([`TenantState::bulk`]):
@@ -201,10 +204,23 @@ impl TenantState {
     pub fn finish_bulk(&mut self) {
         self.flush_pending();
         self.bulk = false;
-        for slot in 0..self.users.len() as UserSlot {
-            if self.users[slot as usize].is_some() {
-                self.refresh_offered(slot);
-            }
+        // What each group's chain offers, worked out once: a user's offers are
+        // then one lookup per membership.
+        let chain_offers: Vec<RoleMask> = (0..self.groups.len() as GroupSlot)
+            .map(|slot| match self.groups[slot as usize] {
+                Some(_) => self
+                    .chain(slot)
+                    .fold(RoleMask::default(), |mask, g| mask.union(self.inherited(g))),
+                None => RoleMask::default(),
+            })
+            .collect();
+        for user in self.users.iter_mut().flatten() {
+            user.offered = user
+                .memberships
+                .iter()
+                .fold(RoleMask::default(), |mask, m| {
+                    mask.union(chain_offers[m.group as usize])
+                });
         }
         self.index = Indexes::build(self);
         self.users.shrink_to_fit();
