@@ -1,8 +1,11 @@
 //! Conversions between the catalog's [`Role`]/[`Tool`] and their proto enums
 //! (the `proto` feature, which adds the generated code of `cohort-api`).
 //!
-//! Names match by construction (`ROLE_` + [`Role::as_str`]); the tests check that
-//! every proto value has a catalog counterpart and back.
+//! Names match by construction (`ROLE_` + [`Role::as_str`]), matched once into a
+//! table; the tests check that every proto value has a catalog counterpart and
+//! back.
+
+use std::sync::LazyLock;
 
 use cohort_api::catalog::v1 as pb;
 
@@ -13,17 +16,47 @@ use crate::{ResourceKind, Role, ScopeKind, Tool};
 #[error("{0}")]
 pub struct InvalidEnum(pub String);
 
+/// Every role with its proto value, matched by name once: answers convert many
+/// roles, and a name built and parsed per role was a visible share of a
+/// `GetEffectiveRoles` call.
+static ROLES: LazyLock<Vec<(Role, pb::Role)>> = LazyLock::new(|| {
+    Role::ALL
+        .iter()
+        .map(|role| {
+            let value = pb::Role::from_str_name(&format!("ROLE_{}", role.as_str()))
+                .expect("every catalog role has a proto value (checked by a test)");
+            (*role, value)
+        })
+        .collect()
+});
+
+/// Every tool with its proto value, matched by name once.
+static TOOLS: LazyLock<Vec<(Tool, pb::Tool)>> = LazyLock::new(|| {
+    Tool::ALL
+        .iter()
+        .map(|tool| {
+            let value = pb::Tool::from_str_name(&format!("TOOL_{}", tool.as_str()))
+                .expect("every catalog tool has a proto value (checked by a test)");
+            (*tool, value)
+        })
+        .collect()
+});
+
 impl From<Role> for pb::Role {
     fn from(role: Role) -> Self {
-        pb::Role::from_str_name(&format!("ROLE_{}", role.as_str()))
-            .expect("every catalog role has a proto value (checked by a test)")
+        ROLES
+            .iter()
+            .find_map(|(r, value)| (*r == role).then_some(*value))
+            .expect("every role is in Role::ALL")
     }
 }
 
 impl From<Tool> for pb::Tool {
     fn from(tool: Tool) -> Self {
-        pb::Tool::from_str_name(&format!("TOOL_{}", tool.as_str()))
-            .expect("every catalog tool has a proto value (checked by a test)")
+        TOOLS
+            .iter()
+            .find_map(|(t, value)| (*t == tool).then_some(*value))
+            .expect("every tool is in Tool::ALL")
     }
 }
 
@@ -51,21 +84,21 @@ impl From<ResourceKind> for pb::ResourceKind {
 
 /// Reads a role from its wire value (an `i32`, as prost keeps enums).
 pub fn role_from_proto(value: i32) -> Result<Role, InvalidEnum> {
-    let name = pb::Role::try_from(value)
-        .map_err(|_| InvalidEnum(format!("unknown role value {value}")))?
-        .as_str_name();
-    name.strip_prefix("ROLE_")
-        .and_then(|n| n.parse().ok())
+    let value = pb::Role::try_from(value)
+        .map_err(|_| InvalidEnum(format!("unknown role value {value}")))?;
+    ROLES
+        .iter()
+        .find_map(|(role, v)| (*v == value).then_some(*role))
         .ok_or_else(|| InvalidEnum("a role must be specified".to_owned()))
 }
 
 /// Reads a tool from its wire value.
 pub fn tool_from_proto(value: i32) -> Result<Tool, InvalidEnum> {
-    let name = pb::Tool::try_from(value)
-        .map_err(|_| InvalidEnum(format!("unknown tool value {value}")))?
-        .as_str_name();
-    name.strip_prefix("TOOL_")
-        .and_then(|n| n.parse().ok())
+    let value = pb::Tool::try_from(value)
+        .map_err(|_| InvalidEnum(format!("unknown tool value {value}")))?;
+    TOOLS
+        .iter()
+        .find_map(|(tool, v)| (*v == value).then_some(*tool))
         .ok_or_else(|| InvalidEnum("a tool must be specified".to_owned()))
 }
 
