@@ -2,6 +2,9 @@
 //! PostgreSQL database. A write in the directory is seen by a read-your-writes
 //! read in the authorization service; revocations are never answered stale;
 //! restarting either service loses nothing.
+//!
+//! One file on purpose: the tests share one scenario (`scenario`) and its
+//! read-your-writes helpers.
 
 use std::time::Duration;
 

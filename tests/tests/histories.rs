@@ -4,6 +4,9 @@
 //! back from the directory, and every answer of the authorization service at the
 //! history's last revision (effective roles with their sources, checks of every
 //! permission on every resource, both lookups) must be the reference model's.
+//!
+//! One file on purpose: the history generator, the read-back and the
+//! comparison are one randomized test.
 
 use cohort_authz::domain::{GroupId, Resource, SuppressReason, UserId};
 use cohort_shared::catalog::{self, Role, Tool};

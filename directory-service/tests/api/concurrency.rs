@@ -4,6 +4,9 @@
 //! Concurrent creates and member additions of one tenant (written together on
 //! PostgreSQL) each get their own answer, revision and change set, refusals,
 //! twins and overlaps included.
+//!
+//! One file on purpose: the writers, the replay of their change sets and the
+//! comparison with the stored rows are one check, run in a few shapes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

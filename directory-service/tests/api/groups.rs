@@ -1,5 +1,9 @@
 //! Groups and organizations: the flag (top-level only, toggled at will), sibling
 //! names, moves without cycles, deletion with and without cascade, listings.
+//!
+//! One file on purpose: each rule of the group tree is tried here once, next to
+//! the others it interacts with (a move is refused by the same cycle and nesting
+//! rules that a create is).
 
 use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;

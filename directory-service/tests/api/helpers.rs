@@ -2,6 +2,8 @@
 //! against a fresh database (a new PostgreSQL database, or a new SQLite file), and
 //! returns a gRPC client with helpers for the common set-up steps.
 //!
+//! One file on purpose: the harness every test file imports from, in one place.
+//!
 //! PostgreSQL is reached at `COHORT_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every test creates its own
 //! database there, dropped with the app, also when the test fails
