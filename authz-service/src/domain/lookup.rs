@@ -1,7 +1,12 @@
 //! Reverse lookups: who holds a role or permission on a group, and on which groups
 //! a user holds a permission. Both page in id order and stop as soon as a page is
 //! full, and both decide every candidate with the checks' own procedure
-//! ([`decide`]), so a lookup can never disagree with a check.
+//! ([`decide`]), so a lookup can never disagree with a check. A subject lookup
+//! spares two kinds of candidates that resolution, by rules of the resolution
+//! itself: a user given a role that grants the permission tenant-wide holds it
+//! (inherited roles only ever add), and a user who could hold none of the roles
+//! that give it does not ([`super::resolve`]'s `may_hold_any`); the tests hold
+//! both against brute force on random worlds.
 //!
 //! Who can hold a permission on a group `g` (the candidates, from the indexes of
 //! `index.rs`), by the scope of the grants that give it:
