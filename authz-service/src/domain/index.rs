@@ -192,7 +192,7 @@ pub(crate) fn tenant_wide_roles() -> RoleMask {
     *ROLES
 }
 
-/// The roles whose offers a lookup may need per tree: those with an
+/// The roles whose offers a lookup may need per offering group: those with an
 /// administered-groups grant.
 pub(crate) fn administered_roles() -> RoleMask {
     static ROLES: std::sync::LazyLock<RoleMask> =
