@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cohort_shared::catalog_api::{self, CatalogApi};
 use cohort_shared::proto::authz::v1::authz_service_server::AuthzServiceServer;
-use cohort_shared::proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use cohort_shared::serving;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -162,14 +160,12 @@ impl Application {
         // Health watches end when the server stops taking calls (else its
         // graceful stop would wait on them for ever).
         let (stopped, stopped_signal) = tokio::sync::watch::channel(false);
-        let (health_reporter, health_service) = serving::health_service(stopped_signal);
+        let (health_reporter, health_service) = serving::health_service(stopped_signal).await;
         health_reporter
             .set_not_serving::<AuthzServiceServer<AuthzApi>>()
             .await;
-        // The catalog is compiled in: it serves from the start, caught up or not.
-        health_reporter
-            .set_serving::<CatalogServiceServer<CatalogApi>>()
-            .await;
+        // The catalog (compiled in) serves from the start, caught up or not:
+        // `health_service` says so.
 
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
         let follower_metrics = FollowerMetrics::default();
@@ -200,10 +196,7 @@ impl Application {
             serving::stop_serving_then_drain(
                 signal,
                 &health_reporter,
-                &[
-                    <AuthzServiceServer<AuthzApi> as NamedService>::NAME,
-                    catalog_api::SERVICE_NAME,
-                ],
+                &[<AuthzServiceServer<AuthzApi> as NamedService>::NAME],
                 drain,
             )
             .await;

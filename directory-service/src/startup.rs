@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cohort_shared::catalog_api::{self, CatalogApi};
-use cohort_shared::proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use cohort_shared::proto::directory::v1::change_feed_service_server::ChangeFeedServiceServer;
 use cohort_shared::proto::directory::v1::directory_service_server::DirectoryServiceServer;
 use tokio::net::TcpListener;
@@ -128,15 +126,12 @@ impl Application {
         // until then), so that its graceful stop does not wait on them forever.
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
         let (health_reporter, health_service) =
-            cohort_shared::serving::health_service(closing_signal.clone());
+            cohort_shared::serving::health_service(closing_signal.clone()).await;
         health_reporter
             .set_serving::<DirectoryServiceServer<DirectoryApi>>()
             .await;
         health_reporter
             .set_serving::<ChangeFeedServiceServer<FeedApi>>()
-            .await;
-        health_reporter
-            .set_serving::<CatalogServiceServer<CatalogApi>>()
             .await;
         let compaction = tokio::spawn(feed::compact_periodically(
             self.store.clone(),
@@ -151,7 +146,6 @@ impl Application {
                 &[
                     <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
                     <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
-                    catalog_api::SERVICE_NAME,
                 ],
                 drain,
             )

@@ -31,13 +31,23 @@ pub async fn shutdown_signal() {
 /// once `stopped` turns true: a server stops gracefully only when every stream
 /// has ended, and a load balancer watching health would otherwise hold it open
 /// for ever. Give it the signal that the server has stopped taking calls.
-pub fn health_service(
+///
+/// The catalog, which every server serves beside its API
+/// ([`super::with_common_services`]) and which is compiled in, is SERVING from
+/// the start; the service sets its own API's status.
+pub async fn health_service(
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> (
     tonic_health::server::HealthReporter,
     tonic_health::pb::health_server::HealthServer<EndingHealth>,
 ) {
     let reporter = tonic_health::server::HealthReporter::new();
+    reporter
+        .set_service_status(
+            crate::catalog_api::SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
     let inner = tonic_health::server::HealthService::from_health_reporter(reporter.clone());
     (
         reporter,
@@ -90,7 +100,7 @@ impl tonic_health::pb::health_server::Health for EndingHealth {
 }
 
 /// The start of a graceful stop. When `signal` completes, health reports each of
-/// `services` (and the server as a whole) NOT_SERVING, so that probes and load
+/// `services`, the catalog and the server as a whole NOT_SERVING, so that probes and load
 /// balancers stop sending calls here; after `drain` (time for them to notice,
 /// while calls are still served) this completes, and the server stops taking
 /// calls and finishes those in flight.
@@ -101,7 +111,11 @@ pub async fn stop_serving_then_drain(
     drain: Duration,
 ) {
     signal.await;
-    for service in services.iter().copied().chain([""]) {
+    for service in services
+        .iter()
+        .copied()
+        .chain([crate::catalog_api::SERVICE_NAME, ""])
+    {
         health
             .set_service_status(service, tonic_health::ServingStatus::NotServing)
             .await;
