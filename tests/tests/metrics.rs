@@ -139,6 +139,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
     let created = cohort_tests::create_tenant(&mut d, "Metrics")
         .await
         .unwrap();
+    let tenant_revision = created.revision;
     let (tenant, admin) = (created.tenant.unwrap(), created.admin.unwrap());
     let missing = d
         .get_user(dir::GetUserRequest {
@@ -149,7 +150,25 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
-    // A live change set after the tenant's snapshot.
+    // A live change set after the tenant's snapshot: the authorization service
+    // has the tenant (a read at its revision waits for the snapshot) before the
+    // user is made, else the user could come inside the snapshot.
+    let mut a = AuthzServiceClient::with_interceptor(
+        channel(authz_addr).await.unwrap(),
+        cohort_tests::bearer(TEST_SECRET),
+    );
+    a.get_effective_roles(authz::GetEffectiveRolesRequest {
+        tenant_id: tenant.id.clone(),
+        user_id: admin.id.clone(),
+        consistency: Some(authz::Consistency {
+            requirement: Some(authz::consistency::Requirement::AtLeastRevision(
+                tenant_revision,
+            )),
+        }),
+        view: authz::EffectiveRolesView::Basic as i32,
+    })
+    .await
+    .unwrap();
     let later = d
         .create_user(dir::CreateUserRequest {
             tenant_id: tenant.id.clone(),
@@ -163,10 +182,6 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         .into_inner()
         .revision;
 
-    let mut a = AuthzServiceClient::with_interceptor(
-        channel(authz_addr).await.unwrap(),
-        cohort_tests::bearer(TEST_SECRET),
-    );
     for _ in 0..2 {
         let allowed = a
             .check(check_request(&tenant.id, &admin.id, later))
