@@ -326,16 +326,12 @@ impl Indexes {
         order.sort_unstable_by_key(|s| state.user_ids[*s as usize]);
         // Each group's root and the roles its chain offers, worked out once.
         let mut roots: Vec<GroupSlot> = vec![GroupSlot::MAX; state.groups.len()];
-        let mut offers: Vec<RoleMask> = vec![RoleMask::default(); state.groups.len()];
         for (slot, group) in state.groups.iter().enumerate() {
             if group.is_some() {
-                let slot = slot as GroupSlot;
-                roots[slot as usize] = state.root(slot);
-                offers[slot as usize] = state.chain(slot).fold(RoleMask::default(), |mask, g| {
-                    mask.union(state.inherited(g))
-                });
+                roots[slot] = state.root(slot as GroupSlot);
             }
         }
+        let offers = state.offers_per_group();
         // Two passes over the users, on two threads: the trees' members (an entry
         // per membership, the bulk of it), and the rest.
         let (mut indexes, tree) = std::thread::scope(|scope| {

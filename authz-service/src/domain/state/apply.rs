@@ -117,7 +117,13 @@ impl TenantState {
         change(self);
         for (user, group) in &affected {
             deltas.membership(self, *user, *group, true);
-            self.refresh_offered(*user);
+        }
+        // A user with several memberships below `slot` is worked out once.
+        let mut users: Vec<UserSlot> = affected.iter().map(|(user, _)| *user).collect();
+        users.sort_unstable();
+        users.dedup();
+        for user in users {
+            self.refresh_offered(user);
         }
         self.apply_deltas(deltas);
     }

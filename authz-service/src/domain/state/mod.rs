@@ -204,16 +204,8 @@ impl TenantState {
     pub fn finish_bulk(&mut self) {
         self.flush_pending();
         self.bulk = false;
-        // What each group's chain offers, worked out once: a user's offers are
-        // then one lookup per membership.
-        let chain_offers: Vec<RoleMask> = (0..self.groups.len() as GroupSlot)
-            .map(|slot| match self.groups[slot as usize] {
-                Some(_) => self
-                    .chain(slot)
-                    .fold(RoleMask::default(), |mask, g| mask.union(self.inherited(g))),
-                None => RoleMask::default(),
-            })
-            .collect();
+        // A user's offers are one lookup per membership.
+        let chain_offers = self.offers_per_group();
         for user in self.users.iter_mut().flatten() {
             user.offered = user
                 .memberships
@@ -300,6 +292,20 @@ impl TenantState {
     /// The roles a group passes on to its members.
     pub(crate) fn inherited(&self, slot: GroupSlot) -> RoleMask {
         self.nodes[slot as usize].inherited
+    }
+
+    /// What the settings of each group and its ancestors offer, by group slot
+    /// (nothing for a free slot): worked out once for bulk work over every
+    /// membership.
+    pub(crate) fn offers_per_group(&self) -> Vec<RoleMask> {
+        (0..self.groups.len() as GroupSlot)
+            .map(|slot| match self.groups[slot as usize] {
+                Some(_) => self
+                    .chain(slot)
+                    .fold(RoleMask::default(), |mask, g| mask.union(self.inherited(g))),
+                None => RoleMask::default(),
+            })
+            .collect()
     }
 
     /// The roles the groups over `user`'s memberships offer, worked out by
