@@ -160,6 +160,8 @@ impl Application {
         // Health watches end when the server stops taking calls (else its
         // graceful stop would wait on them for ever).
         let (stopped, stopped_signal) = tokio::sync::watch::channel(false);
+        // The service of its own API: reported in health, stopped, reflected.
+        const API: [&str; 1] = [<AuthzServiceServer<AuthzApi> as NamedService>::NAME];
         let (health_reporter, health_service) = serving::health_service(stopped_signal).await;
         health_reporter
             .set_not_serving::<AuthzServiceServer<AuthzApi>>()
@@ -193,13 +195,7 @@ impl Application {
                 shutdown.await;
                 following_health.abort();
             };
-            serving::stop_serving_then_drain(
-                signal,
-                &health_reporter,
-                &[<AuthzServiceServer<AuthzApi> as NamedService>::NAME],
-                drain,
-            )
-            .await;
+            serving::stop_serving_then_drain(signal, &health_reporter, &API, drain).await;
             let _ = stopped.send(true);
         };
 
@@ -216,7 +212,7 @@ impl Application {
         let served = serving::with_common_services(
             serving::server(self.auth, self.limits, self.tls.as_ref(), call_metrics)?,
             health_service,
-            &[<AuthzServiceServer<AuthzApi> as NamedService>::NAME],
+            &API,
         )?
         .add_service(
             AuthzServiceServer::new(api)

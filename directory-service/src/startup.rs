@@ -125,6 +125,11 @@ impl Application {
         // when the server stops taking calls (after the drain: followers keep up
         // until then), so that its graceful stop does not wait on them forever.
         let (closing, closing_signal) = tokio::sync::watch::channel(false);
+        // The services of its own API: reported in health, stopped, reflected.
+        const API: [&str; 2] = [
+            <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
+            <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
+        ];
         let (health_reporter, health_service) =
             cohort_shared::serving::health_service(closing_signal.clone()).await;
         health_reporter
@@ -143,10 +148,7 @@ impl Application {
             cohort_shared::serving::stop_serving_then_drain(
                 shutdown,
                 &health_reporter,
-                &[
-                    <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
-                    <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
-                ],
+                &API,
                 drain,
             )
             .await;
@@ -186,10 +188,7 @@ impl Application {
                 call_metrics,
             )?,
             health_service,
-            &[
-                <DirectoryServiceServer<DirectoryApi> as NamedService>::NAME,
-                <ChangeFeedServiceServer<FeedApi> as NamedService>::NAME,
-            ],
+            &API,
         )?
         .add_service(
             DirectoryServiceServer::new(DirectoryApi::new(self.store.clone()))
