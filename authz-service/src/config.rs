@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-pub use cohort_shared::serving::LogFormat;
-use secrecy::{ExposeSecret, SecretString};
+pub use cohort_shared::serving::{Database, LogFormat};
+use secrecy::SecretString;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -81,6 +81,16 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The projection's database; an unknown URL scheme is an error naming the
+    /// setting.
+    pub fn database(&self) -> anyhow::Result<Database> {
+        Database::choose(
+            self.database_url.as_ref(),
+            &self.data_dir,
+            "COHORT_AUTHZ_DATABASE_URL",
+        )
+    }
+
     /// Checks what clap cannot: the directory address and the database URL.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.serving.tls()?;
@@ -88,14 +98,7 @@ impl Settings {
             anyhow::bail!("COHORT_AUTHZ_DIRECTORY / --directory: expected http://host:port");
         }
         self.serving.credentials()?;
-        if let Some(url) = self.database_url.as_ref().map(ExposeSecret::expose_secret) {
-            if !(url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.starts_with("sqlite:"))
-            {
-                anyhow::bail!("COHORT_AUTHZ_DATABASE_URL / --database-url: expected postgres://... or sqlite://...");
-            }
-        }
+        self.database()?;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use tonic::server::NamedService;
 use cohort_shared::auth::Auth;
 
 use crate::compaction::Compactor;
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use crate::domain::TenantId;
 use crate::follower::{self, Follower};
 use crate::grpc::AuthzApi;
@@ -48,30 +48,21 @@ pub struct Application {
 
 /// Opens the configured projection store and runs its migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ProjectionStore>> {
-    let url = settings
-        .database_url
-        .as_ref()
-        .map(ExposeSecret::expose_secret);
-    Ok(match url {
-        Some(url) if url.starts_with("sqlite:") => Arc::new(
-            SqliteProjection::connect(url)
-                .await
-                .context("opening the SQLite projection")?,
-        ),
-        Some(url) => Arc::new(
-            PgProjection::connect(url)
+    Ok(match settings.database()? {
+        Database::Postgres(url) => Arc::new(
+            PgProjection::connect(&url)
                 .await
                 .context("opening the PostgreSQL projection")?,
         ),
-        None => Arc::new(
-            SqliteProjection::open_in(&settings.data_dir)
+        Database::Sqlite(url) => Arc::new(
+            SqliteProjection::connect(&url)
                 .await
-                .with_context(|| {
-                    format!(
-                        "opening the SQLite projection in {}",
-                        settings.data_dir.display()
-                    )
-                })?,
+                .context("opening the SQLite projection")?,
+        ),
+        Database::SqliteDir(dir) => Arc::new(
+            SqliteProjection::open_in(&dir)
+                .await
+                .with_context(|| format!("opening the SQLite projection in {}", dir.display()))?,
         ),
     })
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -89,24 +89,7 @@ pub struct Settings {
 
 pub use cohort_shared::serving::LogFormat;
 
-/// Where the directory keeps its data.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Database {
-    Postgres(String),
-    Sqlite(String),
-    SqliteDir(PathBuf),
-}
-
-/// A PostgreSQL URL's password stays out of `Debug` output.
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Database::Postgres(_) => f.write_str("Postgres([REDACTED])"),
-            Database::Sqlite(url) => f.debug_tuple("Sqlite").field(url).finish(),
-            Database::SqliteDir(dir) => f.debug_tuple("SqliteDir").field(dir).finish(),
-        }
-    }
-}
+pub use cohort_shared::serving::Database;
 
 impl Default for Settings {
     /// The flags' defaults, without the environment: what a program that embeds
@@ -133,16 +116,11 @@ impl Settings {
 
     /// The database to use; an unknown URL scheme is an error naming the setting.
     pub fn database(&self) -> anyhow::Result<Database> {
-        match self.database_url.as_ref().map(ExposeSecret::expose_secret) {
-            None => Ok(Database::SqliteDir(self.data_dir.clone())),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Database::Postgres(url.to_owned()))
-            }
-            Some(url) if url.starts_with("sqlite:") => Ok(Database::Sqlite(url.to_owned())),
-            Some(_) => anyhow::bail!(
-                "COHORT_DIRECTORY_DATABASE_URL / --database-url: expected postgres://... or sqlite://..."
-            ),
-        }
+        Database::choose(
+            self.database_url.as_ref(),
+            &self.data_dir,
+            "COHORT_DIRECTORY_DATABASE_URL",
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use super::*;
 pub struct AuthzProcess {
     pub addr: SocketAddr,
     settings: AuthzSettings,
-    running: Option<Running>,
+    running: ServerSlot,
 }
 
 impl AuthzProcess {
@@ -17,7 +17,7 @@ impl AuthzProcess {
         AuthzProcess {
             addr,
             settings: AuthzSettings::default(),
-            running: None,
+            running: ServerSlot::default(),
         }
     }
 
@@ -46,7 +46,7 @@ impl AuthzProcess {
         Ok(AuthzProcess {
             addr: settings.listen,
             settings,
-            running: None,
+            running: ServerSlot::default(),
         })
     }
 
@@ -62,7 +62,7 @@ impl AuthzProcess {
         })
         .await?;
         self.addr = addr;
-        self.running = Some(running);
+        self.running = ServerSlot::holding(running);
         Ok(())
     }
 
@@ -158,17 +158,12 @@ impl AuthzProcess {
     }
 
     pub async fn stop(&mut self) -> anyhow::Result<()> {
-        match self.running.take() {
-            Some(running) => running.stop().await,
-            None => Ok(()),
-        }
+        self.running.stop().await
     }
 
     /// Kills the server (see [`Running::kill`]); its stored projection stays.
     pub fn kill(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.kill();
-        }
+        self.running.kill();
     }
 
     /// Stops and starts it again on its stored projection (a new port).

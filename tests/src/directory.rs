@@ -14,7 +14,7 @@ pub struct DirectoryProcess {
     limits: cohort_shared::serving::Limits,
     feed: cohort_directory::feed::FeedSettings,
     pub database: cohort_directory::config::Database,
-    running: Option<Running>,
+    running: ServerSlot,
     data_dir: Option<PathBuf>,
 }
 
@@ -29,7 +29,7 @@ impl DirectoryProcess {
             limits: Default::default(),
             feed: Default::default(),
             database: cohort_directory::config::Database::SqliteDir(PathBuf::new()),
-            running: None,
+            running: ServerSlot::default(),
             data_dir: None,
         }
     }
@@ -129,7 +129,7 @@ impl DirectoryProcess {
             feed: kept_feed,
             addr,
             database,
-            running: Some(running),
+            running: ServerSlot::holding(running),
             data_dir: None,
         })
     }
@@ -160,17 +160,12 @@ impl DirectoryProcess {
 
     /// Stops the server gracefully (its data stays).
     pub async fn stop(&mut self) -> anyhow::Result<()> {
-        match self.running.take() {
-            Some(running) => running.stop().await,
-            None => Ok(()),
-        }
+        self.running.stop().await
     }
 
     /// Kills the server (see [`Running::kill`]); its data stays.
     pub fn kill(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.kill();
-        }
+        self.running.kill();
     }
 
     /// Starts it again on the same address and database, accepting other

@@ -113,6 +113,32 @@ impl Running {
     }
 }
 
+/// A process handle's server, while it runs: stopping or killing it twice, or
+/// one that never started, does nothing.
+#[derive(Default)]
+struct ServerSlot(Option<Running>);
+
+impl ServerSlot {
+    fn holding(running: Running) -> Self {
+        Self(Some(running))
+    }
+
+    /// Stops the server gracefully.
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        match self.0.take() {
+            Some(running) => running.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Kills the server (see [`Running::kill`]).
+    fn kill(&mut self) {
+        if let Some(running) = self.0.take() {
+            running.kill();
+        }
+    }
+}
+
 /// The credential every test server accepts (unrestricted).
 pub const TEST_SECRET: &str = "cohort-test-secret-0123456789";
 

@@ -2,6 +2,7 @@
 //! - this file: the server itself (its layers, limits and accepted sockets) and
 //!   server reflection (so grpcurl works without .proto files);
 //! - `args.rs`: the serving flags, flattened into each service's settings;
+//! - `database.rs`: which database a service opens, from its flags;
 //! - `health.rs`: the health service, the graceful stop and the health probe;
 //! - `logs.rs`: logging set-up;
 //! - `tls.rs`: TLS material.
@@ -9,12 +10,14 @@
 //! Everything is re-exported here, so callers name `serving::X`.
 
 mod args;
+mod database;
 mod health;
 mod human_format;
 mod logs;
 mod tls;
 
 pub use args::{defaults, secret, ServingArgs};
+pub use database::Database;
 pub use health::{
     exit_with_probe, health_service, probe_health, shutdown_signal, stop_serving_then_drain,
     EndingHealth,

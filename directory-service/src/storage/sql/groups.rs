@@ -217,17 +217,10 @@ impl GroupStore for Store {
                 .push_bind(contains_pattern(query))
                 .push(" ESCAPE '\\'");
         }
-        if let Some(after) = after_id(page)? {
-            q.push(" AND g.id > ").push_bind(after);
-        }
-        q.push(" ORDER BY g.id LIMIT ")
-            .push_bind(page.fetch_limit());
-        let mut conn = self.pool.acquire().await?;
-        let rows = q.build_query_as::<GroupRow>().fetch_all(&mut *conn).await?;
-        if rows.is_empty() {
-            Self::explain_nothing(&mut conn, tenant, filter.parent_id).await?;
-        }
-        Ok(page.page(convert_all(rows)?, |g: &Group| g.id.to_string()))
+        self.list_page::<GroupRow, _>(q, "g", tenant, filter.parent_id, page, |g: &Group| {
+            g.id.to_string()
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, update), err(level = "debug"))]

@@ -186,6 +186,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// One write of a group's administrators. Those it adds must be eligible;
+    /// those it removes need only exist (an administrator who has since lost
+    /// eligibility can still be removed).
+    async fn edit_administrators(
+        &self,
+        ctx: &WriteContext,
+        tenant: TenantId,
+        group: GroupId,
+        edit: AdministratorEdit,
+        etag: Option<Etag>,
+    ) -> StoreResult<Written<Vec<UserId>>> {
+        let mut w = self.begin_write(tenant).await?;
+        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
+        check_etag("group", etag, g.revision)?;
+        match &edit {
+            AdministratorEdit::Replace(users) | AdministratorEdit::Add(users) => {
+                Self::require_eligible(w.conn(), tenant, users).await?
+            }
+            AdministratorEdit::Remove(users) => {
+                Self::require_users(w.conn(), tenant, users).await?;
+            }
+        }
+        let admins = Self::write_administrators(&mut w, &mut g, edit).await?;
+        self.finish(ctx, w, admins).await
+    }
+}
+
 #[async_trait]
 impl MembershipStore for Store {
     #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
@@ -197,13 +225,8 @@ impl MembershipStore for Store {
         users: Vec<UserId>,
         etag: Option<Etag>,
     ) -> StoreResult<Written<Vec<UserId>>> {
-        let mut w = self.begin_write(tenant).await?;
-        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
-        check_etag("group", etag, g.revision)?;
-        Self::require_eligible(w.conn(), tenant, &users).await?;
-        let admins =
-            Self::write_administrators(&mut w, &mut g, AdministratorEdit::Replace(users)).await?;
-        self.finish(ctx, w, admins).await
+        self.edit_administrators(ctx, tenant, group, AdministratorEdit::Replace(users), etag)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
@@ -214,12 +237,8 @@ impl MembershipStore for Store {
         group: GroupId,
         users: Vec<UserId>,
     ) -> StoreResult<Written<Vec<UserId>>> {
-        let mut w = self.begin_write(tenant).await?;
-        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
-        Self::require_eligible(w.conn(), tenant, &users).await?;
-        let admins =
-            Self::write_administrators(&mut w, &mut g, AdministratorEdit::Add(users)).await?;
-        self.finish(ctx, w, admins).await
+        self.edit_administrators(ctx, tenant, group, AdministratorEdit::Add(users), None)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, users), err(level = "debug"))]
@@ -230,12 +249,8 @@ impl MembershipStore for Store {
         group: GroupId,
         users: Vec<UserId>,
     ) -> StoreResult<Written<Vec<UserId>>> {
-        let mut w = self.begin_write(tenant).await?;
-        let mut g = Self::fetch_group(w.conn(), tenant, group).await?;
-        Self::require_users(w.conn(), tenant, &users).await?;
-        let admins =
-            Self::write_administrators(&mut w, &mut g, AdministratorEdit::Remove(users)).await?;
-        self.finish(ctx, w, admins).await
+        self.edit_administrators(ctx, tenant, group, AdministratorEdit::Remove(users), None)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, page), err(level = "debug"))]

@@ -425,6 +425,37 @@ impl Store {
         Ok(())
     }
 
+    /// A page of a filtered listing, whose query `q` has its filters pushed: the
+    /// rows after the page token in the order of `{alias}.id`, one more than the
+    /// page to know whether another follows. An empty page is explained (an
+    /// unknown tenant, or group named by the filter, is NOT_FOUND, not an empty
+    /// list).
+    async fn list_page<R, T>(
+        &self,
+        mut q: QueryBuilder<'_, Db>,
+        alias: &str,
+        tenant: TenantId,
+        filter_group: Option<GroupId>,
+        page: &PageRequest,
+        token_of: impl Fn(&T) -> String,
+    ) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        if let Some(after) = after_id(page)? {
+            q.push(format_args!(" AND {alias}.id > ")).push_bind(after);
+        }
+        q.push(format_args!(" ORDER BY {alias}.id LIMIT "))
+            .push_bind(page.fetch_limit());
+        let mut conn = self.pool.acquire().await?;
+        let rows = q.build_query_as::<R>().fetch_all(&mut *conn).await?;
+        if rows.is_empty() {
+            Self::explain_nothing(&mut conn, tenant, filter_group).await?;
+        }
+        Ok(page.page(convert_all(rows)?, token_of))
+    }
+
     /// `read`'s result, but a NOT_FOUND of something in an unknown tenant is
     /// the tenant's.
     async fn in_known_tenant<T>(

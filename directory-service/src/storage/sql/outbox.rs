@@ -138,6 +138,51 @@ impl Snapshot {
             .fetch_all(&mut *self.tx)
             .await?)
     }
+
+    /// A page of the tenant's rows of one table (`from`: columns, table and its
+    /// `alias`) in id order after `after` (nil: from the first): from a cursor
+    /// where the database has them, else by key.
+    async fn page_by_id<R>(
+        &mut self,
+        cursor: &str,
+        from: &str,
+        alias: &str,
+        after: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+    {
+        let tenant = self.tenant.0;
+        if SNAPSHOT_BY_CURSOR {
+            let select = format!("SELECT {from} WHERE {alias}.tenant_id = '{tenant}'");
+            return self
+                .fetch_from_cursor(cursor, &select, after.is_nil(), limit)
+                .await;
+        }
+        Ok(sqlx::query_as(&format!(
+            "SELECT {from} WHERE {alias}.tenant_id = $1 AND {alias}.id > $2 ORDER BY {alias}.id LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+}
+
+/// Where a snapshot goes on after a page: on in this stage after its last row
+/// when the page came full (more may follow), else to the `done` stage.
+fn next_stage<T>(
+    page: &[T],
+    limit: i64,
+    done: SnapshotStage,
+    after: impl FnOnce(&T) -> SnapshotStage,
+) -> SnapshotStage {
+    match page.last() {
+        Some(last) if page.len() as i64 == limit => after(last),
+        _ => done,
+    }
 }
 
 #[async_trait]
@@ -158,64 +203,35 @@ impl SnapshotReader for Snapshot {
                 SnapshotStage::Users(nil),
             ),
             SnapshotStage::Users(after) => {
-                let rows: Vec<UserRow> = if SNAPSHOT_BY_CURSOR {
-                    let select = format!(
-                        "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = '{tenant}'"
-                    );
-                    self.fetch_from_cursor("snapshot_users", &select, after == nil, limit)
-                        .await?
-                } else {
-                    sqlx::query_as(&format!(
-                        "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
-                    ))
-                    .bind(tenant)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                };
+                let from = format!("{USER_COLUMNS} FROM users u");
+                let rows: Vec<UserRow> = self
+                    .page_by_id("snapshot_users", &from, "u", after, limit)
+                    .await?;
                 let users: Vec<User> = convert_all(rows)?;
-                let next = match users.last() {
-                    Some(last) if users.len() as i64 == limit => SnapshotStage::Users(last.id.0),
-                    _ => SnapshotStage::Groups(nil),
-                };
-                (
-                    users
-                        .into_iter()
-                        .map(|user| Change::UserUpserted { user })
-                        .collect(),
-                    next,
-                )
+                let next = next_stage(&users, limit, SnapshotStage::Groups(nil), |last| {
+                    SnapshotStage::Users(last.id.0)
+                });
+                let changes = users
+                    .into_iter()
+                    .map(|user| Change::UserUpserted { user })
+                    .collect();
+                (changes, next)
             }
             SnapshotStage::Groups(after) => {
-                let rows: Vec<GroupRow> = if SNAPSHOT_BY_CURSOR {
-                    let select = format!(
-                        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = '{tenant}'"
-                    );
-                    self.fetch_from_cursor("snapshot_groups", &select, after == nil, limit)
-                        .await?
-                } else {
-                    sqlx::query_as(&format!(
-                        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id > $2 ORDER BY g.id LIMIT $3"
-                    ))
-                    .bind(tenant)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                };
+                let from = format!("{GROUP_COLUMNS} FROM groups g");
+                let rows: Vec<GroupRow> = self
+                    .page_by_id("snapshot_groups", &from, "g", after, limit)
+                    .await?;
                 let groups: Vec<Group> = convert_all(rows)?;
-                let next = match groups.last() {
-                    Some(last) if groups.len() as i64 == limit => SnapshotStage::Groups(last.id.0),
-                    _ => SnapshotStage::Memberships(nil, nil),
-                };
-                (
-                    groups
-                        .into_iter()
-                        .map(|group| Change::GroupUpserted { group })
-                        .collect(),
-                    next,
-                )
+                let done = SnapshotStage::Memberships(nil, nil);
+                let next = next_stage(&groups, limit, done, |last| {
+                    SnapshotStage::Groups(last.id.0)
+                });
+                let changes = groups
+                    .into_iter()
+                    .map(|group| Change::GroupUpserted { group })
+                    .collect();
+                (changes, next)
             }
             SnapshotStage::Memberships(after_group, after_user) => {
                 let rows: Vec<MembershipRow> = if SNAPSHOT_BY_CURSOR {
@@ -247,12 +263,10 @@ impl SnapshotReader for Snapshot {
                     .await?
                 };
                 let memberships: Vec<Membership> = rows.into_iter().map(Membership::from).collect();
-                let next = match memberships.last() {
-                    Some(last) if memberships.len() as i64 == limit => {
-                        SnapshotStage::Memberships(last.group_id.0, last.user_id.0)
-                    }
-                    _ => SnapshotStage::Administrators(nil, nil),
-                };
+                let done = SnapshotStage::Administrators(nil, nil);
+                let next = next_stage(&memberships, limit, done, |last| {
+                    SnapshotStage::Memberships(last.group_id.0, last.user_id.0)
+                });
                 (
                     memberships
                         .into_iter()
@@ -275,12 +289,10 @@ impl SnapshotReader for Snapshot {
                 .bind(limit)
                 .fetch_all(&mut *self.tx)
                 .await?;
-                let next = match rows.last() {
-                    Some((group, user)) if rows.len() as i64 == limit => {
-                        SnapshotStage::Administrators(*group, *user)
-                    }
-                    _ => SnapshotStage::Catalogs(nil, String::new()),
-                };
+                let done = SnapshotStage::Catalogs(nil, String::new());
+                let next = next_stage(&rows, limit, done, |&(group, user)| {
+                    SnapshotStage::Administrators(group, user)
+                });
                 let changes = rows
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|run| Change::AdministratorsAdded {
@@ -303,13 +315,9 @@ impl SnapshotReader for Snapshot {
                 .fetch_all(&mut *self.tx)
                 .await?;
                 let assignments: Vec<CatalogAssignment> = convert_all(rows)?;
-                let next = match assignments.last() {
-                    Some(last) if assignments.len() as i64 == limit => SnapshotStage::Catalogs(
-                        last.group_id.0,
-                        last.catalog_id.as_str().to_owned(),
-                    ),
-                    _ => SnapshotStage::Done,
-                };
+                let next = next_stage(&assignments, limit, SnapshotStage::Done, |last| {
+                    SnapshotStage::Catalogs(last.group_id.0, last.catalog_id.as_str().to_owned())
+                });
                 let changes = assignments
                     .into_iter()
                     .map(|a| Change::CatalogAssigned {

@@ -363,9 +363,6 @@ impl UserStore for Store {
             "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = "
         ));
         q.push_bind(tenant.0);
-        if let Some(after) = after_id(page)? {
-            q.push(" AND u.id > ").push_bind(after);
-        }
         if let Some(query) = &filter.query {
             q.push(" AND u.search_text LIKE ")
                 .push_bind(contains_pattern(query))
@@ -385,14 +382,10 @@ impl UserStore for Store {
             q.push(" AND u.suspended = ")
                 .push_bind(state == UserState::Suspended);
         }
-        q.push(" ORDER BY u.id LIMIT ")
-            .push_bind(page.fetch_limit());
-        let mut conn = self.pool.acquire().await?;
-        let rows = q.build_query_as::<UserRow>().fetch_all(&mut *conn).await?;
-        if rows.is_empty() {
-            Self::explain_nothing(&mut conn, tenant, filter.group_id).await?;
-        }
-        Ok(page.page(convert_all(rows)?, |u: &User| u.id.to_string()))
+        self.list_page::<UserRow, _>(q, "u", tenant, filter.group_id, page, |u: &User| {
+            u.id.to_string()
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, ctx, update), err(level = "debug"))]
