@@ -59,17 +59,11 @@ pub struct Settings {
     #[arg(long, env = "COHORT_AUTHZ_DIRECTORY_CA")]
     pub directory_ca: Option<PathBuf>,
 
-    /// Instead of serving, ask the service listening on `--listen` whether it is
-    /// healthy, and exit 0 (serving) or 1: for container health checks.
-    #[arg(long)]
-    pub health_probe: bool,
-
     #[command(flatten)]
     pub serving: cohort_shared::serving::ServingArgs,
 
-    /// Log format.
-    #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub process: cohort_shared::serving::ProcessArgs,
 }
 
 impl Default for Settings {

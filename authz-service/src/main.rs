@@ -8,12 +8,14 @@ use cohort_authz::startup::Application;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
-    if settings.health_probe {
-        let service = "cohort.authz.v1.AuthzService";
-        let probed = cohort_shared::serving::probe_health(settings.listen, service).await;
-        cohort_shared::serving::exit_with_probe(service, probed);
-    }
-    let _log = cohort_shared::serving::init_tracing(settings.log_format, "cohort-authz")?;
+    let _log = settings
+        .process
+        .probe_or_init_logs(
+            settings.listen,
+            "cohort.authz.v1.AuthzService",
+            "cohort-authz",
+        )
+        .await?;
     let app = Application::build(&settings).await?;
     // One line on standard output that scripts can read the bound port from.
     println!("listening on {}", app.local_addr());

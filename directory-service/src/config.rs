@@ -74,17 +74,11 @@ pub struct Settings {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub feed_streams_per_credential: usize,
 
-    /// Instead of serving, ask the service listening on `--listen` whether it is
-    /// healthy, and exit 0 (serving) or 1: for container health checks.
-    #[arg(long)]
-    pub health_probe: bool,
-
     #[command(flatten)]
     pub serving: cohort_shared::serving::ServingArgs,
 
-    /// Log format.
-    #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub process: cohort_shared::serving::ProcessArgs,
 }
 
 pub use cohort_shared::serving::LogFormat;

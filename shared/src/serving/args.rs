@@ -82,6 +82,38 @@ pub struct ServingArgs {
     pub dev_token_file: Option<std::path::PathBuf>,
 }
 
+/// What every service binary takes besides its serving options: the log
+/// format, and the health-probe mode for container health checks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessArgs {
+    /// Instead of serving, ask the service listening on `--listen` whether it is
+    /// healthy, and exit 0 (serving) or 1: for container health checks.
+    #[arg(long)]
+    pub health_probe: bool,
+
+    /// Log format.
+    #[arg(long, env = "COHORT_LOG_FORMAT", value_enum, default_value_t = super::LogFormat::Human)]
+    pub log_format: super::LogFormat,
+}
+
+impl ProcessArgs {
+    /// A service binary's first step: with `--health-probe`, asks the service
+    /// `api` listening on `listen` whether it is healthy and exits with the
+    /// answer; otherwise sets up the logs (and traces) of `program`.
+    pub async fn probe_or_init_logs(
+        &self,
+        listen: std::net::SocketAddr,
+        api: &str,
+        program: &str,
+    ) -> anyhow::Result<super::LogGuard> {
+        if self.health_probe {
+            let probed = super::probe_health(listen, api).await;
+            super::exit_with_probe(api, probed);
+        }
+        super::init_tracing(self.log_format, program)
+    }
+}
+
 impl Default for ServingArgs {
     /// The flags' defaults, without the environment ([`defaults`]).
     fn default() -> Self {

@@ -16,7 +16,7 @@ mod human_format;
 mod logs;
 mod tls;
 
-pub use args::{defaults, secret, ServingArgs};
+pub use args::{defaults, secret, ProcessArgs, ServingArgs};
 pub use database::Database;
 pub use health::{
     exit_with_probe, health_service, probe_health, shutdown_signal, stop_serving_then_drain,
