@@ -23,7 +23,10 @@
 //! One file on purpose: each index's incremental update and its bulk build are kept
 //! next to each other, so that they cannot drift apart.
 
-use std::collections::HashMap;
+// hashbrown's maps hash with foldhash, not SipHash: a build looks a key up once
+// per membership, and every lookup call reads them. The keys are slots and roles,
+// not caller-chosen strings, so there is no flooding to defend against.
+use hashbrown::HashMap;
 
 use cohort_shared::catalog::{Role, ScopeKind};
 use uuid::Uuid;
@@ -336,14 +339,20 @@ impl Indexes {
         // per membership, the bulk of it), and the rest.
         let (mut indexes, tree) = std::thread::scope(|scope| {
             let tree = scope.spawn(|| {
-                let mut tree: HashMap<GroupSlot, OrderedUsers> = HashMap::new();
+                // By root slot, then into the map: one array access per membership.
+                let mut by_root: Vec<OrderedUsers> = vec![OrderedUsers::default(); roots.len()];
                 for slot in &order {
                     for membership in state.user(*slot).memberships.iter() {
                         let root = roots[membership.group as usize];
-                        tree.entry(root).or_default().push_last(*slot);
+                        by_root[root as usize].push_last(*slot);
                     }
                 }
-                tree
+                by_root
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, users)| !users.is_empty())
+                    .map(|(root, users)| (root as GroupSlot, users))
+                    .collect::<HashMap<GroupSlot, OrderedUsers>>()
             });
             let mut indexes = Indexes::default();
             for slot in &order {

@@ -60,6 +60,32 @@ impl TenantState {
         slot
     }
 
+    /// [`Self::intern_user`], answered without a lookup when `id` is the last
+    /// one asked for in bulk. The slot is checked against the id column, so a
+    /// slot released or reused since is never returned for another id.
+    fn intern_user_again(&mut self, id: UserId) -> UserSlot {
+        if let Some((last, slot)) = self.last_user {
+            if last == id.0 && self.user_ids.get(slot as usize) == Some(&id.0) {
+                return slot;
+            }
+        }
+        let slot = self.intern_user(id);
+        self.last_user = Some((id.0, slot));
+        slot
+    }
+
+    /// [`Self::intern_group`], as [`Self::intern_user_again`].
+    fn intern_group_again(&mut self, id: GroupId) -> GroupSlot {
+        if let Some((last, slot)) = self.last_group {
+            if last == id.0 && self.group_ids.get(slot as usize) == Some(&id.0) {
+                return slot;
+            }
+        }
+        let slot = self.intern_group(id);
+        self.last_group = Some((id.0, slot));
+        slot
+    }
+
     fn release_user(&mut self, slot: UserSlot) {
         let id = self.user_ids[slot as usize];
         let hash = self.hash(&id);
@@ -255,7 +281,11 @@ impl TenantState {
                 user,
                 join_revision,
             } => {
-                let (group, user) = (self.intern_group(group), self.intern_user(user));
+                let (group, user) = if self.bulk {
+                    (self.intern_group_again(group), self.intern_user_again(user))
+                } else {
+                    (self.intern_group(group), self.intern_user(user))
+                };
                 if !self.bulk && self.user(user).memberships.iter().any(|m| m.group == group) {
                     return;
                 }
@@ -363,28 +393,60 @@ impl TenantState {
     }
 
     /// Hands the memberships gathered in bulk mode to their users and groups, in
-    /// the order they came, a repeated one once.
+    /// the order they came, a repeated one once. Gathered by user with a counting
+    /// sort (two passes over the memberships, no comparisons), and every list
+    /// sized once: a user's memberships, a group's members.
     pub(super) fn flush_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.sort_by_key(|(user, _)| *user);
-        for run in pending.chunk_by(|a, b| a.0 == b.0) {
-            let user = run[0].0;
-            let entry = self.users[user as usize]
-                .as_mut()
-                .expect("a live user slot");
-            let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
-            memberships.reserve_exact(run.len());
-            for (_, joined) in run {
-                if !memberships.iter().any(|m| m.group == joined.group) {
+        let pending = std::mem::take(&mut self.pending);
+        // starts[u]..starts[u + 1]: user u's part of `by_user`.
+        let mut starts = vec![0u32; self.users.len() + 1];
+        let mut per_group = vec![0u32; self.groups.len()];
+        for (user, joined) in &pending {
+            starts[*user as usize + 1] += 1;
+            per_group[joined.group as usize] += 1;
+        }
+        for u in 1..starts.len() {
+            starts[u] += starts[u - 1];
+        }
+        for (slot, group) in self.groups.iter_mut().enumerate() {
+            if let Some(group) = group {
+                group.members.reserve_exact(per_group[slot] as usize);
+            }
+        }
+        drop(per_group);
+        let mut by_user = vec![
+            Joined {
+                group: 0,
+                revision: 0
+            };
+            pending.len()
+        ];
+        let mut next = starts.clone();
+        for (user, joined) in pending {
+            by_user[next[user as usize] as usize] = joined;
+            next[user as usize] += 1;
+        }
+        drop(next);
+        for user in 0..self.users.len() {
+            let run = &by_user[starts[user] as usize..starts[user + 1] as usize];
+            if run.is_empty() {
+                continue;
+            }
+            let entry = self.users[user].as_mut().expect("a live user slot");
+            let held = std::mem::take(&mut entry.memberships);
+            let mut memberships = Vec::with_capacity(held.len() + run.len());
+            memberships.extend_from_slice(&held);
+            for joined in run {
+                if !memberships.iter().any(|m: &Joined| m.group == joined.group) {
                     memberships.push(*joined);
                     self.groups[joined.group as usize]
                         .as_mut()
                         .expect("a live group slot")
                         .members
-                        .push(user);
+                        .push(user as UserSlot);
                 }
             }
             entry.memberships = memberships.into_boxed_slice();

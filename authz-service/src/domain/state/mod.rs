@@ -161,6 +161,11 @@ pub struct TenantState {
     /// In bulk mode, memberships added but not yet given to their users: gathered
     /// and handed out at once rather than growing each user's list change by change.
     pending: Vec<(UserSlot, Joined)>,
+    /// The user and the group of the last membership added in bulk: a stored
+    /// base lists a user's memberships together, and the directory's snapshot
+    /// often a group's, so most of a load's id lookups are the one before.
+    last_user: Option<(Uuid, UserSlot)>,
+    last_group: Option<(Uuid, GroupSlot)>,
 }
 
 impl std::fmt::Debug for TenantState {
@@ -463,5 +468,54 @@ mod tests {
         }
         assert_eq!(state.users.len(), 1);
         assert_eq!(state.groups.len(), 1);
+    }
+
+    /// Applying in bulk remembers the last user and group a membership named;
+    /// a slot released and reused since must not be taken for the old id.
+    #[test]
+    fn a_bulk_load_takes_no_reused_slot_for_an_id_it_saw_before() {
+        let (a, b, c) = (
+            UserId(Uuid::new_v4()),
+            UserId(Uuid::new_v4()),
+            UserId(Uuid::new_v4()),
+        );
+        let (g, h) = (GroupId(Uuid::new_v4()), GroupId(Uuid::new_v4()));
+        let member = |user, group| Change::MembershipAdded {
+            group,
+            user,
+            join_revision: 2,
+        };
+        let changes = vec![
+            member(a, g),
+            Change::UserDeleted { id: a },
+            Change::GroupDeleted { id: g },
+            // b and h take the slots a and g had, not through a membership.
+            Change::UserUpserted {
+                id: b,
+                roles: vec![Role::GlobalAdminUser],
+                suspended: false,
+            },
+            Change::GroupUpserted {
+                id: h,
+                parent: None,
+                is_organization: true,
+                inherited: vec![],
+            },
+            member(a, g),
+            member(c, g),
+            member(b, h),
+        ];
+        let mut bulk = TenantState::bulk();
+        let mut one_by_one = TenantState::default();
+        for change in changes {
+            bulk.apply(change.clone());
+            one_by_one.apply(change);
+        }
+        bulk.finish_bulk();
+        assert_eq!(bulk.changes(), one_by_one.changes());
+        let a_slot = bulk.user_slot(a).unwrap();
+        assert_ne!(Some(a_slot), bulk.user_slot(b));
+        assert_eq!(bulk.user(a_slot).memberships.len(), 1);
+        bulk.check_indexes().unwrap();
     }
 }
