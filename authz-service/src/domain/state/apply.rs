@@ -6,6 +6,14 @@
 
 use super::*;
 
+/// The slot remembered for `id` in `last`, if it is `id`'s and still holds it:
+/// checked against the id column (`ids`), so a slot released or reused since
+/// is never returned for another id.
+fn remembered(last: Option<(Uuid, u32)>, ids: &[Uuid], id: Uuid) -> Option<u32> {
+    let (last_id, slot) = last?;
+    (last_id == id && ids.get(slot as usize) == Some(&id)).then_some(slot)
+}
+
 impl TenantState {
     fn intern_user(&mut self, id: UserId) -> UserSlot {
         if let Some(slot) = self.user_slot(id) {
@@ -61,25 +69,21 @@ impl TenantState {
     }
 
     /// [`Self::intern_user`], answered without a lookup when `id` is the last
-    /// one asked for in bulk. The slot is checked against the id column, so a
-    /// slot released or reused since is never returned for another id.
+    /// one asked for in bulk.
     fn intern_user_again(&mut self, id: UserId) -> UserSlot {
-        if let Some((last, slot)) = self.last_user {
-            if last == id.0 && self.user_ids.get(slot as usize) == Some(&id.0) {
-                return slot;
-            }
+        if let Some(slot) = remembered(self.last_user, &self.user_ids, id.0) {
+            return slot;
         }
         let slot = self.intern_user(id);
         self.last_user = Some((id.0, slot));
         slot
     }
 
-    /// [`Self::intern_group`], as [`Self::intern_user_again`].
+    /// [`Self::intern_group`], answered without a lookup when `id` is the last
+    /// one asked for in bulk.
     fn intern_group_again(&mut self, id: GroupId) -> GroupSlot {
-        if let Some((last, slot)) = self.last_group {
-            if last == id.0 && self.group_ids.get(slot as usize) == Some(&id.0) {
-                return slot;
-            }
+        if let Some(slot) = remembered(self.last_group, &self.group_ids, id.0) {
+            return slot;
         }
         let slot = self.intern_group(id);
         self.last_group = Some((id.0, slot));
