@@ -15,7 +15,8 @@
 //! - [`page_token`]: opaque, request-bound page tokens (both services).
 //! - [`metrics`]: Prometheus metrics and the listener that serves them.
 //! - [`shed`]: load shedding (a bound on calls in flight).
-//! - [`serving`]: what every server does alike (reflection, sockets, shutdown, logs).
+//! - [`serving`]: what every server does alike (flags, the database it opens,
+//!   reflection, sockets, shutdown, logs).
 //! - [`telemetry`]: OpenTelemetry traces (off unless an OTLP endpoint is set).
 //! - [`log_writer`]: the log output, written out in batches by a background thread.
 

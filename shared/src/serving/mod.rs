@@ -1,7 +1,8 @@
 //! What every Cohort server does the same way, by concern:
 //! - this file: the server itself (its layers, limits and accepted sockets) and
 //!   server reflection (so grpcurl works without .proto files);
-//! - `args.rs`: the serving flags, flattened into each service's settings;
+//! - `args.rs`: the serving and process flags, flattened into each service's
+//!   settings;
 //! - `database.rs`: which database a service opens, from its flags;
 //! - `health.rs`: the health service, the graceful stop and the health probe;
 //! - `logs.rs`: logging set-up;
