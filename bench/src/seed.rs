@@ -2,8 +2,8 @@
 //! onboarding a customer would: users in batches of 1,000 (`BatchCreateUsers`),
 //! organizations and their subgroups level by level, memberships in calls of up
 //! to 1,000 ids (`AddGroupMembers`), an inherited role on one group in
-//! `inherited_every`, and an administrator on every organization and level-2
-//! group. Calls run `concurrency` at a time.
+//! `inherited_every` (given with `CreateGroup`), and an administrator on every
+//! organization and level-2 group. Calls run `concurrency` at a time.
 //!
 //! Every organization is a tree four wide: group `k` of an organization's block
 //! (0 is the organization) has group `(k - 1) / 4` as its parent, so a block of 50
@@ -149,6 +149,17 @@ pub async fn seed(
         level
     };
     let depth = level_of(per_org - 1);
+    // An inherited role on one group in `inherited_every` (by its place in the
+    // manifest's group list), given when the group is created.
+    let inherited_of = |i: usize| {
+        (shape.inherited_every > 0 && i % shape.inherited_every == 0).then(|| {
+            if (i / shape.inherited_every) % 2 == 0 {
+                catalog_pb::Role::LmsValidator
+            } else {
+                catalog_pb::Role::LmsGroupAdministrator
+            }
+        })
+    };
     let mut ids: Vec<Vec<String>> = vec![vec![String::new(); per_org]; shape.organizations];
     let mut levels: Vec<Vec<String>> = vec![Vec::new(); depth];
     for level in 1..=depth {
@@ -175,6 +186,10 @@ pub async fn seed(
                 },
                 is_organization: k == 0,
                 request_id: format!("seed-group-{org}-{k}"),
+                inherited_roles: inherited_of(org * per_org + k)
+                    .map(|role| role as i32)
+                    .into_iter()
+                    .collect(),
             };
             async move {
                 let group = client.create_group(request).await?.into_inner().group;
@@ -230,33 +245,8 @@ pub async fn seed(
     .await?;
     phase("memberships (AddGroupMembers)", started, added.iter().sum());
 
-    // Inherited roles and administrators.
+    // Administrators.
     let started = Instant::now();
-    let inheriting: Vec<(usize, &String)> = groups
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| shape.inherited_every > 0 && i % shape.inherited_every == 0)
-        .collect();
-    let settings = inheriting.len();
-    each(concurrency, inheriting, |(i, group)| {
-        let mut client = clients.directory.clone();
-        let role = if (i / shape.inherited_every.max(1)) % 2 == 0 {
-            catalog_pb::Role::LmsValidator
-        } else {
-            catalog_pb::Role::LmsGroupAdministrator
-        };
-        let request = pb::SetInheritedRoleRequest {
-            tenant_id: tenant_id.clone(),
-            group_id: group.clone(),
-            role: role as i32,
-            etag: String::new(),
-        };
-        async move {
-            client.set_inherited_role(request).await?;
-            Ok(())
-        }
-    })
-    .await?;
     let eligible: Vec<&String> = users
         .iter()
         .enumerate()
@@ -289,11 +279,7 @@ pub async fn seed(
         }
     })
     .await?;
-    phase(
-        "inherited roles and administrators",
-        started,
-        settings + revisions.len(),
-    );
+    phase("administrators", started, revisions.len());
     let revision = clients
         .directory
         .clone()

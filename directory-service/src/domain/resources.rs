@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use cohort_shared::catalog::{Role, RoleSet, Tool};
 
-use super::{CatalogId, DisplayName, Email, Etag, GroupId, RequestId, Revision, TenantId, UserId};
+use super::{
+    CatalogId, DisplayName, Email, Etag, GroupId, RequestId, Revision, TenantId, UserId,
+    ValidationError,
+};
 
 /// Who is making a change, recorded with its change event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,8 +134,37 @@ pub struct NewGroup {
     pub display_name: DisplayName,
     pub parent_id: Option<GroupId>,
     pub is_organization: bool,
+    /// One per tool, in tool order (see [`NewGroup::inherited_roles`]). Left
+    /// out of the request fingerprint when empty, so that a retry sent before
+    /// this field existed still matches its first call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inherited_roles: Vec<(Tool, Role)>,
     #[serde(skip)]
     pub request_id: Option<RequestId>,
+}
+
+impl NewGroup {
+    /// The roles a new group's members inherit, as given in `field` (each named
+    /// `field[i]`): at most one per tool, as `SetInheritedRole` keeps them.
+    pub fn inherited_roles(
+        field: &str,
+        roles: &[Role],
+    ) -> Result<Vec<(Tool, Role)>, ValidationError> {
+        let mut by_tool: Vec<(Tool, Role)> = Vec::with_capacity(roles.len());
+        for (i, role) in roles.iter().enumerate() {
+            if let Some((tool, earlier)) = by_tool.iter().find(|(t, _)| *t == role.tool()) {
+                return Err(ValidationError::new(
+                    format!("{field}[{i}]"),
+                    format!(
+                        "{role} is a second role for {tool} after {earlier}: a group passes on at most one role per tool"
+                    ),
+                ));
+            }
+            by_tool.push((role.tool(), *role));
+        }
+        by_tool.sort();
+        Ok(by_tool)
+    }
 }
 
 /// Changes to a group's own fields; `None` leaves a field as it is.

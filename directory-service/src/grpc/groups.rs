@@ -31,6 +31,14 @@ pub async fn create(
         display_name: DisplayName::parse("display_name", &req.display_name)?,
         parent_id: convert::parse_optional_group("parent_id", &req.parent_id)?,
         is_organization: req.is_organization,
+        inherited_roles: NewGroup::inherited_roles(
+            "inherited_roles",
+            &req.inherited_roles
+                .iter()
+                .enumerate()
+                .map(|(i, r)| convert::parse_role(&format!("inherited_roles[{i}]"), *r))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?,
         request_id: RequestId::parse("request_id", &req.request_id)?,
     };
     let written = store.create_group(ctx, tenant, new).await?;

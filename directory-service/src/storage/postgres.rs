@@ -439,8 +439,8 @@ impl PgStore {
         let written = sqlx::query_scalar::<_, i64>(
             "WITH bump AS (UPDATE tenants SET revision = revision + 1 WHERE id = $1 RETURNING revision), \
              new_group AS (INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
-                 create_time, update_time, revision) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $7, revision FROM bump RETURNING id, revision), \
+                 create_time, update_time, revision, inherited_roles) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $7, revision, $12 FROM bump RETURNING id, revision), \
              parent AS (UPDATE groups SET subgroup_count = subgroup_count + 1 \
                  WHERE tenant_id = $1 AND id = $3 AND EXISTS (SELECT 1 FROM new_group)), \
              request AS (INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, \
@@ -460,6 +460,7 @@ impl PgStore {
         .bind(shot.request.map(|(_, f)| f))
         .bind(&shot.ctx.actor)
         .bind(pending.payload.as_str())
+        .bind(group.inherited_column())
         .fetch_optional(&mut *tx)
         .await;
         self.created(shot, tx, written, |err| match (&err, group.parent_id) {

@@ -108,6 +108,13 @@ pub(crate) fn encode_roles(roles: impl IntoIterator<Item = Role>) -> String {
         .join(",")
 }
 
+impl Group {
+    /// The group's inherited roles as its `inherited_roles` column holds them.
+    pub(crate) fn inherited_column(&self) -> String {
+        encode_roles(self.inherited_roles.iter().map(|(_, role)| *role))
+    }
+}
+
 fn decode_roles(raw: &str) -> StoreResult<Vec<Role>> {
     raw.split(',')
         .filter(|s| !s.is_empty())

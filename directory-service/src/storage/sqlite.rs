@@ -385,7 +385,7 @@ impl SqliteStore {
         };
         sqlx::query(
             "INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, is_organization, \
-             create_time, update_time, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+             create_time, update_time, revision, inherited_roles) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
         )
         .bind(shot.tenant.0)
         .bind(group.id.0)
@@ -395,6 +395,7 @@ impl SqliteStore {
         .bind(group.is_organization)
         .bind(shot.time)
         .bind(w.revision)
+        .bind(group.inherited_column())
         .execute(w.conn())
         .await
         .map_err(unique_as("display_name", Self::name_taken(&group)))?;

@@ -520,6 +520,22 @@ async fn concurrent_member_additions_of_a_tenant_each_get_their_own_answer(app: 
     .await;
 }
 
+/// The roles the concurrent group creates below give at creation: some groups
+/// of a batch pass roles on, the others none.
+fn inherited_at_creation(name: &str) -> Vec<catalog_pb::Role> {
+    match name
+        .strip_prefix("Sub ")
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        Some(n) if n % 3 == 1 => vec![catalog_pb::Role::LmsTeacher],
+        Some(n) if n % 3 == 2 => vec![
+            catalog_pb::Role::LmsValidator,
+            catalog_pb::Role::ShareConsumer,
+        ],
+        _ => vec![],
+    }
+}
+
 async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &TestApp) {
     let t = app.tenant().await;
     let parent = app.organization(&t, "Parent").await.id;
@@ -580,6 +596,10 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
                 parent_id: parent_id.clone(),
                 is_organization: false,
                 request_id: request_id.clone(),
+                inherited_roles: inherited_at_creation(display_name)
+                    .iter()
+                    .map(|r| *r as i32)
+                    .collect(),
             },
         )
         .collect();
@@ -642,12 +662,28 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
                     changed.revision, *revision,
                     "the change carries its own revision"
                 );
+                let inherited = inherited_at_creation(&group.display_name);
+                assert_eq!(
+                    changed.inherited_roles.len(),
+                    inherited.len(),
+                    "the change carries the roles given at creation: {changed:?}"
+                );
+                assert_eq!(
+                    group
+                        .inherited_roles
+                        .iter()
+                        .map(|r| r.role)
+                        .collect::<Vec<_>>(),
+                    inherited.iter().map(|r| *r as i32).collect::<Vec<_>>(),
+                    "the answer carries the roles given at creation"
+                );
             }
             other => panic!("revision {revision}: {other:?}"),
         }
+        let stored = app.get_group(&t, &group.id).await;
         assert_eq!(
-            app.get_group(&t, &group.id).await.etag,
-            group.etag,
+            (stored.etag, stored.inherited_roles),
+            (group.etag.clone(), group.inherited_roles.clone()),
             "the stored group is the one answered"
         );
     }

@@ -55,6 +55,7 @@ async fn organizations_are_top_level_groups_with_the_flag(app: &TestApp) {
         parent_id: org.id.clone(),
         is_organization: true,
         request_id: String::new(),
+        inherited_roles: Vec::new(),
     };
     assert_error(
         app.client().create_group(nested_org).await,

@@ -248,6 +248,7 @@ impl TestApp {
                 parent_id: parent.into(),
                 is_organization: org,
                 request_id: String::new(),
+                inherited_roles: Vec::new(),
             })
             .await
             .unwrap()

@@ -180,7 +180,84 @@ async fn catalogs_are_assigned_to_organizations_only(app: &TestApp) {
     );
 }
 
+async fn inherited_roles_can_be_given_when_a_group_is_created(app: &TestApp) {
+    let t = app.tenant().await;
+    let create = |name: &str, roles: &[i32]| pb::CreateGroupRequest {
+        tenant_id: t.id.clone(),
+        display_name: name.into(),
+        is_organization: true,
+        inherited_roles: roles.to_vec(),
+        ..Default::default()
+    };
+    let created = app
+        .client()
+        .create_group(create(
+            "Given",
+            &[Role::ShareConsumer as i32, Role::LmsTeacher as i32],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let group = created.group.unwrap();
+    let expected = vec![
+        pb::InheritedRole {
+            tool: Tool::Lms as i32,
+            role: Role::LmsTeacher as i32,
+        },
+        pb::InheritedRole {
+            tool: Tool::Share as i32,
+            role: Role::ShareConsumer as i32,
+        },
+    ];
+    assert_eq!(group.inherited_roles, expected, "kept in tool order");
+    assert_eq!(
+        app.get_group(&t, &group.id).await.inherited_roles,
+        expected,
+        "stored with the group"
+    );
+    assert_eq!(app.revision(&t).await, created.revision, "in the one write");
+
+    let before = app.revision(&t).await;
+    let two_of_a_tool = create(
+        "Twice",
+        &[
+            Role::LmsTeacher as i32,
+            Role::ShareAuthor as i32,
+            Role::LmsValidator as i32,
+        ],
+    );
+    let status = assert_error(
+        app.client().create_group(two_of_a_tool).await,
+        Code::InvalidArgument,
+        Some("inherited_roles[2]"),
+    );
+    assert!(
+        status.message().contains("LMS"),
+        "names the tool: {status:?}"
+    );
+    assert_error(
+        app.client()
+            .create_group(create("Unknown", &[Role::Unspecified as i32]))
+            .await,
+        Code::InvalidArgument,
+        Some("inherited_roles[0]"),
+    );
+    assert_error(
+        app.client()
+            .create_group(create("Unknown", &[Role::LmsTeacher as i32, 999]))
+            .await,
+        Code::InvalidArgument,
+        Some("inherited_roles[1]"),
+    );
+    assert_eq!(
+        app.revision(&t).await,
+        before,
+        "a refused create writes nothing"
+    );
+}
+
 crate::on_both_backends!(
+    inherited_roles_can_be_given_when_a_group_is_created,
     inherited_roles_are_set_per_tool_and_cleared,
     catalogs_are_assigned_to_organizations_only
 );

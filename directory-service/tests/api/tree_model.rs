@@ -199,6 +199,7 @@ async fn run_history(app: &TestApp, seed: u64) {
                     display_name: name(group_name),
                     parent_id: parent,
                     is_organization: organization,
+                    inherited_roles: Vec::new(),
                     request_id: None,
                 };
                 let result = store.create_group(&ctx, tenant, new).await;

@@ -119,6 +119,7 @@ impl PgStore {
             .collect();
         let name_keys: Vec<String> = batch.iter().map(|p| p.value.display_name.key()).collect();
         let organizations: Vec<bool> = batch.iter().map(|p| p.value.is_organization).collect();
+        let inherited: Vec<String> = batch.iter().map(|p| p.value.inherited_column()).collect();
         let mut tx = self.pool.begin().await.ok()?;
         let _turn = self.turns.take(tenant).await;
         let judged = sqlx::query_as::<_, (i64, Option<String>, Option<i64>)>(&CREATE_GROUPS)
@@ -128,6 +129,7 @@ impl PgStore {
             .bind(&names)
             .bind(&name_keys)
             .bind(&organizations)
+            .bind(&inherited)
             .bind(&shared.time)
             .bind(&shared.request_id)
             .bind(&shared.fingerprint)
@@ -297,8 +299,8 @@ static CREATE_USERS: LazyLock<String> = LazyLock::new(|| {
 /// subgroup counters are written with the groups.
 static CREATE_GROUPS: LazyLock<String> = LazyLock::new(|| {
     CreateStatement {
-        unnest: "$2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bool[]",
-        columns: "id, parent_id, display_name, name_key, is_organization",
+        unnest: "$2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bool[], $7::text[]",
+        columns: "id, parent_id, display_name, name_key, is_organization, inherited_roles",
         seen: "row_number() OVER (PARTITION BY parent_id, name_key ORDER BY place) AS name_seen",
         refusals: "WHEN m.parent_id IS NOT NULL AND p.found IS NULL THEN 'parent' \
             WHEN m.name_seen > 1 OR s.taken THEN 'name'",
@@ -309,9 +311,9 @@ static CREATE_GROUPS: LazyLock<String> = LazyLock::new(|| {
                     = COALESCE(m.parent_id, '00000000-0000-0000-0000-000000000000'::uuid) \
                 AND name_key = m.name_key LIMIT 1) s ON TRUE",
         writes: "new_group AS (INSERT INTO groups (tenant_id, id, parent_id, display_name, name_key, \
-                is_organization, create_time, update_time, revision) \
-                SELECT $1, id, parent_id, display_name, name_key, is_organization, time, time, base + rank \
-                FROM ok, bump), \
+                is_organization, inherited_roles, create_time, update_time, revision) \
+                SELECT $1, id, parent_id, display_name, name_key, is_organization, inherited_roles, time, time, \
+                base + rank FROM ok, bump), \
             parent AS (UPDATE groups SET subgroup_count = subgroup_count + \
                 (SELECT count(*) FROM ok WHERE ok.parent_id = groups.id) \
                 WHERE tenant_id = $1 AND id IN (SELECT parent_id FROM ok) AND EXISTS (SELECT 1 FROM bump))",

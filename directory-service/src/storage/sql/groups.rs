@@ -34,7 +34,7 @@ impl Store {
         .bind(group.display_name.key())
         .bind(group.parent_id.map(|p| p.0))
         .bind(group.is_organization)
-        .bind(encode_roles(group.inherited_roles.iter().map(|(_, role)| *role)))
+        .bind(group.inherited_column())
         .bind(group.update_time)
         .bind(group.revision)
         .execute(w.conn())
@@ -155,7 +155,7 @@ impl GroupStore for Store {
                 subgroup_count: 0,
                 member_count: 0,
                 administrator_count: 0,
-                inherited_roles: Vec::new(),
+                inherited_roles: new.inherited_roles.clone(),
                 create_time: time,
                 update_time: time,
                 revision: 0,
