@@ -397,60 +397,31 @@ impl TenantState {
     }
 
     /// Hands the memberships gathered in bulk mode to their users and groups, in
-    /// the order they came, a repeated one once. Gathered by user with a counting
-    /// sort (two passes over the memberships, no comparisons), and every list
-    /// sized once: a user's memberships, a group's members.
+    /// the order they came, a repeated one once. Sorted by user (a stable sort,
+    /// in time with what is pending): a counting sort over every user slot was
+    /// tried, and costs the whole tenant at every flush, which a stored log
+    /// whose change sets mix memberships with other changes asks for often.
     pub(super) fn flush_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let pending = std::mem::take(&mut self.pending);
-        // starts[u]..starts[u + 1]: user u's part of `by_user`.
-        let mut starts = vec![0u32; self.users.len() + 1];
-        let mut per_group = vec![0u32; self.groups.len()];
-        for (user, joined) in &pending {
-            starts[*user as usize + 1] += 1;
-            per_group[joined.group as usize] += 1;
-        }
-        for u in 1..starts.len() {
-            starts[u] += starts[u - 1];
-        }
-        for (slot, group) in self.groups.iter_mut().enumerate() {
-            if let Some(group) = group {
-                group.members.reserve_exact(per_group[slot] as usize);
-            }
-        }
-        drop(per_group);
-        let mut by_user = vec![
-            Joined {
-                group: 0,
-                revision: 0
-            };
-            pending.len()
-        ];
-        let mut next = starts.clone();
-        for (user, joined) in pending {
-            by_user[next[user as usize] as usize] = joined;
-            next[user as usize] += 1;
-        }
-        drop(next);
-        for user in 0..self.users.len() {
-            let run = &by_user[starts[user] as usize..starts[user + 1] as usize];
-            if run.is_empty() {
-                continue;
-            }
-            let entry = self.users[user].as_mut().expect("a live user slot");
-            let held = std::mem::take(&mut entry.memberships);
-            let mut memberships = Vec::with_capacity(held.len() + run.len());
-            memberships.extend_from_slice(&held);
-            for joined in run {
-                if !memberships.iter().any(|m: &Joined| m.group == joined.group) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|(user, _)| *user);
+        for run in pending.chunk_by(|a, b| a.0 == b.0) {
+            let user = run[0].0;
+            let entry = self.users[user as usize]
+                .as_mut()
+                .expect("a live user slot");
+            let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
+            memberships.reserve_exact(run.len());
+            for (_, joined) in run {
+                if !memberships.iter().any(|m| m.group == joined.group) {
                     memberships.push(*joined);
                     self.groups[joined.group as usize]
                         .as_mut()
                         .expect("a live group slot")
                         .members
-                        .push(user as UserSlot);
+                        .push(user);
                 }
             }
             entry.memberships = memberships.into_boxed_slice();
