@@ -1,5 +1,8 @@
 //! Memberships and group administrators: added, removed, replaced and listed,
 //! in bulk. Administrators must be eligible (`rules::eligible_as_administrators`).
+//!
+//! Long because members and administrators are both sets of a group's users:
+//! their writes share the id checks, the counters and the listing here.
 
 use super::*;
 
