@@ -103,14 +103,19 @@ pub fn parse_role(field: &str, value: i32) -> Result<Role, ValidationError> {
     role_from_proto(value).map_err(|e| ValidationError::new(field, e.to_string()))
 }
 
-/// Parses and validates a user's direct roles against the catalog rules.
-pub fn parse_role_set(field: &str, values: &[i32]) -> Result<RoleSet, ValidationError> {
-    let roles = values
+/// Parses a repeated role field, each value named `field[i]`.
+pub fn parse_roles(field: &str, values: &[i32]) -> Result<Vec<Role>, ValidationError> {
+    values
         .iter()
         .enumerate()
         .map(|(i, v)| parse_role(&format!("{field}[{i}]"), *v))
-        .collect::<Result<Vec<_>, _>>()?;
-    RoleSet::new(roles).map_err(|e| ValidationError::new(field, e.to_string()))
+        .collect()
+}
+
+/// Parses and validates a user's direct roles against the catalog rules.
+pub fn parse_role_set(field: &str, values: &[i32]) -> Result<RoleSet, ValidationError> {
+    RoleSet::new(parse_roles(field, values)?)
+        .map_err(|e| ValidationError::new(field, e.to_string()))
 }
 
 fn parse_id_list<T>(

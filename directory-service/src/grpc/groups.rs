@@ -33,11 +33,7 @@ pub async fn create(
         is_organization: req.is_organization,
         inherited_roles: NewGroup::inherited_roles(
             "inherited_roles",
-            &req.inherited_roles
-                .iter()
-                .enumerate()
-                .map(|(i, r)| convert::parse_role(&format!("inherited_roles[{i}]"), *r))
-                .collect::<Result<Vec<_>, _>>()?,
+            &convert::parse_roles("inherited_roles", &req.inherited_roles)?,
         )?,
         request_id: RequestId::parse("request_id", &req.request_id)?,
     };
