@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use cohort_directory::domain::{Change, ChangeSet, TenantId};
+use cohort_shared::convert::role_from_proto;
 use cohort_shared::proto::catalog::v1 as catalog_pb;
 use cohort_shared::proto::directory::v1 as pb;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
@@ -664,9 +665,16 @@ async fn concurrent_group_creates_of_a_tenant_each_get_their_own_answer(app: &Te
                 );
                 let inherited = inherited_at_creation(&group.display_name);
                 assert_eq!(
-                    changed.inherited_roles.len(),
-                    inherited.len(),
-                    "the change carries the roles given at creation: {changed:?}"
+                    changed
+                        .inherited_roles
+                        .iter()
+                        .map(|(_, role)| *role)
+                        .collect::<Vec<_>>(),
+                    inherited
+                        .iter()
+                        .map(|r| role_from_proto(*r as i32).unwrap())
+                        .collect::<Vec<_>>(),
+                    "the change carries the roles given at creation"
                 );
                 assert_eq!(
                     group
