@@ -24,6 +24,7 @@ use super::signal;
 mod batched_creates;
 mod batched_members;
 mod group_commit;
+mod known_users;
 
 use crate::domain::{Revision, TenantId};
 use chrono::{DateTime, Utc};
@@ -69,6 +70,8 @@ pub struct PgStore {
     group_batches: Arc<Batches<PendingGroup, StoreResult<Created>>>,
     /// `AddGroupMembers` calls waiting to be written together.
     member_batches: Arc<Batches<PendingMembers, StoreResult<Written<Vec<UserId>>>>>,
+    /// The users this process knows to exist (see `known_users`).
+    known_users: Arc<known_users::KnownUsers>,
 }
 
 impl PgStore {
@@ -98,6 +101,7 @@ impl PgStore {
             user_batches: Arc::default(),
             group_batches: Arc::default(),
             member_batches: Arc::default(),
+            known_users: Arc::default(),
         })
     }
 
@@ -109,6 +113,7 @@ impl PgStore {
     /// with NOTIFY (after the commit, off the caller's path) to every replica.
     fn after_commit(&self, set: Arc<ChangeSet>) {
         let (tenant, revision) = (set.tenant_id, set.revision);
+        self.known_users.committed(&set);
         let _ = self.commits.send(signal::Commit {
             tenant,
             revision,

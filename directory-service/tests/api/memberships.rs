@@ -322,7 +322,80 @@ async fn the_groups_a_user_administers_are_listed(app: &TestApp) {
     );
 }
 
+/// A group's members counted down to none again: adding members judges each
+/// as new from the count (no probe), and the one already back is not added twice.
+async fn a_group_emptied_again_takes_its_members_back(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let (a, b) = (app.user(&t, "A").await, app.user(&t, "B").await);
+    app.add_members(&t, &org, &[&a, &b]).await.unwrap();
+    app.client()
+        .remove_group_members(pb::RemoveGroupMembersRequest {
+            tenant_id: t.id.clone(),
+            group_id: org.clone(),
+            user_ids: vec![a.clone(), b.clone()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(app.get_group(&t, &org).await.member_count, 0);
+    let back = app.add_members(&t, &org, &[&a]).await.unwrap();
+    assert_eq!(back.added_user_ids, vec![a.clone()]);
+    let again = app.add_members(&t, &org, &[&a, &b]).await.unwrap();
+    assert_eq!(again.added_user_ids, vec![b.clone()]);
+    assert_eq!(app.get_group(&t, &org).await.member_count, 2);
+    let mut ab = vec![a, b];
+    ab.sort();
+    let mut members = app.all_members(&t, &org, false).await;
+    members.sort();
+    assert_eq!(members, ab);
+}
+
+/// A server remembers the users it created or found (PostgreSQL's
+/// `known_users`); one deleted through another server on the same database is
+/// not found by it afterwards, and gains no membership.
+#[tokio::test]
+async fn a_user_deleted_through_another_replica_is_not_found_when_added() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
+    let replica = crate::helpers::spawn_replica(&app, Default::default()).await;
+    let t = app.tenant().await;
+    let (first, second) = (
+        app.organization(&t, "First").await.id,
+        app.organization(&t, "Second").await.id,
+    );
+    let (gone, kept) = (app.user(&t, "Gone").await, app.user(&t, "Kept").await);
+    // This server now knows both: it created them, and found them again here.
+    app.add_members(&t, &first, &[&gone, &kept]).await.unwrap();
+    replica
+        .client()
+        .delete_user(pb::DeleteUserRequest {
+            tenant_id: t.id.clone(),
+            user_id: gone.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let before = app.revision(&t).await;
+    let status = assert_error(
+        app.add_members(&t, &second, &[&kept, &gone]).await,
+        Code::NotFound,
+        None,
+    );
+    assert!(status.message().contains(&gone), "{status:?}");
+    assert_eq!(app.revision(&t).await, before, "nothing written");
+    assert_eq!(
+        app.count_rows("memberships", &format!("user_id = '{gone}'"))
+            .await,
+        0
+    );
+    // The user still there is still added.
+    let added = app.add_members(&t, &second, &[&kept]).await.unwrap();
+    assert_eq!(added.added_user_ids, vec![kept.clone()]);
+    replica.cleanup().await;
+    app.cleanup().await;
+}
+
 crate::on_both_backends!(
+    a_group_emptied_again_takes_its_members_back,
     the_groups_a_user_administers_are_listed,
     deleted_users_and_groups_leave_no_membership_behind,
     members_are_added_and_removed_in_batches,

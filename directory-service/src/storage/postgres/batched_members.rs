@@ -44,13 +44,14 @@ impl PgStore {
     ) -> Option<Vec<StoreResult<Written<Vec<UserId>>>>> {
         let mut tx = self.pool.begin().await.ok()?;
         let _turn = self.turns.take(tenant).await;
-        let locked: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(tenant.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .ok()?;
-        let Some(mut revision) = locked else {
+        let locked: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT revision, users_deleted_revision FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+        )
+        .bind(tenant.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .ok()?;
+        let Some((mut revision, users_deleted)) = locked else {
             return Some(
                 batch
                     .iter()
@@ -69,47 +70,26 @@ impl PgStore {
             })
             .collect();
         let groups: Vec<Uuid> = batch.iter().map(|w| w.group.0).collect();
-        let (mut pair_groups, mut pair_users) = (Vec::new(), Vec::new());
-        for (waiting, users) in batch.iter().zip(&asked) {
-            pair_groups.extend(std::iter::repeat_n(waiting.group.0, users.len()));
-            pair_users.extend_from_slice(users);
-        }
-        // One index probe per row whatever the statistics say (see
-        // `create_users_together`). The membership probe spells the user as a
-        // range so that only the primary key (tenant, group, user) serves it with
-        // an equality on its leading columns: with `user_id = ...` PostgreSQL took
-        // `memberships_by_user` as readily, which scatters a call's probes over
-        // the whole index (813 pages read for 1,000 probes at 3M memberships,
-        // against 2 in the group's own range of the primary key).
-        let (found_groups, probes): (Vec<Uuid>, Vec<(bool, bool)>) = {
-            let found_groups =
-                sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = ANY($2)")
-                    .bind(tenant.0)
-                    .bind(&groups)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .ok()?;
-            let probes = sqlx::query_as(
-                "SELECT u.found IS NOT NULL, m.found IS NOT NULL \
-                 FROM UNNEST($2::uuid[], $3::uuid[]) WITH ORDINALITY AS p(group_id, user_id, n) \
-                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM users \
-                     WHERE tenant_id = $1 AND id = p.user_id LIMIT 1) u ON TRUE \
-                 LEFT JOIN LATERAL (SELECT TRUE AS found FROM memberships \
-                     WHERE tenant_id = $1 AND group_id = p.group_id \
-                     AND user_id >= p.user_id AND user_id <= p.user_id LIMIT 1) m ON TRUE \
-                 ORDER BY p.n",
+        let found_groups: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT id, member_count FROM groups WHERE tenant_id = $1 AND id = ANY($2)",
+        )
+        .bind(tenant.0)
+        .bind(&groups)
+        .fetch_all(&mut *tx)
+        .await
+        .ok()?;
+        let probes = self
+            .probe_members(
+                &mut tx,
+                tenant,
+                revision,
+                users_deleted,
+                batch,
+                &asked,
+                &found_groups,
             )
-            .bind(tenant.0)
-            .bind(&pair_groups)
-            .bind(&pair_users)
-            .fetch_all(&mut *tx)
-            .await
-            .ok()?;
-            (found_groups, probes)
-        };
-        if probes.len() != pair_users.len() {
-            return None;
-        }
+            .await?;
+        let found_groups: Vec<Uuid> = found_groups.into_iter().map(|(id, _)| id).collect();
 
         let mut answers = Vec::with_capacity(batch.len());
         let mut claimed = std::collections::HashSet::new();
@@ -224,6 +204,92 @@ impl PgStore {
         for set in sets {
             self.after_commit(Arc::new(set));
         }
+        Some(answers)
+    }
+}
+
+impl PgStore {
+    /// For each (group, user) pair of the batch, in order: whether the user
+    /// exists and whether it is a member of the group already.
+    ///
+    /// Only what is not known is asked of the database, in one statement: a user
+    /// this process knows to exist (`known_users`) is not probed, nor is a
+    /// membership in a group that has no members (its `member_count`, kept in the
+    /// same transactions as its memberships; were it ever wrong, the insert's
+    /// primary key would still refuse a repeated membership, and the batch would
+    /// be written call by call). One index probe per row whatever the statistics
+    /// say (see `create_users_together`). The membership probe spells the user as
+    /// a range so that only the primary key (tenant, group, user) serves it with
+    /// an equality on its leading columns: with `user_id = ...` PostgreSQL took
+    /// `memberships_by_user` as readily, which scatters a call's probes over the
+    /// whole index (813 pages read for 1,000 probes at 3M memberships, against 2
+    /// in the group's own range of the primary key).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one batch's judgement, taken apart"
+    )]
+    async fn probe_members(
+        &self,
+        tx: &mut Transaction<'static, Db>,
+        tenant: TenantId,
+        revision: Revision,
+        users_deleted: Revision,
+        batch: &[PendingMembers],
+        asked: &[Vec<Uuid>],
+        groups: &[(Uuid, i64)],
+    ) -> Option<Vec<(bool, bool)>> {
+        let has_members = |group: Uuid| groups.iter().any(|(g, n)| *g == group && *n > 0);
+        let mut pairs: Vec<(Uuid, Uuid, bool)> = Vec::new();
+        for (waiting, users) in batch.iter().zip(asked) {
+            let probe_member = has_members(waiting.group.0);
+            pairs.extend(users.iter().map(|u| (waiting.group.0, *u, probe_member)));
+        }
+        let known = self
+            .known_users
+            .known(tenant, users_deleted, pairs.iter().map(|(_, u, _)| *u));
+        // Answers as known, then the unknown asked of the database.
+        let mut answers: Vec<(bool, bool)> = known.iter().map(|k| (*k, false)).collect();
+        let asked_at: Vec<usize> = (0..pairs.len())
+            .filter(|i| !known[*i] || pairs[*i].2)
+            .collect();
+        if asked_at.is_empty() {
+            return Some(answers);
+        }
+        let column = |f: fn(&(Uuid, Uuid, bool)) -> Uuid| -> Vec<Uuid> {
+            asked_at.iter().map(|i| f(&pairs[*i])).collect()
+        };
+        let probe_users: Vec<bool> = asked_at.iter().map(|i| !known[*i]).collect();
+        let probe_memberships: Vec<bool> = asked_at.iter().map(|i| pairs[*i].2).collect();
+        let found: Vec<(bool, bool)> = sqlx::query_as(
+            "SELECT NOT p.probe_user OR u.found IS NOT NULL, m.found IS NOT NULL \
+             FROM UNNEST($2::uuid[], $3::uuid[], $4::bool[], $5::bool[]) WITH ORDINALITY \
+                 AS p(group_id, user_id, probe_user, probe_member, n) \
+             LEFT JOIN LATERAL (SELECT TRUE AS found FROM users \
+                 WHERE p.probe_user AND tenant_id = $1 AND id = p.user_id LIMIT 1) u ON TRUE \
+             LEFT JOIN LATERAL (SELECT TRUE AS found FROM memberships \
+                 WHERE p.probe_member AND tenant_id = $1 AND group_id = p.group_id \
+                 AND user_id >= p.user_id AND user_id <= p.user_id LIMIT 1) m ON TRUE \
+             ORDER BY p.n",
+        )
+        .bind(tenant.0)
+        .bind(column(|p| p.0))
+        .bind(column(|p| p.1))
+        .bind(&probe_users)
+        .bind(&probe_memberships)
+        .fetch_all(&mut **tx)
+        .await
+        .ok()?;
+        if found.len() != asked_at.len() {
+            return None;
+        }
+        let mut existing = Vec::new();
+        for (i, (user, member)) in asked_at.into_iter().zip(found) {
+            if !known[i] && user {
+                existing.push(pairs[i].1);
+            }
+            answers[i] = (user, member);
+        }
+        self.known_users.found(tenant, &existing, revision);
         Some(answers)
     }
 }

@@ -58,6 +58,9 @@ pub(super) trait Batched: Sized + Send + Sync + 'static {
     type Answer: Send + 'static;
     /// At most this many in one batch.
     const MAX_BATCH: usize;
+    /// Whether a batch of one item is written by `write_alone` (cheaper for a
+    /// create: one statement) rather than by `write_together`.
+    const ONE_WRITTEN_ALONE: bool = true;
     /// The store's queues of this write.
     fn batches(store: &PgStore) -> &Arc<Batches<Self, StoreResult<Self::Answer>>>;
     /// Writes the batch in one transaction and answers each item; `None` when
@@ -113,6 +116,9 @@ impl Batched for PendingGroup {
 impl Batched for PendingMembers {
     type Answer = Written<Vec<UserId>>;
     const MAX_BATCH: usize = MAX_MEMBER_BATCH;
+    /// The batched write probes only what this process does not know (see
+    /// `known_users`), so it serves a call that comes alone too.
+    const ONE_WRITTEN_ALONE: bool = false;
     fn batches(store: &PgStore) -> &Arc<Batches<Self, StoreResult<Self::Answer>>> {
         &store.member_batches
     }
@@ -175,7 +181,7 @@ impl PgStore {
             .unzip();
         let written = match items.len() {
             0 => return,
-            1 => None,
+            1 if T::ONE_WRITTEN_ALONE => None,
             _ => tokio::select! {
                 written = T::write_together(self, tenant, &items) => written,
                 () = every_caller_gone(&mut replies) => return,

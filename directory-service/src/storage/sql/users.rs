@@ -488,6 +488,13 @@ impl UserStore for Store {
                 .execute(w.conn())
                 .await?;
         }
+        // Tells every process that remembers known users (`KnownUsers` on
+        // PostgreSQL) that one remembered before this revision may be gone.
+        sqlx::query("UPDATE tenants SET users_deleted_revision = $2 WHERE id = $1")
+            .bind(tenant.0)
+            .bind(w.revision)
+            .execute(w.conn())
+            .await?;
         w.changes.push(Change::UserDeleted { user_id: id });
         self.finish(ctx, w, ()).await
     }
