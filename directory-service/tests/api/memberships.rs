@@ -394,7 +394,36 @@ async fn a_user_deleted_through_another_replica_is_not_found_when_added() {
     app.cleanup().await;
 }
 
+/// A group of many members against the ids asked (PostgreSQL probes each id) and
+/// of few (it reads the group's member list): either way a member already there is
+/// left as it is, and a new one is added.
+async fn members_are_judged_alike_in_large_and_small_groups(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(app.user(&t, &format!("U{i}")).await);
+    }
+    let refs: Vec<&str> = users[..10].iter().map(String::as_str).collect();
+    app.add_members(&t, &org, &refs).await.unwrap();
+    let before = app.revision(&t).await;
+    // 10 members, 1 id asked: probed.
+    let again = app.add_members(&t, &org, &[&users[3]]).await.unwrap();
+    assert!(again.added_user_ids.is_empty());
+    assert_eq!(again.revision, before);
+    let added = app.add_members(&t, &org, &[&users[10]]).await.unwrap();
+    assert_eq!(added.added_user_ids, vec![users[10].clone()]);
+    // 11 members, 3 ids asked: listed.
+    let mixed = app
+        .add_members(&t, &org, &[&users[0], &users[11], &users[10]])
+        .await
+        .unwrap();
+    assert_eq!(mixed.added_user_ids, vec![users[11].clone()]);
+    assert_eq!(app.get_group(&t, &org).await.member_count, 12);
+}
+
 crate::on_both_backends!(
+    members_are_judged_alike_in_large_and_small_groups,
     a_group_emptied_again_takes_its_members_back,
     the_groups_a_user_administers_are_listed,
     deleted_users_and_groups_leave_no_membership_behind,

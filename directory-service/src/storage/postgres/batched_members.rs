@@ -2,6 +2,7 @@
 
 use super::group_commit::commit_failed;
 use super::*;
+use std::collections::{HashMap, HashSet};
 
 /// An `AddGroupMembers` call waiting for its tenant's next batch.
 pub(super) struct PendingMembers {
@@ -92,7 +93,7 @@ impl PgStore {
         let found_groups: Vec<Uuid> = found_groups.into_iter().map(|(id, _)| id).collect();
 
         let mut answers = Vec::with_capacity(batch.len());
-        let mut claimed = std::collections::HashSet::new();
+        let mut claimed = HashSet::new();
         let mut rows = MembershipColumns::default();
         let mut sets: Vec<ChangeSet> = Vec::new();
         let mut probes = probes.into_iter();
@@ -212,13 +213,13 @@ impl PgStore {
     /// For each (group, user) pair of the batch, in order: whether the user
     /// exists and whether it is a member of the group already.
     ///
-    /// Only what is not known is asked of the database, in one statement: a user
-    /// this process knows to exist (`known_users`) is not probed, nor is a
-    /// membership in a group that has no members (its `member_count`, kept in the
-    /// same transactions as its memberships; were it ever wrong, the insert's
-    /// primary key would still refuse a repeated membership, and the batch would
-    /// be written call by call). One index probe per row whatever the statistics
-    /// say (see `create_users_together`). The membership probe spells the user as
+    /// Only what is not known is asked of the database: a user this process knows
+    /// to exist (`known_users`) is not probed, and a group's memberships are judged
+    /// as `member_check` says from its `member_count` (kept in the same
+    /// transactions as its memberships; were it ever wrong, the insert's primary
+    /// key would still refuse a repeated membership, and the batch would be written
+    /// call by call). One index probe per row whatever the statistics say (see
+    /// `create_users_together`). The membership probe spells the user as
     /// a range so that only the primary key (tenant, group, user) serves it with
     /// an equality on its leading columns: with `user_id = ...` PostgreSQL took
     /// `memberships_by_user` as readily, which scatters a call's probes over the
@@ -238,17 +239,52 @@ impl PgStore {
         asked: &[Vec<Uuid>],
         groups: &[(Uuid, i64)],
     ) -> Option<Vec<(bool, bool)>> {
-        let has_members = |group: Uuid| groups.iter().any(|(g, n)| *g == group && *n > 0);
+        // How many ids the batch asks about in each group.
+        let mut asked_in: HashMap<Uuid, i64> = HashMap::new();
+        for (waiting, users) in batch.iter().zip(asked) {
+            *asked_in.entry(waiting.group.0).or_default() += users.len() as i64;
+        }
+        let mut listed: Vec<Uuid> = Vec::new();
+        let mut probed: HashSet<Uuid> = HashSet::new();
+        for (group, members) in groups {
+            match member_check(*members, asked_in.get(group).copied().unwrap_or(0)) {
+                MemberCheck::None => {}
+                MemberCheck::Listed => listed.push(*group),
+                MemberCheck::Probed => {
+                    probed.insert(*group);
+                }
+            }
+        }
+        let members: HashSet<(Uuid, Uuid)> = if listed.is_empty() {
+            HashSet::new()
+        } else {
+            sqlx::query_as::<_, (Uuid, Uuid)>(
+                "SELECT l.group_id, m.user_id FROM UNNEST($2::uuid[]) AS l(group_id) \
+                 CROSS JOIN LATERAL (SELECT user_id FROM memberships \
+                     WHERE tenant_id = $1 AND group_id = l.group_id) m",
+            )
+            .bind(tenant.0)
+            .bind(&listed)
+            .fetch_all(&mut **tx)
+            .await
+            .ok()?
+            .into_iter()
+            .collect()
+        };
         let mut pairs: Vec<(Uuid, Uuid, bool)> = Vec::new();
         for (waiting, users) in batch.iter().zip(asked) {
-            let probe_member = has_members(waiting.group.0);
+            let probe_member = probed.contains(&waiting.group.0);
             pairs.extend(users.iter().map(|u| (waiting.group.0, *u, probe_member)));
         }
         let known = self
             .known_users
             .known(tenant, users_deleted, pairs.iter().map(|(_, u, _)| *u));
-        // Answers as known, then the unknown asked of the database.
-        let mut answers: Vec<(bool, bool)> = known.iter().map(|k| (*k, false)).collect();
+        // Answers as known (or listed), then the rest asked of the database.
+        let mut answers: Vec<(bool, bool)> = known
+            .iter()
+            .zip(&pairs)
+            .map(|(k, (group, user, _))| (*k, members.contains(&(*group, *user))))
+            .collect();
         let asked_at: Vec<usize> = (0..pairs.len())
             .filter(|i| !known[*i] || pairs[*i].2)
             .collect();
@@ -287,10 +323,40 @@ impl PgStore {
             if !known[i] && user {
                 existing.push(pairs[i].1);
             }
+            // A listed group's answer stands; the probe asked only of the user.
+            let member = if pairs[i].2 { member } else { answers[i].1 };
             answers[i] = (user, member);
         }
         self.known_users.found(tenant, &existing, revision);
         Some(answers)
+    }
+}
+
+/// How a batch learns which of the ids it asks about in a group are members
+/// already.
+#[derive(Debug, PartialEq, Eq)]
+enum MemberCheck {
+    /// The group has no members: none is.
+    None,
+    /// Its whole member list is read (one range of the primary key): it has few
+    /// members against the ids asked.
+    Listed,
+    /// One probe per id: its members far outnumber the ids asked.
+    Probed,
+}
+
+/// A group's member list is read whole while it holds at most this many members
+/// per id asked about in it: reading a member of a list costs a small fraction of
+/// a probe (a descent of the primary key).
+const LISTED_MEMBERS_PER_ID: i64 = 8;
+
+fn member_check(members: i64, asked: i64) -> MemberCheck {
+    if members <= 0 {
+        MemberCheck::None
+    } else if members <= LISTED_MEMBERS_PER_ID * asked {
+        MemberCheck::Listed
+    } else {
+        MemberCheck::Probed
     }
 }
 
@@ -326,5 +392,19 @@ impl MembershipColumns {
             *counts.entry(*group).or_default() += 1;
         }
         counts.into_iter().unzip()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_groups_members_are_listed_while_few_against_the_ids_asked() {
+        assert_eq!(member_check(0, 1000), MemberCheck::None);
+        assert_eq!(member_check(30, 1000), MemberCheck::Listed);
+        assert_eq!(member_check(8, 1), MemberCheck::Listed);
+        assert_eq!(member_check(9, 1), MemberCheck::Probed);
+        assert_eq!(member_check(100_000, 1000), MemberCheck::Probed);
     }
 }
