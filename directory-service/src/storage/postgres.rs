@@ -150,12 +150,11 @@ mod sql;
 /// Snapshots read users, groups and memberships through server-side cursors.
 const SNAPSHOT_BY_CURSOR: bool = true;
 
-/// The outbox's change-set parameter: text, stored as `json` as it is.
-const CHANGES_PARAM: &str = "$5::json";
+/// The outbox's change-set parameter: the encoder's text, stored as it is.
+const CHANGES_PARAM: &str = "$5";
 
-/// The size of a stored change set, in bytes of its text (`json` has no length
-/// of its own; the cast is free, the value is read anyway).
-const CHANGES_BYTES: &str = "octet_length(changes::text)";
+/// The size of a stored change set, in bytes of its text.
+const CHANGES_BYTES: &str = "octet_length(changes)";
 
 // Lookups of many keys (`ids`, `keys`) probe the index once per key, in a
 // correlated subquery that `OFFSET 0` keeps from being flattened into a join.
@@ -400,7 +399,7 @@ impl PgStore {
              request AS (INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, \
                  create_time) SELECT $1, $10, $11, id, revision, $8 FROM new_user WHERE $10::text IS NOT NULL), \
              event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
-                 SELECT $1, revision, $8, $12, $13::json FROM bump) \
+                 SELECT $1, revision, $8, $12, $13 FROM bump) \
              SELECT revision FROM bump",
         )
         .bind(row.tenant)
@@ -451,7 +450,7 @@ impl PgStore {
              request AS (INSERT INTO idempotency_keys (scope, request_id, fingerprint, resource_id, revision, \
                  create_time) SELECT $1, $8, $9, id, revision, $7 FROM new_group WHERE $8::text IS NOT NULL), \
              event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
-                 SELECT $1, revision, $7, $10, $11::json FROM bump) \
+                 SELECT $1, revision, $7, $10, $11 FROM bump) \
              SELECT revision FROM bump",
         )
         .bind(shot.tenant.0)

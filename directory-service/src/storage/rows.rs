@@ -88,7 +88,8 @@ pub(crate) struct ChangeRow {
     revision: i64,
     commit_time: DateTime<Utc>,
     actor: String,
-    changes: sqlx::types::Json<crate::storage::events::StoredChanges>,
+    /// The change set as the encoder wrote it (`storage::events`).
+    changes: String,
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -221,7 +222,9 @@ impl TryFrom<ChangeRow> for ChangeSet {
             revision: row.revision,
             commit_time: row.commit_time,
             actor: row.actor,
-            changes: row.changes.0.decode()?,
+            changes: serde_json::from_str::<crate::storage::events::StoredChanges>(&row.changes)
+                .map_err(|e| corrupt("change set", e))?
+                .decode()?,
         };
         set.stamp();
         Ok(set)

@@ -266,7 +266,7 @@ impl CreateStatement {
                  create_time) SELECT $1, request_id, fingerprint, id, base + rank, time FROM ok, bump \
                  WHERE request_id IS NOT NULL), \
              event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
-                 SELECT $1, base + rank, time, actor, changes::json FROM ok, bump) \
+                 SELECT $1, base + rank, time, actor, changes FROM ok, bump) \
              SELECT j.place, j.refusal, (SELECT base FROM bump) + ok.rank \
              FROM judged j LEFT JOIN ok ON ok.place = j.place ORDER BY j.place"
         )

@@ -171,7 +171,7 @@ impl PgStore {
                  (SELECT n FROM UNNEST($7::uuid[], $8::bigint[]) AS c(g, n) WHERE c.g = groups.id) \
                  WHERE tenant_id = $1 AND id = ANY($7)), \
              event AS (INSERT INTO change_events (tenant_id, revision, commit_time, actor, changes) \
-                 SELECT $1, r, t, a, c::json \
+                 SELECT $1, r, t, a, c \
                  FROM UNNEST($9::bigint[], $10::timestamptz[], $11::text[], $12::text[]) AS e(r, t, a, c)) \
              SELECT 1",
         )
