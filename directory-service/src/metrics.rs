@@ -13,6 +13,8 @@
 //!   follower's lag in revisions.
 //! - `cohort_directory_db_connections{state="idle"|"in_use"}` and
 //!   `cohort_directory_db_max_connections`: the database pool's use.
+//! - `cohort_directory_known_users`: the users this process remembers as existing
+//!   (PostgreSQL only; about 25 bytes each, see `storage/postgres/known_users.rs`).
 
 use std::sync::Arc;
 
@@ -154,6 +156,15 @@ impl Collector for ScrapedCollector {
         for (credential, open) in self.places.open_streams() {
             ConstGauge::new(open as i64)
                 .encode(streams.encode_family(&CredentialLabel { credential })?)?;
+        }
+        if let Some(known) = self.store.known_users() {
+            let known_users = encoder.encode_descriptor(
+                "cohort_directory_known_users",
+                "Users this process remembers as existing (so that bulk membership writes need not probe them)",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(known as i64).encode(known_users)?;
         }
         let connections = self.store.connections();
         let mut pool = encoder.encode_descriptor(

@@ -304,6 +304,11 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         Some(4.0),
         "{text}"
     );
+    assert_eq!(
+        gauge("cohort_directory_known_users"),
+        None,
+        "SQLite remembers no users: {text}"
+    );
     assert!(
         value(
             &scraped,
@@ -412,4 +417,87 @@ async fn without_a_metrics_address_nothing_is_served() {
     assert_eq!(authz.metrics_addr(), None);
     drop(authz);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// On PostgreSQL the directory remembers the users it knows exist, and says how
+/// many: the tenant's first administrator and a user created after it, then one
+/// fewer once that user is deleted. SQLite remembers none and has no such gauge
+/// (the test above scrapes a SQLite directory).
+#[tokio::test]
+async fn the_directory_on_postgres_counts_the_users_it_remembers() {
+    if cohort_tests::skip_against_external(
+        "the_directory_on_postgres_counts_the_users_it_remembers",
+    ) {
+        return;
+    }
+    let database = cohort_tests::fresh_directory_database().await.unwrap();
+    let store = cohort_directory::startup::open_store(
+        &cohort_directory::config::Database::Postgres(database.url().to_owned()),
+        4,
+    )
+    .await
+    .unwrap();
+    let directory = cohort_directory::startup::Application::with_store(
+        "127.0.0.1:0".parse().unwrap(),
+        store,
+        Default::default(),
+        test_auth(Vec::new()),
+    )
+    .await
+    .unwrap()
+    .with_metrics_listener(Some(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ));
+    let (addr, metrics) = (directory.local_addr(), directory.metrics_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(directory.run_until(async {
+        let _ = stopped.await;
+    }));
+    let known = || async {
+        let (scraped, text) = scrape(metrics).await;
+        (value(&scraped, "cohort_directory_known_users", &[]), text)
+    };
+    assert_eq!(known().await.0, Some(0.0));
+
+    let mut d = DirectoryServiceClient::with_interceptor(
+        channel(addr).await.unwrap(),
+        cohort_tests::bearer(TEST_SECRET),
+    );
+    let tenant = cohort_tests::create_tenant(&mut d, "Remembered")
+        .await
+        .unwrap()
+        .tenant
+        .unwrap();
+    let user = d
+        .create_user(dir::CreateUserRequest {
+            tenant_id: tenant.id.clone(),
+            display_name: "Ada".into(),
+            email: "ada@example.test".into(),
+            roles: vec![catalog_pb::Role::GlobalAdminUser as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let (count, text) = known().await;
+    assert_eq!(count, Some(2.0), "{text}");
+    d.delete_user(dir::DeleteUserRequest {
+        tenant_id: tenant.id.clone(),
+        user_id: user.id.clone(),
+        etag: String::new(),
+    })
+    .await
+    .unwrap();
+    let (count, text) = known().await;
+    assert_eq!(count, Some(1.0), "{text}");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    database.drop_now().await.unwrap();
 }

@@ -97,6 +97,9 @@ pub trait DirectoryStore:
 {
     /// The connection pool's use, for the metrics.
     fn connections(&self) -> Connections;
+    /// How many users this process remembers as existing (PostgreSQL's
+    /// `known_users`); `None` where nothing is remembered.
+    fn known_users(&self) -> Option<usize>;
 }
 
 /// Tenants: created with their first administrator, read and listed.

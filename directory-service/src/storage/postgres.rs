@@ -109,6 +109,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// How many users this process remembers as existing (`known_users`).
+    fn remembered_users(&self) -> Option<usize> {
+        Some(self.known_users.remembered())
+    }
+
     /// Announces a commit: at once to this process (with its change set), and
     /// with NOTIFY (after the commit, off the caller's path) to every replica.
     fn after_commit(&self, set: Arc<ChangeSet>) {

@@ -72,6 +72,11 @@ impl KnownUsers {
         }
     }
 
+    /// How many users are remembered, across tenants.
+    pub(super) fn remembered(&self) -> usize {
+        self.state.lock().expect("not poisoned").remembered
+    }
+
     /// Takes in what a committed change set says of users: the ones it creates or
     /// updates exist at its revision; the ones it deletes are forgotten.
     pub(super) fn committed(&self, set: &ChangeSet) {
@@ -185,6 +190,7 @@ mod tests {
         known.committed(&set(t, 2, vec![Change::UserDeleted { user_id: UserId(a) }]));
         // Even when the deletion's revision is not read yet.
         assert_eq!(known.known(t, 0, [a, b]), [false, true]);
+        assert_eq!(known.remembered(), 1);
     }
 
     #[test]

@@ -509,6 +509,10 @@ pub(in crate::storage) fn fingerprint(input: &impl serde::Serialize) -> String {
 }
 
 impl DirectoryStore for Store {
+    fn known_users(&self) -> Option<usize> {
+        self.remembered_users()
+    }
+
     fn connections(&self) -> crate::storage::Connections {
         crate::storage::Connections {
             open: self.pool.size(),
