@@ -44,8 +44,7 @@ impl StoredChanges {
     }
 }
 
-/// Decodes stored changes (for tests and tools that hold the raw text).
-#[cfg(test)]
+/// Decodes stored changes from their text, as the outbox holds them.
 pub(crate) fn decode_text(text: &str) -> StoreResult<Vec<Change>> {
     serde_json::from_str::<StoredChanges>(text)
         .map_err(|e| StoreError::Corrupt(format!("stored changes: {e}")))?

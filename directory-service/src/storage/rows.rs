@@ -222,9 +222,7 @@ impl TryFrom<ChangeRow> for ChangeSet {
             revision: row.revision,
             commit_time: row.commit_time,
             actor: row.actor,
-            changes: serde_json::from_str::<crate::storage::events::StoredChanges>(&row.changes)
-                .map_err(|e| corrupt("change set", e))?
-                .decode()?,
+            changes: crate::storage::events::decode_text(&row.changes)?,
         };
         set.stamp();
         Ok(set)

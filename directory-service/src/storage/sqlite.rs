@@ -80,6 +80,11 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Nothing is remembered: SQLite's probes are local reads.
+    fn remembered_users(&self) -> Option<usize> {
+        None
+    }
+
     /// Announces a commit, with its change set, to this process's feed streams.
     fn after_commit(&self, set: std::sync::Arc<ChangeSet>) {
         let _ = self.commits.send(super::signal::Commit {
@@ -347,11 +352,6 @@ async fn insert_user_row(conn: &mut DbConn, row: &NewUserRow<'_>) -> Result<(), 
 /// The creates of the hot path, each a transaction of its own (SQLite runs its
 /// statements in process: there are no round trips to save).
 impl SqliteStore {
-    /// Nothing is remembered: SQLite's probes are local reads.
-    fn remembered_users(&self) -> Option<usize> {
-        None
-    }
-
     /// One write per call: SQLite has one writer at a time anyway.
     async fn add_members_at_once(
         &self,
