@@ -75,6 +75,54 @@ fn check_request(tenant: &str, user: &str, revision: i64) -> authz::CheckRequest
     )
 }
 
+/// A directory serving on `database`, with its metrics on a port of their own.
+struct ServedDirectory {
+    addr: std::net::SocketAddr,
+    metrics: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ServedDirectory {
+    async fn start(database: cohort_directory::config::Database) -> Self {
+        let store = cohort_directory::startup::open_store(&database, 4)
+            .await
+            .unwrap();
+        let directory = cohort_directory::startup::Application::with_store(
+            "127.0.0.1:0".parse().unwrap(),
+            store,
+            Default::default(),
+            test_auth(Vec::new()),
+        )
+        .await
+        .unwrap()
+        .with_metrics_listener(Some(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        ));
+        let (addr, metrics) = (directory.local_addr(), directory.metrics_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(directory.run_until(async {
+            let _ = stopped.await;
+        }));
+        ServedDirectory {
+            addr,
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it and waits for it to end cleanly.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parser_reads() {
     if cohort_tests::skip_against_external(
@@ -84,29 +132,11 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
     }
     let data =
         std::env::temp_dir().join(format!("cohort-metrics-{}", uuid::Uuid::new_v4().simple()));
-    let store = cohort_directory::startup::open_store(
-        &cohort_directory::config::Database::SqliteDir(data.join("directory")),
-        4,
-    )
-    .await
-    .unwrap();
-    let directory = cohort_directory::startup::Application::with_store(
-        "127.0.0.1:0".parse().unwrap(),
-        store,
-        Default::default(),
-        test_auth(Vec::new()),
-    )
-    .await
-    .unwrap()
-    .with_metrics_listener(Some(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ));
-    let (directory_addr, directory_metrics) =
-        (directory.local_addr(), directory.metrics_addr().unwrap());
-    let (stop_directory, directory_stopped) = tokio::sync::oneshot::channel::<()>();
-    let directory_task = tokio::spawn(directory.run_until(async {
-        let _ = directory_stopped.await;
-    }));
+    let directory = ServedDirectory::start(cohort_directory::config::Database::SqliteDir(
+        data.join("directory"),
+    ))
+    .await;
+    let (directory_addr, directory_metrics) = (directory.addr, directory.metrics);
 
     let localhost = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let settings = cohort_authz::config::Settings {
@@ -390,12 +420,7 @@ async fn both_services_serve_call_and_projection_metrics_that_a_prometheus_parse
         .unwrap()
         .unwrap()
         .unwrap();
-    let _ = stop_directory.send(());
-    tokio::time::timeout(Duration::from_secs(10), directory_task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    directory.stop().await;
     // The metrics listeners close with their servers.
     assert!(tokio::net::TcpStream::connect(authz_metrics).await.is_err());
     let _ = std::fs::remove_dir_all(&data);
@@ -431,28 +456,11 @@ async fn the_directory_on_postgres_counts_the_users_it_remembers() {
         return;
     }
     let database = cohort_tests::fresh_directory_database().await.unwrap();
-    let store = cohort_directory::startup::open_store(
-        &cohort_directory::config::Database::Postgres(database.url().to_owned()),
-        4,
-    )
-    .await
-    .unwrap();
-    let directory = cohort_directory::startup::Application::with_store(
-        "127.0.0.1:0".parse().unwrap(),
-        store,
-        Default::default(),
-        test_auth(Vec::new()),
-    )
-    .await
-    .unwrap()
-    .with_metrics_listener(Some(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ));
-    let (addr, metrics) = (directory.local_addr(), directory.metrics_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(directory.run_until(async {
-        let _ = stopped.await;
-    }));
+    let directory = ServedDirectory::start(cohort_directory::config::Database::Postgres(
+        database.url().to_owned(),
+    ))
+    .await;
+    let (addr, metrics) = (directory.addr, directory.metrics);
     let known = || async {
         let (scraped, text) = scrape(metrics).await;
         (value(&scraped, "cohort_directory_known_users", &[]), text)
@@ -493,11 +501,6 @@ async fn the_directory_on_postgres_counts_the_users_it_remembers() {
     let (count, text) = known().await;
     assert_eq!(count, Some(1.0), "{text}");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    directory.stop().await;
     database.drop_now().await.unwrap();
 }
