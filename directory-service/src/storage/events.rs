@@ -9,11 +9,19 @@
 //! shape the directory has written since its first release (the records below
 //! reproduce it field for field; a test reads a frozen sample). Reading
 //! validates every value as the API does (names, emails, catalog ids, role
-//! sets), so a stored event is never trusted more than a request. A later
-//! version is written as an object `{"version": 2, ...}`: a bare array is always
-//! version 1, so no stored row needs rewriting.
+//! sets), so a stored event is never trusted more than a request.
 //!
-//! Never change a `V1` record: add a version.
+//! Version 2 is an object, `{"version":2,"changes":[...]}`: the records of
+//! version 1 and one more, `memberships_added`, which holds a run of members
+//! added to one group at one revision and time. A bulk `AddGroupMembers` of
+//! 1,000 ids is ~40 KB in it instead of ~210 KB (version 1 repeats the group,
+//! revision and time for every member), which the outbox's write paid for in
+//! encoding, compression and WAL: a tenth of that call's cost. Version 2 is
+//! written only for the change sets it shortens; every other set is still
+//! written as version 1. A bare array is always version 1, so no stored row
+//! needs rewriting.
+//!
+//! Never change a stored record: add a version.
 
 use chrono::{DateTime, Utc};
 use cohort_shared::catalog::{Role, RoleSet, Tool};
@@ -31,10 +39,17 @@ use crate::storage::{StoreError, StoreResult};
 #[serde(transparent)]
 pub(crate) struct StoredChanges(Vec<ChangeV1>);
 
-/// Encodes a change set's changes for the outbox (version 1).
+/// Encodes a change set's changes for the outbox: version 2 when it adds
+/// several members to a group at once, version 1 otherwise.
 pub(crate) fn encode(changes: &[Change]) -> StoreResult<String> {
-    let records: Vec<ChangeV1> = changes.iter().map(ChangeV1::from).collect();
-    serde_json::to_string(&records).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let text = match grouped(changes) {
+        Some(records) => serde_json::to_string(&StoredV2 {
+            version: 2,
+            changes: records,
+        }),
+        None => serde_json::to_string(&changes.iter().map(ChangeV1::from).collect::<Vec<_>>()),
+    };
+    text.map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl StoredChanges {
@@ -44,11 +59,103 @@ impl StoredChanges {
     }
 }
 
-/// Decodes stored changes from their text, as the outbox holds them.
+/// Decodes stored changes from their text, as the outbox holds them (either
+/// version).
 pub(crate) fn decode_text(text: &str) -> StoreResult<Vec<Change>> {
-    serde_json::from_str::<StoredChanges>(text)
-        .map_err(|e| StoreError::Corrupt(format!("stored changes: {e}")))?
-        .decode()
+    let unreadable = |e: serde_json::Error| StoreError::Corrupt(format!("stored changes: {e}"));
+    if !text.trim_start().starts_with('{') {
+        return serde_json::from_str::<StoredChanges>(text)
+            .map_err(unreadable)?
+            .decode();
+    }
+    let stored: StoredV2 = serde_json::from_str(text).map_err(unreadable)?;
+    if stored.version != 2 {
+        return Err(corrupt("stored changes' version", stored.version));
+    }
+    let mut changes = Vec::with_capacity(stored.changes.len());
+    for record in stored.changes {
+        match record {
+            ChangeV2::MembershipsAdded {
+                group_id,
+                join_revision,
+                join_time,
+                user_ids,
+            } => {
+                if user_ids.is_empty() {
+                    return Err(corrupt("memberships_added", "without user_ids"));
+                }
+                changes.extend(user_ids.into_iter().map(|user_id| Change::MembershipAdded {
+                    membership: Membership {
+                        group_id: GroupId(group_id),
+                        user_id: UserId(user_id),
+                        join_revision,
+                        join_time,
+                    },
+                }))
+            }
+            ChangeV2::V1(change) => changes.push(Change::try_from(change)?),
+        }
+    }
+    Ok(changes)
+}
+
+/// A change set written as version 2.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredV2 {
+    version: u32,
+    changes: Vec<ChangeV2>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ChangeV2 {
+    /// Members added one after the other to one group, at one revision and time.
+    MembershipsAdded {
+        group_id: Uuid,
+        join_revision: i64,
+        join_time: DateTime<Utc>,
+        user_ids: Vec<Uuid>,
+    },
+    /// Any other change, as version 1 writes it.
+    #[serde(untagged)]
+    V1(ChangeV1),
+}
+
+/// The changes as version 2 records, each run of members added to one group at
+/// one revision and time in one record; `None` when that shortens nothing (no
+/// two such additions follow each other), and version 1 is written.
+fn grouped(changes: &[Change]) -> Option<Vec<ChangeV2>> {
+    let mut records: Vec<ChangeV2> = Vec::new();
+    let mut shortened = false;
+    for change in changes {
+        if let Change::MembershipAdded { membership: m } = change {
+            if let Some(ChangeV2::MembershipsAdded {
+                group_id,
+                join_revision,
+                join_time,
+                user_ids,
+            }) = records.last_mut()
+            {
+                if *group_id == m.group_id.0
+                    && *join_revision == m.join_revision
+                    && *join_time == m.join_time
+                {
+                    user_ids.push(m.user_id.0);
+                    shortened = true;
+                    continue;
+                }
+            }
+            records.push(ChangeV2::MembershipsAdded {
+                group_id: m.group_id.0,
+                join_revision: m.join_revision,
+                join_time: m.join_time,
+                user_ids: vec![m.user_id.0],
+            });
+        } else {
+            records.push(ChangeV2::V1(ChangeV1::from(change)));
+        }
+    }
+    shortened.then_some(records)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -495,6 +602,112 @@ mod tests {
         let again: serde_json::Value = serde_json::from_str(&encode(&changes).unwrap()).unwrap();
         let before: serde_json::Value = serde_json::from_str(WRITTEN_BEFORE).unwrap();
         assert_eq!(again, before);
+    }
+
+    /// Version 2 as written by the directory that introduced it: a run of
+    /// members added to one group, then a group's own change between two runs.
+    const WRITTEN_AS_VERSION_2: &str = r#"{"version":2,"changes":[
+        {"type":"memberships_added","group_id":"0192d3a0-0000-7000-8000-000000000003","join_revision":7,"join_time":"2026-11-20T10:00:00Z","user_ids":["0192d3a0-0000-7000-8000-000000000002","0192d3a0-0000-7000-8000-000000000004"]},
+        {"type":"catalog_assigned","group_id":"0192d3a0-0000-7000-8000-000000000003","catalog_id":"cat-1"},
+        {"type":"memberships_added","group_id":"0192d3a0-0000-7000-8000-000000000003","join_revision":7,"join_time":"2026-11-20T10:00:00Z","user_ids":["0192d3a0-0000-7000-8000-000000000005"]}
+    ]}"#;
+
+    fn added(group: u128, user: u128, revision: i64, second: i64) -> Change {
+        Change::MembershipAdded {
+            membership: Membership {
+                group_id: GroupId(Uuid::from_u128(group)),
+                user_id: UserId(Uuid::from_u128(user)),
+                join_revision: revision,
+                join_time: DateTime::from_timestamp(second, 0).unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn version_2_is_read_in_order_and_written_back_the_same() {
+        let changes = decode_text(WRITTEN_AS_VERSION_2).unwrap();
+        let group = 0x0192d3a0_0000_7000_8000_000000000003;
+        let at = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+            .unwrap()
+            .timestamp();
+        assert_eq!(changes.len(), 4);
+        assert_eq!(
+            changes[0],
+            added(group, 0x0192d3a0_0000_7000_8000_000000000002, 7, at)
+        );
+        assert_eq!(
+            changes[1],
+            added(group, 0x0192d3a0_0000_7000_8000_000000000004, 7, at)
+        );
+        assert!(matches!(changes[2], Change::CatalogAssigned { .. }));
+        assert_eq!(
+            changes[3],
+            added(group, 0x0192d3a0_0000_7000_8000_000000000005, 7, at)
+        );
+        let again: serde_json::Value = serde_json::from_str(&encode(&changes).unwrap()).unwrap();
+        let before: serde_json::Value = serde_json::from_str(WRITTEN_AS_VERSION_2).unwrap();
+        assert_eq!(again, before);
+    }
+
+    #[test]
+    fn version_2_is_written_only_when_it_shortens_the_set() {
+        // Every change apart: version 1, readable by a directory that knows only it.
+        let apart = vec![added(1, 2, 5, 0), added(3, 2, 5, 0), added(1, 4, 6, 0)];
+        assert!(encode(&apart).unwrap().starts_with('['));
+        // A bulk addition: version 2, a fraction of the bytes.
+        let bulk: Vec<Change> = (0..1000).map(|u| added(1, u + 10, 5, 0)).collect();
+        let text = encode(&bulk).unwrap();
+        assert!(text.starts_with(r#"{"version":2"#), "{}", &text[..40]);
+        let as_version_1 =
+            serde_json::to_string(&bulk.iter().map(ChangeV1::from).collect::<Vec<_>>()).unwrap();
+        assert!(
+            text.len() * 4 < as_version_1.len(),
+            "{} against {}",
+            text.len(),
+            as_version_1.len()
+        );
+    }
+
+    /// Random change sets of memberships (few groups, revisions and times, so that
+    /// runs form and break) and other changes: read back, each is the set written.
+    #[test]
+    fn any_set_of_changes_is_read_back_as_written() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for _ in 0..500 {
+            let changes: Vec<Change> = (0..rng.random_range(0..40))
+                .map(|_| match rng.random_range(0..6) {
+                    0 => Change::MembershipRemoved {
+                        group_id: GroupId(Uuid::from_u128(rng.random_range(1..3))),
+                        user_id: UserId(Uuid::from_u128(rng.random_range(10..20))),
+                    },
+                    _ => added(
+                        rng.random_range(1..3),
+                        rng.random_range(10..20),
+                        rng.random_range(5..7),
+                        rng.random_range(0..2),
+                    ),
+                })
+                .collect();
+            let text = encode(&changes).unwrap();
+            assert_eq!(decode_text(&text).unwrap(), changes, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_version_2_record_without_users_or_an_unknown_version_is_refused() {
+        let no_users = r#"{"version":2,"changes":[{"type":"memberships_added","group_id":"0192d3a0-0000-7000-8000-000000000003","join_revision":7,"join_time":"2026-11-20T10:00:00Z","user_ids":[]}]}"#;
+        assert!(matches!(decode_text(no_users), Err(StoreError::Corrupt(_))));
+        let version_3 = WRITTEN_AS_VERSION_2.replace(r#""version":2"#, r#""version":3"#);
+        assert!(matches!(
+            decode_text(&version_3),
+            Err(StoreError::Corrupt(_))
+        ));
+        let unknown_type = WRITTEN_AS_VERSION_2.replace("catalog_assigned", "catalog_stolen");
+        assert!(matches!(
+            decode_text(&unknown_type),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
