@@ -93,9 +93,7 @@ impl Projection {
             .clone();
         {
             let mut state = tenant.write().expect("not poisoned");
-            for change in changes {
-                state.apply(change);
-            }
+            state.apply_all(changes);
             state.revision = revision;
         }
         self.applied.send_modify(|n| *n += 1);

@@ -199,8 +199,23 @@ impl TenantState {
         self.user_mut(user).offered = offered;
     }
 
+    /// Applies index changes, or records them for [`Self::flush_deferred`] in a
+    /// run of additions (see [`Self::apply_all`]). Every other change applies
+    /// them at once: it may release the slot they name (a deleted user's id is
+    /// cleared, and an index finds a slot by its id).
     fn apply_deltas(&mut self, deltas: Deltas) {
-        self.index.apply(deltas, &self.user_ids);
+        if self.deferring {
+            self.deferred.append(deltas);
+        } else {
+            self.index.apply(deltas, &self.user_ids);
+        }
+    }
+
+    fn flush_deferred(&mut self) {
+        if !self.deferred.is_empty() {
+            let deltas = std::mem::take(&mut self.deferred);
+            self.index.apply(deltas, &self.user_ids);
+        }
     }
 
     fn set_parent(&mut self, slot: GroupSlot, parent: Option<GroupSlot>) {
@@ -238,6 +253,33 @@ impl TenantState {
 
     /// Applies one change.
     pub fn apply(&mut self, change: Change) {
+        self.apply_all([change]);
+    }
+
+    /// Applies changes in order (a change set). The reverse indexes' changes of a
+    /// run of additions (members added, users written) are applied together at
+    /// the run's end, grouped by index: a bulk `AddGroupMembers` of 1,000 ids
+    /// inserted into its tree's index one member at a time, which was a fifth of
+    /// the service's work in following it. Such a run neither releases a slot nor
+    /// changes the tree or a group's settings, so the changes it records stay
+    /// true until they apply; every other change applies its own at once.
+    pub fn apply_all(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            let adds = matches!(
+                change,
+                Change::MembershipAdded { .. } | Change::UserUpserted { .. }
+            );
+            if !adds {
+                self.flush_deferred();
+            }
+            self.deferring = adds;
+            self.apply_change(change);
+        }
+        self.deferring = false;
+        self.flush_deferred();
+    }
+
+    fn apply_change(&mut self, change: Change) {
         if !matches!(
             change,
             Change::MembershipAdded { .. }
@@ -342,7 +384,9 @@ impl TenantState {
                     return;
                 }
                 let entry = self.user_mut(user);
-                let mut memberships = std::mem::take(&mut entry.memberships).into_vec();
+                // Sized exactly: one allocation, no reallocation to shrink it.
+                let mut memberships = Vec::with_capacity(entry.memberships.len() + 1);
+                memberships.extend_from_slice(&entry.memberships);
                 memberships.push(Joined { group, revision });
                 entry.memberships = memberships.into_boxed_slice();
                 self.group_mut(group).members.push(user);
