@@ -79,6 +79,35 @@ async fn a_batch_with_one_bad_id_adds_nobody(app: &TestApp) {
     assert_eq!(app.get_group(&t, &org).await.member_count, 0);
 }
 
+/// A subtree of more groups than one statement reads (the listing reads its
+/// groups' members in chunks and merges them): paged, every member once, in
+/// id order, whichever groups they are in.
+async fn members_of_a_large_subtree_are_listed_once_each_in_order(app: &TestApp) {
+    let t = app.tenant().await;
+    let org = app.organization(&t, "Org").await.id;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(app.user(&t, &format!("U{i}")).await);
+    }
+    let mut expected = std::collections::BTreeSet::new();
+    for g in 0..130 {
+        let group = app.subgroup(&t, &format!("G{g}"), &org).await.id;
+        // Every seventh group gets members; users overlap across groups.
+        if g % 7 == 0 {
+            let members: Vec<&str> = users
+                .iter()
+                .skip(g % 12)
+                .take(3)
+                .map(String::as_str)
+                .collect();
+            app.add_members(&t, &group, &members).await.unwrap();
+            expected.extend(members.into_iter().map(str::to_owned));
+        }
+    }
+    let listed = app.all_members(&t, &org, true).await;
+    assert_eq!(listed, expected.into_iter().collect::<Vec<_>>());
+}
+
 async fn members_are_listed_with_or_without_subgroups(app: &TestApp) {
     let t = app.tenant().await;
     let org = app.organization(&t, "Org").await.id;
@@ -430,4 +459,5 @@ crate::on_both_backends!(
     members_are_added_and_removed_in_batches,
     a_batch_with_one_bad_id_adds_nobody,
     members_are_listed_with_or_without_subgroups,
+    members_of_a_large_subtree_are_listed_once_each_in_order,
 );

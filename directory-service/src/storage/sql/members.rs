@@ -338,19 +338,30 @@ impl MembershipStore for Store {
         } else {
             vec![group]
         };
-        // The first page of distinct member ids after the cursor: the smallest ids of
-        // each chunk of groups (read on the memberships key), merged.
+        // The first page of distinct member ids after the cursor: per group, its
+        // smallest member ids after the cursor, read as one range of the
+        // memberships' primary key (tenant, group, user); merged per chunk of
+        // groups, then across chunks. Spelled per group so that no plan walks a
+        // tenant's memberships in user order and filters them by group (the
+        // user-ordered index holds no group: see migration 0007).
         let mut member_ids: Vec<Uuid> = Vec::new();
-        for chunk in groups.chunks(ID_CHUNK) {
-            let mut q = QueryBuilder::<Db>::new(
-                "SELECT DISTINCT user_id FROM memberships WHERE tenant_id = ",
-            );
-            q.push_bind(tenant.0)
-                .push(" AND user_id > ")
-                .push_bind(after)
-                .push(" AND group_id IN (");
-            push_in_list(&mut q, chunk.iter().map(|id| id.0));
-            q.push(" ORDER BY user_id LIMIT ")
+        for chunk in groups.chunks(GROUPS_PER_MEMBER_QUERY) {
+            let mut q = QueryBuilder::<Db>::new("SELECT DISTINCT user_id FROM (");
+            for (i, group) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT user_id FROM (SELECT user_id FROM memberships WHERE tenant_id = ")
+                    .push_bind(tenant.0)
+                    .push(" AND group_id = ")
+                    .push_bind(group.0)
+                    .push(" AND user_id > ")
+                    .push_bind(after)
+                    .push(" ORDER BY user_id LIMIT ")
+                    .push_bind(page.fetch_limit())
+                    .push(format!(") AS g{i}"));
+            }
+            q.push(") AS m ORDER BY user_id LIMIT ")
                 .push_bind(page.fetch_limit());
             member_ids.extend(q.build_query_scalar::<Uuid>().fetch_all(&mut *conn).await?);
         }

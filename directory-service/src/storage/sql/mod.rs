@@ -60,6 +60,10 @@ const GROUP_COLUMNS: &str = "g.id, g.tenant_id, g.parent_id, g.display_name, g.i
 /// statement).
 pub(in crate::storage) const ID_CHUNK: usize = 500;
 
+/// Groups whose members one statement of `list_members` reads: a range read and
+/// four parameters each.
+pub(in crate::storage) const GROUPS_PER_MEMBER_QUERY: usize = 100;
+
 /// Binds `values` one parameter each and closes the `IN (` list the query ends
 /// with. Callers chunk the values by [`ID_CHUNK`].
 pub(in crate::storage) fn push_in_list<'a, T>(
