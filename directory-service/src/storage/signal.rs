@@ -78,9 +78,19 @@ pub fn spawn_listener(pool: PgPool, commits: broadcast::Sender<Commit>) -> Arc<L
     Arc::new(ListenerGuard(task.abort_handle()))
 }
 
+/// The least time between two NOTIFY statements. Each is a transaction of its
+/// own (a commit record, and a wake-up of every listening session, this
+/// process's own listener included); sent as fast as they completed, they cost
+/// PostgreSQL a fifth of its work under single writes across many tenants
+/// (BENCHMARKS.md, "NOTIFY at most every 10 ms"). A replica's subscribers hear
+/// of a commit at most this much later; a quiet tenant's first commit goes out
+/// at once.
+pub(crate) const NOTIFY_PAUSE: Duration = Duration::from_millis(10);
+
 /// Announces commits with NOTIFY, off the writers' path: every commit queued
-/// while the last statement ran goes out in the next one (the latest revision per
-/// tenant is all a replica needs to catch up).
+/// while the last statement ran, or during the [`NOTIFY_PAUSE`] after it, goes
+/// out in the next one (the latest revision per tenant is all a replica needs
+/// to catch up).
 pub fn spawn_notifier(
     pool: PgPool,
 ) -> (
@@ -104,6 +114,7 @@ pub fn spawn_notifier(
             if let Err(err) = notified {
                 tracing::warn!(error = %err, "could not announce commits; other replicas' feeds catch up on their next poll");
             }
+            tokio::time::sleep(NOTIFY_PAUSE).await;
         }
     });
     (queue, Arc::new(ListenerGuard(task.abort_handle())))
