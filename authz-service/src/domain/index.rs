@@ -187,35 +187,6 @@ impl OrderedUsers {
     }
 }
 
-/// Removes from both lists the slots they have in common, as often as both hold
-/// them (a multiset difference each way).
-fn cancel_out(inserts: &mut Vec<UserSlot>, removals: &mut Vec<UserSlot>) {
-    inserts.sort_unstable();
-    removals.sort_unstable();
-    let (mut kept_inserts, mut kept_removals) = (Vec::new(), Vec::new());
-    let (mut i, mut r) = (0, 0);
-    while i < inserts.len() && r < removals.len() {
-        match inserts[i].cmp(&removals[r]) {
-            std::cmp::Ordering::Less => {
-                kept_inserts.push(inserts[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                kept_removals.push(removals[r]);
-                r += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                r += 1;
-            }
-        }
-    }
-    kept_inserts.extend_from_slice(&inserts[i..]);
-    kept_removals.extend_from_slice(&removals[r..]);
-    *inserts = kept_inserts;
-    *removals = kept_removals;
-}
-
 /// The roles whose holders a lookup may need wherever they are: those with a
 /// tenant-wide grant.
 pub(crate) fn tenant_wide_roles() -> RoleMask {
@@ -304,9 +275,11 @@ impl Indexes {
     }
 
     /// Applies index changes, in the order they were recorded; a large batch is
-    /// grouped by key (an insertion and a withdrawal of one slot under one key
-    /// cancel out: an index is a multiset, so only each slot's net count
-    /// matters), and a key with many changes rewritten in one merge.
+    /// grouped by key, and a key with many changes rewritten in one merge. Within
+    /// a key the insertions go first: an index is a multiset, so that is right
+    /// whatever order they were recorded in (a withdrawal always follows its
+    /// insertion), where withdrawals first would miss a slot inserted and
+    /// withdrawn in the same batch.
     pub fn apply(&mut self, deltas: Deltas, ids: &[Uuid]) {
         if deltas.0.len() <= 64 {
             for (key, slot, insert) in deltas.0 {
@@ -330,21 +303,18 @@ impl Indexes {
                 removals.push(slot);
             }
         }
-        for (key, (mut inserts, mut removals)) in by_key {
-            if !inserts.is_empty() && !removals.is_empty() {
-                cancel_out(&mut inserts, &mut removals);
-            }
+        for (key, (inserts, removals)) in by_key {
             let set = self.entry(key);
             let changes = inserts.len() + removals.len();
             if changes > 64 && changes > set.len() / 16 {
                 set.merge(inserts, &removals, ids);
             } else {
+                for slot in inserts {
+                    set.insert(slot, ids);
+                }
                 for slot in removals {
                     let removed = set.remove(slot, ids);
                     debug_assert!(removed, "an index entry withdrawn was held");
-                }
-                for slot in inserts {
-                    set.insert(slot, ids);
                 }
             }
             self.drop_if_empty(key);

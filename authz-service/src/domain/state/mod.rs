@@ -478,8 +478,8 @@ mod tests {
     /// One change set: many members added (so that its index changes are
     /// applied grouped by index) and a user given, then refused, a role with a
     /// tenant-wide grant. The insertion and the withdrawal of that user under the
-    /// role's index cancel out: applied withdrawal first, the withdrawal found
-    /// nothing and the insertion stayed.
+    /// role's index must both apply: withdrawal first, it found nothing and the
+    /// insertion stayed.
     #[test]
     fn a_change_set_applied_at_once_keeps_the_indexes_a_rebuild_gives() {
         let role = crate::domain::index::tenant_wide_roles()
