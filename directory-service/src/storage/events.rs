@@ -84,14 +84,17 @@ pub(crate) fn decode_text(text: &str) -> StoreResult<Vec<Change>> {
                 if user_ids.is_empty() {
                     return Err(corrupt("memberships_added", "without user_ids"));
                 }
-                changes.extend(user_ids.into_iter().map(|user_id| Change::MembershipAdded {
-                    membership: Membership {
-                        group_id: GroupId(group_id),
-                        user_id: UserId(user_id),
-                        join_revision,
-                        join_time,
-                    },
-                }))
+                // Each member read as version 1 reads one.
+                for user_id in user_ids {
+                    changes.push(Change::try_from(ChangeV1::MembershipAdded {
+                        membership: MembershipV1 {
+                            group_id,
+                            user_id,
+                            join_revision,
+                            join_time,
+                        },
+                    })?);
+                }
             }
             ChangeV2::V1(change) => changes.push(Change::try_from(change)?),
         }
@@ -121,41 +124,55 @@ enum ChangeV2 {
     V1(ChangeV1),
 }
 
+/// The membership `change` adds when it continues the run `previous` is in:
+/// the same group, revision and time.
+fn continues_run<'a>(previous: Option<&Change>, change: &'a Change) -> Option<&'a Membership> {
+    match (previous, change) {
+        (
+            Some(Change::MembershipAdded { membership: before }),
+            Change::MembershipAdded { membership },
+        ) if before.group_id == membership.group_id
+            && before.join_revision == membership.join_revision
+            && before.join_time == membership.join_time =>
+        {
+            Some(membership)
+        }
+        _ => None,
+    }
+}
+
 /// The changes as version 2 records, each run of members added to one group at
 /// one revision and time in one record; `None` when that shortens nothing (no
-/// two such additions follow each other), and version 1 is written.
+/// two such additions follow each other), and version 1 is written. Checked
+/// before anything is converted: most change sets (every single write) are
+/// written as version 1.
 fn grouped(changes: &[Change]) -> Option<Vec<ChangeV2>> {
-    let mut records: Vec<ChangeV2> = Vec::new();
-    let mut shortened = false;
-    for change in changes {
-        if let Change::MembershipAdded { membership: m } = change {
-            if let Some(ChangeV2::MembershipsAdded {
-                group_id,
-                join_revision,
-                join_time,
-                user_ids,
-            }) = records.last_mut()
-            {
-                if *group_id == m.group_id.0
-                    && *join_revision == m.join_revision
-                    && *join_time == m.join_time
-                {
-                    user_ids.push(m.user_id.0);
-                    shortened = true;
-                    continue;
-                }
-            }
-            records.push(ChangeV2::MembershipsAdded {
-                group_id: m.group_id.0,
-                join_revision: m.join_revision,
-                join_time: m.join_time,
-                user_ids: vec![m.user_id.0],
-            });
-        } else {
-            records.push(ChangeV2::V1(ChangeV1::from(change)));
-        }
+    if !changes
+        .windows(2)
+        .any(|pair| continues_run(Some(&pair[0]), &pair[1]).is_some())
+    {
+        return None;
     }
-    shortened.then_some(records)
+    let mut records: Vec<ChangeV2> = Vec::new();
+    let mut previous = None;
+    for change in changes {
+        match (continues_run(previous, change), records.last_mut(), change) {
+            (Some(m), Some(ChangeV2::MembershipsAdded { user_ids, .. }), _) => {
+                user_ids.push(m.user_id.0)
+            }
+            (_, _, Change::MembershipAdded { membership: m }) => {
+                records.push(ChangeV2::MembershipsAdded {
+                    group_id: m.group_id.0,
+                    join_revision: m.join_revision,
+                    join_time: m.join_time,
+                    user_ids: vec![m.user_id.0],
+                })
+            }
+            _ => records.push(ChangeV2::V1(ChangeV1::from(change))),
+        }
+        previous = Some(change);
+    }
+    Some(records)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
