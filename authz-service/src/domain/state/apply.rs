@@ -14,6 +14,28 @@ fn remembered(last: Option<(Uuid, u32)>, ids: &[Uuid], id: Uuid) -> Option<u32> 
     (last_id == id && ids.get(slot as usize) == Some(&id)).then_some(slot)
 }
 
+/// How many slots after the last user [`following`] looks at: a stored base
+/// skips the users without memberships, and these ids share the cache line of
+/// the last one or the next.
+const FOLLOWING_SLOTS: u32 = 4;
+
+/// The slot of `id` when it is one of the few after the last one looked up.
+///
+/// A stored base lists memberships user by user in slot order, and a load gives
+/// users slots in the order they come, so on a restart the next membership's user
+/// is almost always the last one's or a slot or two after. Found here, it costs a
+/// comparison of ids that are already in the cache; found in the table, two
+/// cache misses (its control bytes and its bucket), which were a third of a
+/// restart at 3M memberships. A nil id is not looked for here: it marks a free
+/// slot.
+fn following(last: Option<(Uuid, u32)>, ids: &[Uuid], id: Uuid) -> Option<u32> {
+    let (_, last) = last?;
+    if id.is_nil() {
+        return None;
+    }
+    (last + 1..=last + FOLLOWING_SLOTS).find(|slot| ids.get(*slot as usize) == Some(&id))
+}
+
 /// Pending memberships ordered by user, each user's in the order they came (a
 /// stable sort).
 fn sorted_by_user(mut pending: Vec<(UserSlot, Joined)>) -> Vec<(UserSlot, Joined)> {
@@ -103,9 +125,13 @@ impl TenantState {
     }
 
     /// [`Self::intern_user`], answered without a lookup when `id` is the last
-    /// one asked for in bulk.
+    /// one asked for in bulk, or one of the few slots after it.
     fn intern_user_again(&mut self, id: UserId) -> UserSlot {
         if let Some(slot) = remembered(self.last_user, &self.user_ids, id.0) {
+            return slot;
+        }
+        if let Some(slot) = following(self.last_user, &self.user_ids, id.0) {
+            self.last_user = Some((id.0, slot));
             return slot;
         }
         let slot = self.intern_user(id);
