@@ -20,6 +20,7 @@
 //! - [`grpc`]: the tonic service, shaped like the directory's: handlers, one
 //!   error mapping (with `ErrorInfo`), the wait for a revision, conversions and
 //!   page tokens, each in its file.
+//! - [`memory`]: freed memory given back to the OS after loads and resyncs.
 //! - [`metrics`]: the projection's own Prometheus metrics (the call metrics are
 //!   `cohort_shared::metrics`').
 //! - [`config`] and [`startup`]: settings and the application that binds its
@@ -30,6 +31,7 @@ pub mod config;
 pub mod domain;
 pub mod follower;
 pub mod grpc;
+pub mod memory;
 pub mod metrics;
 pub mod projection;
 pub mod startup;

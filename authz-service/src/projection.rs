@@ -74,12 +74,29 @@ impl Projection {
     }
 
     /// Replaces a tenant's state (after a snapshot).
+    ///
+    /// The state replaced is freed on a thread of its own, after the map's lock
+    /// is released: freeing a million-user state takes a second or more of
+    /// `free`, which under the lock would stall every call of every tenant, and
+    /// on the caller's thread an async worker. That thread then gives the
+    /// snapshot's freed buffers back too ([`crate::memory`]).
     pub fn replace(&self, id: TenantId, state: TenantState) {
-        self.tenants
+        let replaced = self
+            .tenants
             .write()
             .expect("not poisoned")
             .insert(id, Arc::new(RwLock::new(state)));
         self.applied.send_modify(|n| *n += 1);
+        let freeing = std::thread::Builder::new()
+            .name("free-replaced".into())
+            .spawn(move || {
+                // Readers may still hold it: freed when the last one lets go.
+                drop(replaced);
+                crate::memory::return_freed_memory();
+            });
+        if let Err(error) = freeing {
+            tracing::warn!(%error, "no thread to free a replaced state");
+        }
     }
 
     /// Applies one committed change set at `revision`.

@@ -95,6 +95,8 @@ impl Application {
         let projection = Arc::new(Projection::new(
             loaded.into_iter().map(|t| (t.tenant, t.state)).collect(),
         ));
+        // The pages read and the bulk build's buffers are free now.
+        tokio::task::spawn_blocking(crate::memory::return_freed_memory);
         let compactor = Compactor::new(store.clone(), projection.clone(), tallies);
         let listener = TcpListener::bind(settings.listen)
             .await
