@@ -132,7 +132,7 @@ fi
 
 if [ -z "${SKIP_SUITE:-}" ] && command -v h2load >/dev/null; then
     log "h2load cross-check (one repeated request per call)"
-    for call in health check effective-roles bulk-check lookup-subjects lookup-groups; do
+    for call in health check effective-roles list-permissions bulk-check lookup-subjects lookup-groups; do
         command=$("$bin/cohort-bench" payload --call "$call" --manifest "$work/tenant.json" \
             --out "$work/$call.bin" --target "$authz")
         command=${command/-D 10/-D ${DURATION%s}}

@@ -26,6 +26,10 @@ pub enum Call {
     EffectiveRoles,
     /// `GetEffectiveRoles` of a random user in the basic view (no reaches).
     EffectiveRolesBasic,
+    /// `cohort.catalog.v1.CatalogService/ListPermissions`: a fixed answer of
+    /// about 1.3 KB, made once and cloned, with nothing worked out per call.
+    /// What an answer of the size of `GetEffectiveRoles`' costs by itself.
+    ListPermissions,
     /// `BulkCheck` of 100 items (10 users, 10 level-3 groups each).
     BulkCheck,
     /// `LookupSubjects` of lms.reports.view on a random level-3 group, a page of 100.
@@ -90,6 +94,10 @@ pub fn framed(call: Call, m: &Manifest) -> anyhow::Result<(&'static str, Vec<u8>
                 service: String::new(),
             }
             .encode_to_vec(),
+        ),
+        Call::ListPermissions => (
+            "/cohort.catalog.v1.CatalogService/ListPermissions",
+            catalog_pb::ListPermissionsRequest::default().encode_to_vec(),
         ),
         Call::Check => (
             "/cohort.authz.v1.AuthzService/Check",
@@ -203,6 +211,13 @@ pub async fn once(
                 explain: false,
             };
             clients.authz.check(request).await?;
+            Ok(1)
+        }
+        Call::ListPermissions => {
+            clients
+                .catalog
+                .list_permissions(catalog_pb::ListPermissionsRequest::default())
+                .await?;
             Ok(1)
         }
         Call::EffectiveRoles | Call::EffectiveRolesBasic => {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cohort_shared::proto::authz::v1::authz_service_client::AuthzServiceClient;
+use cohort_shared::proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use cohort_shared::proto::directory::v1::change_feed_service_client::ChangeFeedServiceClient;
 use cohort_shared::proto::directory::v1::directory_service_client::DirectoryServiceClient;
 use tonic::service::interceptor::InterceptedService;
@@ -21,6 +22,7 @@ pub struct Clients {
     pub directory: DirectoryServiceClient<Authed>,
     pub feed: ChangeFeedServiceClient<Authed>,
     pub authz: AuthzServiceClient<Authed>,
+    pub catalog: CatalogServiceClient<Authed>,
     pub health: HealthClient<Channel>,
 }
 
@@ -39,6 +41,7 @@ pub async fn connect(target: &str, bearer: &Bearer) -> anyhow::Result<Clients> {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
         feed: ChangeFeedServiceClient::new(authed.clone()).max_decoding_message_size(limit),
+        catalog: CatalogServiceClient::new(authed.clone()),
         authz: AuthzServiceClient::new(authed)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),

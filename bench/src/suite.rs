@@ -177,6 +177,7 @@ pub async fn run(
         Call::Check,
         Call::EffectiveRoles,
         Call::EffectiveRolesBasic,
+        Call::ListPermissions,
         Call::BulkCheck,
         Call::LookupSubjects,
         Call::LookupGroups,
