@@ -148,9 +148,6 @@ impl Compactor {
             .store
             .commit_base(tenant, generation, Base::Compaction { from })
             .await?;
-        // A compaction follows many applied changes, whose growing lists left
-        // freed buffers behind: a good moment to give them back.
-        tokio::task::spawn_blocking(crate::memory::return_freed_memory);
         Ok((changes, carried))
     }
 }

@@ -57,6 +57,12 @@ impl Projection {
         self.tenants.read().expect("not poisoned").get(&id).cloned()
     }
 
+    /// How many change sets (and snapshots) have been applied since start: it
+    /// moves whenever the state does.
+    pub fn applied_count(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
     /// The revision held for a tenant (0 when it is unknown).
     pub fn revision(&self, id: TenantId) -> Revision {
         self.tenant(id)

@@ -180,6 +180,11 @@ impl Application {
             self.projection.clone(),
             self.feed_staleness_bound,
         ));
+        let projection = self.projection.clone();
+        let give_back = tokio::spawn(crate::memory::after_bursts(
+            move || projection.applied_count(),
+            crate::memory::return_freed_memory,
+        ));
         // At a stop, health stops following the feed and says NOT_SERVING.
         let following_health = health.abort_handle();
         let drain = self.shutdown_drain;
@@ -219,6 +224,7 @@ impl Application {
         // of waiting out its deadline on a feed that was cut first. Those waits end
         // by themselves (the call's deadline, or --max-wait), so this is bounded.
         health.abort();
+        give_back.abort();
         let _ = closing.send(true);
         let _ = follower.await;
         metrics_server.stop().await;
