@@ -1,8 +1,15 @@
 //! Keeps each tenant's stored log short, so that a restart reads little more than
-//! a base: once the change sets logged on top of a tenant's base outnumber both
-//! [`MIN_LOG_ENTRIES`] and an eighth of the base's changes, a new base is written
+//! a base: once the changes logged on top of a tenant's base outnumber both
+//! [`MIN_LOG_CHANGES`] and an eighth of the base's changes, a new base is written
 //! from memory in the background, page by page, and made live with the log rows
 //! after it carried over (`storage::Base::Compaction`).
+//!
+//! Changes are counted, not change sets: a bulk `AddGroupMembers` is one change
+//! set of a thousand changes, and a log replays more slowly than a base (its
+//! memberships come group by group, so each one's user is a random lookup). A 1M
+//! tenant loaded through the API had left a base of 2.2M changes under a log of
+//! 1.9M in under 10,000 change sets: a restart took 2.8–3.3 s, against 1.2–1.5 s
+//! from a base alone.
 //!
 //! Each page is taken under the tenant's read lock and written without it: the
 //! follower keeps applying change sets meanwhile, and readers never wait.
@@ -16,8 +23,13 @@ use crate::domain::{ExportCursor, TenantId};
 use crate::projection::Projection;
 use crate::storage::{Base, ProjectionStore, StoreResult};
 
-/// Log entries a tenant may gather before a compaction is considered.
-pub const MIN_LOG_ENTRIES: u64 = 10_000;
+/// Changes a tenant's log may gather before a compaction is considered.
+pub const MIN_LOG_CHANGES: u64 = 10_000;
+
+/// A compaction is due once the log holds this fraction of the base's changes:
+/// a restart then replays at most an eighth more than it loads. While a tenant
+/// grows from nothing, its bases are written about nine times over in all.
+const LOG_SHARE: u64 = 8;
 
 /// Changes per page of a base.
 pub const PAGE_CHANGES: usize = 16_384;
@@ -26,14 +38,23 @@ pub const PAGE_CHANGES: usize = 16_384;
 #[derive(Debug, Default)]
 struct Tally {
     base_changes: u64,
-    /// Change sets on top of the base (approximate while a compaction commits).
-    log_entries: u64,
+    /// Changes in the log on top of the base.
+    log_changes: u64,
+    /// Changes logged since the running compaction began: the log it leaves.
+    logged_while_running: u64,
     running: Option<JoinHandle<()>>,
 }
 
 impl Tally {
+    /// A change set of `changes` changes was logged.
+    fn record(&mut self, changes: usize) {
+        self.log_changes += changes as u64;
+        self.logged_while_running += changes as u64;
+    }
+
     fn due(&self) -> bool {
-        self.running.is_none() && self.log_entries >= MIN_LOG_ENTRIES.max(self.base_changes / 8)
+        self.running.is_none()
+            && self.log_changes >= MIN_LOG_CHANGES.max(self.base_changes / LOG_SHARE)
     }
 }
 
@@ -44,7 +65,7 @@ pub struct Compactor {
 }
 
 impl Compactor {
-    /// `stored`: per tenant, the changes of its base and the entries of its log.
+    /// `stored`: per tenant, the changes of its base and of its log.
     pub fn new(
         store: Arc<dyn ProjectionStore>,
         projection: Arc<Projection>,
@@ -52,13 +73,13 @@ impl Compactor {
     ) -> Arc<Self> {
         let tenants = stored
             .into_iter()
-            .map(|(tenant, base_changes, log_entries)| {
+            .map(|(tenant, base_changes, log_changes)| {
                 (
                     tenant,
                     Tally {
                         base_changes,
-                        log_entries,
-                        running: None,
+                        log_changes,
+                        ..Tally::default()
                     },
                 )
             })
@@ -70,25 +91,27 @@ impl Compactor {
         })
     }
 
-    /// A change set was appended to the tenant's log: compacts it when due.
-    pub fn appended(self: &Arc<Self>, tenant: TenantId) {
+    /// A change set of `changes` changes was appended to the tenant's log:
+    /// compacts it when due.
+    pub fn appended(self: &Arc<Self>, tenant: TenantId, changes: usize) {
         let mut tenants = self.tenants.lock().expect("not poisoned");
         let tally = tenants.entry(tenant).or_default();
-        tally.log_entries += 1;
+        tally.record(changes);
         if tally.due() {
+            tally.logged_while_running = 0;
             let this = self.clone();
             tally.running = Some(tokio::spawn(async move {
                 match this.compact(tenant).await {
                     Ok((base_changes, carried)) => {
                         tracing::info!(%tenant, base_changes, carried, "compacted the stored projection");
-                        this.based(tenant, base_changes, carried);
+                        this.compacted(tenant, base_changes);
                     }
                     Err(err) => {
                         tracing::warn!(%tenant, error = %err, "could not compact the stored projection; will try again");
                         let mut tenants = this.tenants.lock().expect("not poisoned");
                         if let Some(tally) = tenants.get_mut(&tenant) {
                             tally.running = None;
-                            tally.log_entries /= 2; // not at once again
+                            tally.log_changes /= 2; // not at once again
                         }
                     }
                 }
@@ -96,12 +119,23 @@ impl Compactor {
         }
     }
 
-    /// A new base of `base_changes` changes is live, under `log_entries` change sets.
-    pub fn based(&self, tenant: TenantId, base_changes: u64, log_entries: u64) {
+    /// A new base of `base_changes` changes is live, under `log_changes` changes.
+    pub fn based(&self, tenant: TenantId, base_changes: u64, log_changes: u64) {
         let mut tenants = self.tenants.lock().expect("not poisoned");
         let tally = tenants.entry(tenant).or_default();
         tally.base_changes = base_changes;
-        tally.log_entries = log_entries;
+        tally.log_changes = log_changes;
+        tally.running = None;
+    }
+
+    /// A compaction's base of `base_changes` changes is live, under the change
+    /// sets logged since it began (they carried over; a few may also be in the
+    /// base, so this counts high).
+    fn compacted(&self, tenant: TenantId, base_changes: u64) {
+        let mut tenants = self.tenants.lock().expect("not poisoned");
+        let tally = tenants.entry(tenant).or_default();
+        tally.base_changes = base_changes;
+        tally.log_changes = tally.logged_while_running;
         tally.running = None;
     }
 
@@ -149,5 +183,39 @@ impl Compactor {
             .commit_base(tenant, generation, Base::Compaction { from })
             .await?;
         Ok((changes, carried))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Due by the changes logged, whether they come one per change set or a
+    /// thousand (a bulk `AddGroupMembers`).
+    #[test]
+    fn a_compaction_is_due_when_the_log_holds_an_eighth_of_the_base() {
+        for per_set in [1, 1_000] {
+            let mut tally = Tally {
+                base_changes: 800_000,
+                ..Tally::default()
+            };
+            let sets = 100_000 / per_set;
+            for _ in 1..sets {
+                tally.record(per_set);
+            }
+            assert!(!tally.due(), "{per_set} per set: due before an eighth");
+            tally.record(per_set);
+            assert!(tally.due(), "{per_set} per set: not due at an eighth");
+        }
+        let mut small = Tally::default();
+        for _ in 1..MIN_LOG_CHANGES {
+            small.record(1);
+        }
+        assert!(
+            !small.due(),
+            "a small tenant's log is let grow to the minimum"
+        );
+        small.record(1);
+        assert!(small.due());
     }
 }

@@ -375,11 +375,12 @@ async fn apply_ready(follower: &Follower, ready: &mut ReadySets) -> anyhow::Resu
     }
     follower.store.append_all(&ready.sets).await?;
     for set in ready.sets.drain(..) {
+        let changes = set.changes.len();
         follower
             .projection
             .apply(set.tenant, set.revision, set.changes);
         follower.projection.vouch(set.tenant, set.revision);
-        follower.compactor.appended(set.tenant);
+        follower.compactor.appended(set.tenant, changes);
     }
     let applied = std::time::SystemTime::now();
     for committed in ready.committed.drain(..).flatten() {

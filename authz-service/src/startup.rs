@@ -83,7 +83,7 @@ impl Application {
         let loaded = store.load().await.context("loading the projection")?;
         let tallies: Vec<(TenantId, u64, u64)> = loaded
             .iter()
-            .map(|t| (t.tenant, t.base_changes, t.log_entries))
+            .map(|t| (t.tenant, t.base_changes, t.log_changes))
             .collect();
         let memberships: usize = loaded.iter().map(|t| t.state.size().memberships).sum();
         tracing::info!(

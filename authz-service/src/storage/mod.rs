@@ -44,6 +44,8 @@ pub struct StoredTenant {
     pub base_changes: u64,
     /// Change sets in the log on top of it.
     pub log_entries: u64,
+    /// Changes in those change sets.
+    pub log_changes: u64,
 }
 
 /// What a new base is, for [`ProjectionStore::commit_base`].

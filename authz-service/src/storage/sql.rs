@@ -71,7 +71,7 @@ impl Store {
         let (bodies, mut to_apply) = tokio::sync::mpsc::channel::<Stored>(4);
         let applier = tokio::task::spawn_blocking(move || -> StoreResult<_> {
             let mut state = TenantState::bulk();
-            let (mut base_changes, mut log_entries) = (0u64, 0u64);
+            let (mut base_changes, mut log_entries, mut log_changes) = (0u64, 0u64, 0u64);
             while let Some(stored) = to_apply.blocking_recv() {
                 match stored {
                     Stored::Page(body) => Page::decode_into(&body, |change| {
@@ -80,12 +80,15 @@ impl Store {
                     })?,
                     Stored::Log(body) => {
                         log_entries += 1;
-                        LogEntry::decode_into(&body, |change| state.apply(change))?;
+                        LogEntry::decode_into(&body, |change| {
+                            log_changes += 1;
+                            state.apply(change);
+                        })?;
                     }
                 }
             }
             state.finish_bulk();
-            Ok((state, base_changes, log_entries))
+            Ok((state, base_changes, log_entries, log_changes))
         });
         let read = async {
             let mut pages = sqlx::query_scalar::<_, Vec<u8>>(
@@ -119,13 +122,14 @@ impl Store {
         // reader's.
         let applied = applier.await.expect("applying does not panic");
         read?;
-        let (mut state, base_changes, log_entries) = applied?;
+        let (mut state, base_changes, log_entries, log_changes) = applied?;
         state.revision = revision;
         Ok(StoredTenant {
             tenant,
             state,
             base_changes,
             log_entries,
+            log_changes,
         })
     }
 }
