@@ -119,23 +119,29 @@ impl Compactor {
         }
     }
 
-    /// A new base of `base_changes` changes is live, under `log_changes` changes.
-    pub fn based(&self, tenant: TenantId, base_changes: u64, log_changes: u64) {
-        let mut tenants = self.tenants.lock().expect("not poisoned");
-        let tally = tenants.entry(tenant).or_default();
-        tally.base_changes = base_changes;
-        tally.log_changes = log_changes;
-        tally.running = None;
+    /// A snapshot's base of `base_changes` changes is live, with no log on top.
+    pub fn based(&self, tenant: TenantId, base_changes: u64) {
+        self.rebased(tenant, base_changes, |_| 0);
     }
 
     /// A compaction's base of `base_changes` changes is live, under the change
     /// sets logged since it began (they carried over; a few may also be in the
     /// base, so this counts high).
     fn compacted(&self, tenant: TenantId, base_changes: u64) {
+        self.rebased(tenant, base_changes, |tally| tally.logged_while_running);
+    }
+
+    /// A new base is live; `log_changes` says how many changes lie on top of it.
+    fn rebased(
+        &self,
+        tenant: TenantId,
+        base_changes: u64,
+        log_changes: impl FnOnce(&Tally) -> u64,
+    ) {
         let mut tenants = self.tenants.lock().expect("not poisoned");
         let tally = tenants.entry(tenant).or_default();
         tally.base_changes = base_changes;
-        tally.log_changes = tally.logged_while_running;
+        tally.log_changes = log_changes(tally);
         tally.running = None;
     }
 

@@ -333,7 +333,7 @@ async fn apply_stream(
                 state.revision = r.revision;
                 let size = state.size();
                 projection.replace(r.tenant, state);
-                compactor.based(r.tenant, r.changes, 0);
+                compactor.based(r.tenant, r.changes);
                 follower.metrics.snapshots.inc();
                 follower
                     .metrics

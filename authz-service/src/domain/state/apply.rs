@@ -33,7 +33,8 @@ fn following(last: Option<(Uuid, u32)>, ids: &[Uuid], id: Uuid) -> Option<u32> {
     if id.is_nil() {
         return None;
     }
-    (last + 1..=last + FOLLOWING_SLOTS).find(|slot| ids.get(*slot as usize) == Some(&id))
+    (last.saturating_add(1)..=last.saturating_add(FOLLOWING_SLOTS))
+        .find(|slot| ids.get(*slot as usize) == Some(&id))
 }
 
 /// Pending memberships ordered by user, each user's in the order they came (a

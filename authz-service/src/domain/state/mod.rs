@@ -564,6 +564,7 @@ mod tests {
         assert_eq!(bulk.user(a_slot).memberships.len(), 1);
         bulk.check_indexes().unwrap();
     }
+
     /// A stored base lists memberships user by user in slot order, and a bulk
     /// load finds each user among the few slots after the last one before it
     /// asks the table. Users without memberships (skipped by the base), users
@@ -608,18 +609,11 @@ mod tests {
         }
         let base = original.changes();
         let mut loaded = TenantState::bulk();
-        for change in base.clone() {
+        for change in base.iter().cloned() {
             loaded.apply(change);
         }
         loaded.finish_bulk();
         assert_eq!(loaded.changes(), base);
         loaded.check_indexes().unwrap();
-        // And again from the loaded state, whose slots now have no gaps.
-        let mut again = TenantState::bulk();
-        for change in base.clone() {
-            again.apply(change);
-        }
-        again.finish_bulk();
-        assert_eq!(again.changes(), base);
     }
 }
